@@ -1,0 +1,46 @@
+//! rafka-raft: the multi-raft runtime under rafka's brokers.
+//!
+//! It replicates opaque entries for numbered Raft groups and stores them in segmented log
+//! files; it knows nothing of topics or records beyond what an entry reports through
+//! [`LogPayload`] (record count, max timestamp), which is enough to give every entry a
+//! record offset and to index the log by offset and time. The Raft log *is* the data log.
+//!
+//! Map of the crate:
+//! - [`types`]: the openraft type config ([`TypeConfig`]), [`App`] and [`LogPayload`].
+//! - [`runtime`]: [`LogRuntime`], one per broker: RocksDB metadata, IO threads, flusher
+//!   (group commit).
+//! - [`log`]: [`SegmentLog`], one group's log: openraft `RaftLogStorage` and `RaftLogReader`,
+//!   truncate, purge, crash recovery, offset and timestamp lookups.
+//! - [`segment`] (private): segment and sparse-index files, scanning and recovery.
+//! - [`codec`]: byte formats of entries and index records.
+//! - [`meta`]: vote, committed and purge point per group in RocksDB.
+//! - [`config`]: [`LogConfig`], [`FlushPolicy`].
+//! - [`error`]: [`Error`] with stable codes. [`metrics`]: metric names.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod log;
+pub mod meta;
+pub mod metrics;
+pub mod runtime;
+mod segment;
+pub mod types;
+
+pub use config::FlushPolicy;
+pub use config::LogConfig;
+pub use error::Error;
+pub use log::EntryLocation;
+pub use log::RecoveryStats;
+pub use log::SegmentLog;
+pub use runtime::LogRuntime;
+pub use types::App;
+pub use types::Entry;
+pub use types::GroupId;
+pub use types::LogId;
+pub use types::LogPayload;
+pub use types::ReplicaId;
+pub use types::ReplicaNode;
+pub use types::TypeConfig;
+pub use types::Vote;
+pub use types::log_id;

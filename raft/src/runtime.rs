@@ -1,0 +1,209 @@
+//! The broker-wide IO machinery behind every group's log: IO threads that write appends to
+//! segment files, and one flusher that fdatasyncs dirty files and fires every waiting
+//! callback after the sync (group commit).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::Condvar;
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::config::FlushPolicy;
+use crate::config::LogConfig;
+use crate::error::Error;
+use crate::log::SegmentLog;
+use crate::meta::MetaStore;
+use crate::metrics as m;
+use crate::types::App;
+use crate::types::GroupId;
+
+/// A unit of work for an IO thread.
+pub(crate) type Job = Box<dyn FnOnce() + Send>;
+/// Called once the file a write went to is durable (or failed to become so).
+pub(crate) type FlushDone = Box<dyn FnOnce(io::Result<()>) + Send>;
+
+/// The storage runtime of one broker: its metadata store, its IO threads and its flusher.
+/// Open each hosted group's log with [`LogRuntime::open_group`].
+#[derive(Clone)]
+pub struct LogRuntime {
+    pub(crate) inner: Arc<RuntimeInner>,
+}
+
+pub(crate) struct RuntimeInner {
+    pub meta: MetaStore,
+    pub config: LogConfig,
+    pub root: PathBuf,
+    io: Vec<Mutex<mpsc::Sender<Job>>>,
+    pub flusher: Arc<Flusher>,
+}
+
+impl LogRuntime {
+    /// Opens the runtime over `data_dir` (`meta/` holds RocksDB, `groups/` the segment files)
+    /// and starts its threads. They stop when the last handle and group log are dropped.
+    pub fn open(data_dir: &Path, config: LogConfig) -> Result<LogRuntime, Error> {
+        config.validate()?;
+        std::fs::create_dir_all(data_dir.join("groups"))?;
+        let meta = MetaStore::open(&data_dir.join("meta"))?;
+        let flusher = Flusher::start(config.flush)?;
+        let mut io = Vec::with_capacity(config.io_threads);
+        for i in 0..config.io_threads {
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new().name(format!("rafka-log-io-{i}")).spawn(move || {
+                while let Ok(job) = rx.recv() {
+                    job();
+                }
+            })?;
+            io.push(Mutex::new(tx));
+        }
+        Ok(LogRuntime {
+            inner: Arc::new(RuntimeInner {
+                meta,
+                config,
+                root: data_dir.to_path_buf(),
+                io,
+                flusher,
+            }),
+        })
+    }
+
+    /// Opens (recovering, or creating when new) the log of `group`.
+    pub fn open_group<A: App>(&self, group: GroupId) -> Result<SegmentLog<A>, Error> {
+        SegmentLog::open(self.inner.clone(), group)
+    }
+
+    /// The log settings in force.
+    pub fn config(&self) -> &LogConfig {
+        &self.inner.config
+    }
+}
+
+impl RuntimeInner {
+    /// Queues `job` on the IO thread that owns `group`; a group's jobs run in order.
+    pub fn submit(&self, group: GroupId, job: Job) -> io::Result<()> {
+        let tx = &self.io[(group % self.io.len() as u64) as usize];
+        tx.lock().unwrap().send(job).map_err(|_| io::Error::other("log IO thread has stopped"))
+    }
+
+    pub fn group_dir(&self, group: GroupId) -> PathBuf {
+        self.root.join("groups").join(format!("{group:020}"))
+    }
+}
+
+impl Drop for RuntimeInner {
+    fn drop(&mut self) {
+        self.flusher.stop();
+    }
+}
+
+struct FlushReq {
+    file: Arc<File>,
+    done: FlushDone,
+}
+
+#[derive(Default)]
+struct FlushQueue {
+    reqs: Vec<FlushReq>,
+    stop: bool,
+}
+
+/// Syncs files written by the IO threads. With [`FlushPolicy::Always`] a round starts as soon
+/// as anything waits, and every append that arrived during the previous round shares the
+/// next one: one fdatasync per dirty file per round, however many appends it holds.
+pub(crate) struct Flusher {
+    queue: Mutex<FlushQueue>,
+    wake: Condvar,
+}
+
+impl Flusher {
+    fn start(policy: FlushPolicy) -> io::Result<Arc<Flusher>> {
+        let f =
+            Arc::new(Flusher { queue: Mutex::new(FlushQueue::default()), wake: Condvar::new() });
+        let run = f.clone();
+        std::thread::Builder::new()
+            .name("rafka-log-flusher".into())
+            .spawn(move || run.run(policy))?;
+        Ok(f)
+    }
+
+    /// Calls `done` once `file` has been fdatasynced after this call.
+    pub fn submit(&self, file: Arc<File>, done: FlushDone) {
+        let mut q = self.queue.lock().unwrap();
+        q.reqs.push(FlushReq { file, done });
+        drop(q);
+        self.wake.notify_one();
+    }
+
+    fn stop(&self) {
+        self.queue.lock().unwrap().stop = true;
+        self.wake.notify_one();
+    }
+
+    fn run(&self, policy: FlushPolicy) {
+        loop {
+            let (reqs, stop) = {
+                let mut q = self.queue.lock().unwrap();
+                match policy {
+                    FlushPolicy::Always => {
+                        while q.reqs.is_empty() && !q.stop {
+                            q = self.wake.wait(q).unwrap();
+                        }
+                    }
+                    FlushPolicy::Interval(every) => {
+                        let deadline = Instant::now() + every;
+                        while !q.stop {
+                            let now = Instant::now();
+                            if now >= deadline {
+                                break;
+                            }
+                            q = self.wake.wait_timeout(q, deadline - now).unwrap().0;
+                        }
+                    }
+                }
+                (std::mem::take(&mut q.reqs), q.stop)
+            };
+            Self::flush_round(reqs);
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn flush_round(reqs: Vec<FlushReq>) {
+        if reqs.is_empty() {
+            return;
+        }
+        metrics::histogram!(m::LOG_FLUSH_BATCH_APPENDS).record(reqs.len() as f64);
+        let mut synced: HashMap<*const File, io::ErrorKind> = HashMap::new();
+        let mut failed: HashMap<*const File, String> = HashMap::new();
+        for r in &reqs {
+            let key = Arc::as_ptr(&r.file);
+            if synced.contains_key(&key) {
+                continue;
+            }
+            let started = Instant::now();
+            let res = r.file.sync_data();
+            metrics::histogram!(m::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+            match res {
+                Ok(()) => synced.insert(key, io::ErrorKind::Other),
+                Err(e) => {
+                    tracing::error!(error = %e, "fdatasync of a segment file failed");
+                    failed.insert(key, e.to_string());
+                    synced.insert(key, e.kind())
+                }
+            };
+        }
+        for r in reqs {
+            let key = Arc::as_ptr(&r.file);
+            let res = match failed.get(&key) {
+                None => Ok(()),
+                Some(msg) => Err(io::Error::new(synced[&key], msg.clone())),
+            };
+            (r.done)(res);
+        }
+    }
+}
