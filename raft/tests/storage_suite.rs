@@ -17,7 +17,9 @@ struct Builder {
 }
 
 impl StoreBuilder<C, SegmentLog<TestApp>, MemStateMachine, TempDir> for Builder {
-    async fn build(&self) -> Result<(TempDir, SegmentLog<TestApp>, MemStateMachine), StorageError<C>> {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, SegmentLog<TestApp>, MemStateMachine), StorageError<C>> {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = common::runtime(dir.path(), self.cfg.clone());
         let log = rt.open_group::<TestApp>(7).expect("open group");
