@@ -33,6 +33,7 @@ pub use error::Error;
 pub use log::EntryLocation;
 pub use log::RecoveryStats;
 pub use log::SegmentLog;
+pub use runtime::FlushStats;
 pub use runtime::LogRuntime;
 pub use types::App;
 pub use types::Entry;

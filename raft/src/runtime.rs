@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Condvar;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -80,6 +82,35 @@ impl LogRuntime {
     pub fn config(&self) -> &LogConfig {
         &self.inner.config
     }
+
+    /// What the flusher has done since the runtime started.
+    pub fn flush_stats(&self) -> FlushStats {
+        let f = &self.inner.flusher;
+        FlushStats {
+            rounds: f.rounds.load(Ordering::Relaxed),
+            syncs: f.syncs.load(Ordering::Relaxed),
+            appends: f.appends.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Fault injection for tests: while paused, the flusher starts no new round, so no
+    /// append becomes durable (and no flush callback fires).
+    #[doc(hidden)]
+    pub fn set_flusher_paused(&self, paused: bool) {
+        self.inner.flusher.queue.lock().unwrap().paused = paused;
+        self.inner.flusher.wake.notify_one();
+    }
+}
+
+/// Counters of the broker-wide flusher.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Flush rounds run (each syncs every file dirtied since the previous round).
+    pub rounds: u64,
+    /// fdatasync calls made.
+    pub syncs: u64,
+    /// Appends made durable (or failed) by those rounds.
+    pub appends: u64,
 }
 
 impl RuntimeInner {
@@ -109,6 +140,7 @@ struct FlushReq {
 struct FlushQueue {
     reqs: Vec<FlushReq>,
     stop: bool,
+    paused: bool,
 }
 
 /// Syncs files written by the IO threads. With [`FlushPolicy::Always`] a round starts as soon
@@ -117,12 +149,20 @@ struct FlushQueue {
 pub(crate) struct Flusher {
     queue: Mutex<FlushQueue>,
     wake: Condvar,
+    rounds: AtomicU64,
+    syncs: AtomicU64,
+    appends: AtomicU64,
 }
 
 impl Flusher {
     fn start(policy: FlushPolicy) -> io::Result<Arc<Flusher>> {
-        let f =
-            Arc::new(Flusher { queue: Mutex::new(FlushQueue::default()), wake: Condvar::new() });
+        let f = Arc::new(Flusher {
+            queue: Mutex::new(FlushQueue::default()),
+            wake: Condvar::new(),
+            rounds: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+        });
         let run = f.clone();
         std::thread::Builder::new()
             .name("rafka-log-flusher".into())
@@ -149,7 +189,7 @@ impl Flusher {
                 let mut q = self.queue.lock().unwrap();
                 match policy {
                     FlushPolicy::Always => {
-                        while q.reqs.is_empty() && !q.stop {
+                        while (q.reqs.is_empty() || q.paused) && !q.stop {
                             q = self.wake.wait(q).unwrap();
                         }
                     }
@@ -157,26 +197,29 @@ impl Flusher {
                         let deadline = Instant::now() + every;
                         while !q.stop {
                             let now = Instant::now();
-                            if now >= deadline {
+                            if now >= deadline && !q.paused {
                                 break;
                             }
-                            q = self.wake.wait_timeout(q, deadline - now).unwrap().0;
+                            let wait = deadline.saturating_duration_since(now).max(every / 4);
+                            q = self.wake.wait_timeout(q, wait).unwrap().0;
                         }
                     }
                 }
                 (std::mem::take(&mut q.reqs), q.stop)
             };
-            Self::flush_round(reqs);
+            self.flush_round(reqs);
             if stop {
                 return;
             }
         }
     }
 
-    fn flush_round(reqs: Vec<FlushReq>) {
+    fn flush_round(&self, reqs: Vec<FlushReq>) {
         if reqs.is_empty() {
             return;
         }
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        self.appends.fetch_add(reqs.len() as u64, Ordering::Relaxed);
         metrics::histogram!(m::LOG_FLUSH_BATCH_APPENDS).record(reqs.len() as f64);
         let mut synced: HashMap<*const File, io::ErrorKind> = HashMap::new();
         let mut failed: HashMap<*const File, String> = HashMap::new();
@@ -187,6 +230,7 @@ impl Flusher {
             }
             let started = Instant::now();
             let res = r.file.sync_data();
+            self.syncs.fetch_add(1, Ordering::Relaxed);
             metrics::histogram!(m::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
             match res {
                 Ok(()) => synced.insert(key, io::ErrorKind::Other),

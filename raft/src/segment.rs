@@ -169,7 +169,16 @@ pub(crate) fn scan(
                 }
                 let want = need.max(READ_CHUNK).min((end - pos) as usize);
                 let mut next = BytesMut::zeroed(want);
-                file.read_exact_at(&mut next, pos)?;
+                // The file may have been cut (truncation racing a reader): read what is
+                // there and treat a short file as the end of the data.
+                let got = read_up_to(file, &mut next, pos)?;
+                if got < need {
+                    return Ok(ScanEnd::Invalid {
+                        pos,
+                        reason: "entry runs past the end of the file",
+                    });
+                }
+                next.truncate(got);
                 buf = next.freeze();
                 buf_pos = pos;
             }
@@ -177,6 +186,20 @@ pub(crate) fn scan(
         }
     }
     Ok(ScanEnd::Clean)
+}
+
+/// Fills `buf` from `pos` as far as the file goes; returns the bytes read.
+fn read_up_to(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], pos + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// Reads the header of the entry at `pos`, verifying the whole record.
@@ -229,7 +252,15 @@ pub(crate) struct Recovered {
 pub(crate) fn recover(dir: &Path, first_index: u64, interval: u32) -> io::Result<Recovered> {
     let (log_path, index_path) = paths(dir, first_index);
     let file = OpenOptions::new().read(true).write(true).open(&log_path)?;
-    let file_len = file.metadata()?.len();
+    let meta = file.metadata()?;
+    let file_len = meta.len();
+    // Age for time-based rolling survives restarts: birth time where the filesystem keeps
+    // it, else the last modification.
+    let born = meta.created().or_else(|_| meta.modified()).ok();
+    let created = born
+        .and_then(|t| t.elapsed().ok())
+        .and_then(|age| Instant::now().checked_sub(age))
+        .unwrap_or_else(Instant::now);
     let mut index = load_index(&index_path)?;
 
     // Find the last index record that points at a valid entry matching it.
@@ -303,7 +334,7 @@ pub(crate) fn recover(dir: &Path, first_index: u64, interval: u32) -> io::Result
             prefix_max_timestamp: max_ts,
             index,
             index_persisted,
-            created: Instant::now(),
+            created,
         },
         invalid_tail,
         scanned_bytes: file_len - scan_from,

@@ -41,6 +41,11 @@ pub trait App:
     type Data: LogPayload;
     /// What applying a normal entry returns to the proposer.
     type Response: Send + Sync + 'static;
+    /// Whether entries carry record offsets that must stay exact. When true (partition
+    /// logs), purging past the end of the local log needs the offset from the installed
+    /// snapshot ([`crate::SegmentLog::set_snapshot_offset`]); when false (the controller),
+    /// offsets are not used and that purge just keeps counting from the local end.
+    const RECORD_OFFSETS: bool = true;
 }
 
 /// The openraft type config of application `A`: standard Raft leader ids (one leader per

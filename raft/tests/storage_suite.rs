@@ -1,28 +1,35 @@
 //! openraft's own log-storage test suite, run against the segmented log.
+//!
+//! The suite purges past the end of the log without installing a snapshot, which only a
+//! log without record offsets allows (see `App::RECORD_OFFSETS`), so it runs on
+//! `NoOffsetsApp`; record offsets are covered by `model.rs` and `recovery.rs`.
 
 mod common;
 
-use common::C;
 use common::MemStateMachine;
-use common::TestApp;
+use common::NoOffsetsApp;
 use openraft::StorageError;
 use openraft::testing::log::StoreBuilder;
 use openraft::testing::log::Suite;
 use rafka_raft::LogConfig;
 use rafka_raft::SegmentLog;
+use rafka_raft::TypeConfig;
 use tempfile::TempDir;
+
+type C = TypeConfig<NoOffsetsApp>;
 
 struct Builder {
     cfg: LogConfig,
 }
 
-impl StoreBuilder<C, SegmentLog<TestApp>, MemStateMachine, TempDir> for Builder {
+impl StoreBuilder<C, SegmentLog<NoOffsetsApp>, MemStateMachine<NoOffsetsApp>, TempDir> for Builder {
     async fn build(
         &self,
-    ) -> Result<(TempDir, SegmentLog<TestApp>, MemStateMachine), StorageError<C>> {
+    ) -> Result<(TempDir, SegmentLog<NoOffsetsApp>, MemStateMachine<NoOffsetsApp>), StorageError<C>>
+    {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = common::runtime(dir.path(), self.cfg.clone());
-        let log = rt.open_group::<TestApp>(7).expect("open group");
+        let log = rt.open_group::<NoOffsetsApp>(7).expect("open group");
         Ok((dir, log, MemStateMachine::default()))
     }
 }

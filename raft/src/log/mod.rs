@@ -229,7 +229,12 @@ impl<A: App> State<A> {
                     _ => s.base_offset,
                 }
             }
-            None => self.next_offset,
+            // Nothing written yet: the first cached entry, else the purge point.
+            None => match (self.tail.front(), self.purged) {
+                (Some(c), _) => c.header.base_offset,
+                (None, Some(p)) => p.next_offset,
+                (None, None) => self.next_offset,
+            },
         }
     }
 }

@@ -5,7 +5,10 @@ use super::*;
 impl<A: App> SegmentLog<A> {
     pub(crate) fn open(rt: Arc<RuntimeInner>, group: GroupId) -> Result<SegmentLog<A>, Error> {
         let dir = rt.group_dir(group);
-        std::fs::create_dir_all(&dir)?;
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            segment::sync_dir(dir.parent().expect("groups dir"))?;
+        }
         let mut firsts = Vec::new();
         for ent in std::fs::read_dir(&dir)? {
             let name = ent?.file_name();
@@ -39,9 +42,12 @@ impl<A: App> SegmentLog<A> {
                 metrics::counter!(m::LOG_RECOVERY_TRUNCATED_BYTES).increment(len - pos);
                 recovery.truncated_bytes += len - pos;
                 seg.file.set_len(pos)?;
-                seg.file.sync_data()?;
             }
             if i + 1 == n {
+                // The tail may be bytes a killed process wrote but never synced, still in
+                // the page cache: make them durable before calling them durable (they may
+                // be acknowledged to the leader as soon as the group starts).
+                seg.file.sync_data()?;
                 // New index records are appended after the valid ones: drop any torn or
                 // stale records after them first.
                 let want = (seg.index_persisted * INDEX_RECORD_LEN) as u64;
@@ -111,9 +117,7 @@ impl<A: App> SegmentLog<A> {
             next_offset = Some(s.next_offset);
             last_log_id = Some(log_id(lt, li));
         }
-        if count > 0 {
-            segment::sync_dir(&dir)?;
-        }
+        segment::sync_dir(&dir)?;
 
         let next_offset = next_offset.unwrap_or(0);
         let mut state = State {

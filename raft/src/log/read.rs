@@ -19,25 +19,47 @@ impl Target {
 }
 
 impl<A: App> Shared<A> {
+    /// Finds the first retained entry that reaches `target`. Segment files are scanned
+    /// one at a time without holding the state lock.
     pub(super) fn find(&self, target: Target) -> io::Result<Option<EntryLocation>> {
-        let st = lock(&self.state);
-        if let Target::Offset(o) = target
-            && (o < st.log_start_offset() || o >= st.next_offset)
-        {
-            return Ok(None);
-        }
-        let purged = st.purged.map(|p| p.log_id.index);
-        let first_seg = match target {
-            Target::Offset(o) => st.segments.partition_point(|s| s.next_offset <= o),
-            Target::Timestamp(ts) => st.segments.partition_point(|s| s.prefix_max_timestamp < ts),
-        };
-        for s in &st.segments[first_seg..] {
-            let from = match target {
-                Target::Offset(o) => s.seek_offset(o),
-                Target::Timestamp(ts) => s.seek_timestamp(ts),
+        let mut scanned: Option<u64> = None; // first index of the last segment scanned
+        loop {
+            let (file, from, size, first_index, purged) = {
+                let st = lock(&self.state);
+                if let Target::Offset(o) = target
+                    && (o < st.log_start_offset() || o >= st.next_offset)
+                {
+                    return Ok(None);
+                }
+                let purged = st.purged.map(|p| p.log_id.index);
+                let i = match (scanned, target) {
+                    (Some(f), _) => st.segments.partition_point(|s| s.first_index <= f),
+                    (None, Target::Offset(o)) => {
+                        st.segments.partition_point(|s| s.next_offset <= o)
+                    }
+                    (None, Target::Timestamp(ts)) => {
+                        st.segments.partition_point(|s| s.prefix_max_timestamp < ts)
+                    }
+                };
+                let Some(s) = st.segments.get(i) else {
+                    // Past the segment files: entries not yet written.
+                    let written = st.written_index();
+                    return Ok(st
+                        .tail
+                        .iter()
+                        .filter(|c| Some(c.header.index) > written && Some(c.header.index) > purged)
+                        .find(|c| target.reached(&c.header))
+                        .map(|c| EntryLocation::from(&c.header)));
+                };
+                let from = match target {
+                    Target::Offset(o) => s.seek_offset(o),
+                    Target::Timestamp(ts) => s.seek_timestamp(ts),
+                };
+                (s.file.clone(), from, s.size, s.first_index, purged)
             };
+            scanned = Some(first_index);
             let mut found = None;
-            segment::scan(&s.file, from, s.size, |h, _, _| {
+            segment::scan(&file, from, size, |h, _, _| {
                 if Some(h.index) > purged && target.reached(h) {
                     found = Some(EntryLocation::from(h));
                     return false;
@@ -48,15 +70,8 @@ impl<A: App> Shared<A> {
                 return Ok(found);
             }
         }
-        // Entries not yet written to a segment.
-        let written = st.written_index();
-        Ok(st
-            .tail
-            .iter()
-            .filter(|c| Some(c.header.index) > written && Some(c.header.index) > purged)
-            .find(|c| target.reached(&c.header))
-            .map(|c| EntryLocation::from(&c.header)))
     }
+
     /// Reads entries `[start, end)` from segment files; blocking.
     pub(super) fn read_disk(&self, start: u64, end: u64) -> io::Result<Vec<Entry<A>>> {
         let mut out = Vec::with_capacity((end - start).min(1024) as usize);

@@ -1,6 +1,13 @@
 //! openraft's `RaftLogStorage` over the segmented log.
 
 use super::*;
+use crate::codec::ENTRY_HEADER_LEN;
+use crate::codec::MAX_ENTRY_LEN;
+use crate::types::LogPayload;
+use openraft::EntryPayload;
+
+/// Upper bound of one append batch, keeping segment positions within u32.
+const MAX_APPEND_BYTES: usize = 1 << 30;
 
 impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
     type LogReader = SegmentLog<A>;
@@ -32,7 +39,11 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        self.shared.rt.meta.read_committed(self.shared.group)
+        // The committed id is written without sync and may reach disk ahead of the entries
+        // (with flush = interval): never report more than the log holds.
+        let committed = self.shared.rt.meta.read_committed(self.shared.group)?;
+        let last = lock(&self.shared.state).last_log_id;
+        Ok(committed.min(last))
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig<A>>) -> io::Result<()>
@@ -40,21 +51,41 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
         I: IntoIterator<Item = Entry<A>> + Send,
         I::IntoIter: Send,
     {
+        let entries: Vec<Entry<A>> = entries.into_iter().collect();
         let mut buf = BytesMut::new();
-        let mut headers = Vec::new();
+        let mut headers = Vec::with_capacity(entries.len());
         {
             let mut st = lock(&self.shared.state);
             st.check_failed()?;
-            for entry in entries {
-                let index = entry.log_id.index;
-                if let Some(l) = st.last_log_id
-                    && l.index + 1 != index
+            // Check the whole batch first: a refused append changes nothing.
+            let mut prev = st.last_log_id;
+            let mut total = 0usize;
+            for entry in &entries {
+                let len = match &entry.payload {
+                    EntryPayload::Normal(d) => d.encoded_len(),
+                    _ => 0,
+                } + ENTRY_HEADER_LEN;
+                total += len;
+                if len > MAX_ENTRY_LEN || total > MAX_APPEND_BYTES {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!(
+                            "append of entry {} is too large ({len} bytes, {total} in the batch)",
+                            entry.log_id
+                        ),
+                    ));
+                }
+                if let Some(l) = prev
+                    && l.index + 1 != entry.log_id.index
                 {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
-                        format!("append of entry {index} after {l} would leave a hole"),
+                        format!("append of entry {} after {l} would leave a hole", entry.log_id),
                     ));
                 }
+                prev = Some(entry.log_id);
+            }
+            for entry in entries {
                 let at = buf.len();
                 let header = encode_entry::<A>(&entry, st.next_offset, &mut buf);
                 st.next_offset = header.next_offset();
@@ -78,10 +109,10 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
-        self.run_io(move |s| s.truncate(last_log_id)).await
+        self.run_io(move |s| s.fail_on_err(s.truncate(last_log_id))).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        self.run_io(move |s| s.purge(log_id)).await
+        self.run_io(move |s| s.fail_on_err(s.purge(log_id))).await
     }
 }

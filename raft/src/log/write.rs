@@ -4,6 +4,18 @@
 use super::*;
 
 impl<A: App> Shared<A> {
+    /// Marks the group failed when a truncate or purge failed midway (its files and memory
+    /// may disagree): openraft treats storage errors as fatal, and so does the log.
+    pub(super) fn fail_on_err<T>(&self, res: io::Result<T>) -> io::Result<T> {
+        if let Err(e) = &res
+            && e.kind() != io::ErrorKind::InvalidInput
+        {
+            tracing::error!(group = self.group, error = %e, "log operation failed");
+            lock(&self.state).failed.get_or_insert_with(|| e.to_string());
+        }
+        res
+    }
+
     /// IO thread: writes one encoded append batch and queues it for flushing.
     ///
     /// Takes the `Arc` by value and lets go of it before signalling anyone, and flush
@@ -29,8 +41,15 @@ impl<A: App> Shared<A> {
         };
         let last = headers.last().expect("non-empty batch").0;
         let on_durable = move |r: &io::Result<()>| {
-            if let (Ok(()), Some(shared)) = (r, weak.upgrade()) {
-                shared.on_durable(seg_first, size, generation, &last);
+            let Some(shared) = weak.upgrade() else { return };
+            match r {
+                Ok(()) => shared.on_durable(seg_first, size, generation, &last),
+                // After a failed fsync Linux may mark the pages clean, so a later fsync would
+                // "succeed" over lost bytes: the group must stop accepting writes.
+                Err(e) => {
+                    tracing::error!(group = shared.group, error = %e, "fdatasync failed");
+                    lock(&shared.state).failed = Some(format!("fdatasync failed: {e}"));
+                }
             }
         };
         match rt.config.flush {
@@ -232,9 +251,10 @@ impl<A: App> Shared<A> {
         if let Some(p) = st.purged
             && cut <= p.log_id.index
         {
-            return Err(io::Error::other(format!(
-                "truncate after {last:?} is inside the purged prefix"
-            )));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("truncate after {last:?} is inside the purged prefix"),
+            ));
         }
         let mut next_offset = None;
         let mut removed = false;
@@ -246,6 +266,11 @@ impl<A: App> Shared<A> {
             next_offset = Some(s.base_offset);
             remove_segment_files(&s)?;
             removed = true;
+        }
+        if removed {
+            // Durable before the cut below: a crash must not bring back later segments
+            // after a shortened one (a hole), only leave a longer suffix.
+            segment::sync_dir(&self.dir)?;
         }
         *w = None;
         if let Some(s) = st.segments.last_mut()
@@ -270,7 +295,6 @@ impl<A: App> Shared<A> {
             })?;
             let (pos, base) = cut_at.ok_or_else(|| corrupt_read(s, cut))?;
             s.file.set_len(pos)?;
-            s.file.sync_data()?;
             s.index.truncate(i);
             s.index_persisted = s.index_persisted.min(i);
             let idx =
@@ -278,14 +302,16 @@ impl<A: App> Shared<A> {
             idx.set_len((s.index_persisted * INDEX_RECORD_LEN) as u64)?;
             idx.sync_data()?;
             s.size = pos;
-            s.durable_size = s.durable_size.min(pos);
             s.last = prev;
             s.next_offset = base;
             s.max_timestamp = max_ts;
             next_offset = Some(base);
         }
-        if removed {
-            segment::sync_dir(&self.dir)?;
+        // Everything kept is made durable here: flush completions of earlier writes are
+        // discarded (generation bump below), so they cannot be what advances `flushed`.
+        if let Some(s) = st.segments.last_mut() {
+            s.file.sync_data()?;
+            s.durable_size = s.size;
         }
         st.recompute_prefix_max();
         let next_offset = match next_offset {
@@ -303,62 +329,83 @@ impl<A: App> Shared<A> {
         st.last_log_id = last.or(st.purged.map(|p| p.log_id));
         st.next_offset = next_offset;
         st.generation += 1;
-        if st.flushed.is_some_and(|f| f.index >= cut) {
-            st.flushed = st.last_log_id;
-            st.flushed_offset = next_offset;
-        }
+        st.flushed = st.last_log_id;
+        st.flushed_offset = next_offset;
         Ok(())
     }
 
     /// IO thread: forgets every entry up to and including `upto`, deleting whole segments.
+    ///
+    /// The purge point is made durable before any file goes; the state lock is not held
+    /// across that write or the unlinks, so the flusher and readers of this group (and the
+    /// other groups on the same flusher) are not stalled by it.
     pub(super) fn purge(&self, upto: LogId) -> io::Result<()> {
         let mut w = lock(&self.writer);
-        let mut st = lock(&self.state);
-        st.check_failed()?;
-        if st.purged.is_some_and(|p| p.log_id.index >= upto.index) {
-            return Ok(());
-        }
-        let beyond = st.last_log_id.is_none_or(|l| l.index <= upto.index);
-        let next_offset = match st.header_of(upto.index)? {
-            Some(h) => h.next_offset(),
-            None => match st.snapshot_offset {
-                Some((i, o)) if i == upto.index => o,
-                _ if beyond => st.next_offset,
-                // Below the first stored entry: nothing to delete, offsets start where the
-                // stored entries do.
-                _ if upto.index < st.first_index() => st.log_start_offset(),
-                _ => return Err(io::Error::other(format!("purge up to {upto}: entry not found"))),
-            },
-        };
-        let purged = PurgedState { log_id: upto, next_offset };
-        self.rt.meta.save_purged(self.group, &purged)?;
-        let mut removed = false;
-        while let Some(s) = st.segments.first() {
-            let gone = beyond || s.last_index().is_some_and(|l| l <= upto.index);
-            if !gone {
-                break;
+        let (purged, gone, beyond) = {
+            let mut st = lock(&self.state);
+            st.check_failed()?;
+            if st.purged.is_some_and(|p| p.log_id.index >= upto.index) {
+                return Ok(());
             }
-            remove_segment_files(&st.segments.remove(0))?;
-            removed = true;
-        }
+            let beyond = st.last_log_id.is_none_or(|l| l.index <= upto.index);
+            let next_offset = match st.header_of(upto.index)? {
+                Some(h) => h.next_offset(),
+                None => match st.snapshot_offset {
+                    Some((i, o)) if i == upto.index => o,
+                    // Entries between our last one and `upto` are unknown to us; only the
+                    // state machine's snapshot knows how many records they held.
+                    _ if beyond && A::RECORD_OFFSETS => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!(
+                                "purge up to {upto} passes the end of the log, but no \
+                                 snapshot offset was set for it (set_snapshot_offset)"
+                            ),
+                        ));
+                    }
+                    _ if beyond => st.next_offset,
+                    // Below the first stored entry: nothing to delete, offsets start where
+                    // the stored entries do.
+                    _ if upto.index < st.first_index() => st.log_start_offset(),
+                    _ => {
+                        return Err(io::Error::other(format!(
+                            "purge up to {upto}: entry not found"
+                        )));
+                    }
+                },
+            };
+            let purged = PurgedState { log_id: upto, next_offset };
+            let mut gone = Vec::new();
+            while let Some(s) = st.segments.first() {
+                if !(beyond || s.last_index().is_some_and(|l| l <= upto.index)) {
+                    break;
+                }
+                gone.push(st.segments.remove(0));
+            }
+            st.purged = Some(purged);
+            while st.tail.front().is_some_and(|c| c.header.index <= upto.index) {
+                let c = st.tail.pop_front().expect("front");
+                st.tail_bytes -= c.size;
+            }
+            if beyond {
+                st.last_log_id = Some(upto);
+                st.next_offset = next_offset;
+                st.flushed = Some(upto);
+                st.flushed_offset = next_offset;
+            }
+            st.recompute_prefix_max();
+            (purged, gone, beyond)
+        };
         if beyond {
             *w = None;
         }
-        if removed {
+        self.rt.meta.save_purged(self.group, &purged)?;
+        for s in &gone {
+            remove_segment_files(s)?;
+        }
+        if !gone.is_empty() {
             segment::sync_dir(&self.dir)?;
         }
-        st.purged = Some(purged);
-        while st.tail.front().is_some_and(|c| c.header.index <= upto.index) {
-            let c = st.tail.pop_front().expect("front");
-            st.tail_bytes -= c.size;
-        }
-        if beyond {
-            st.last_log_id = Some(upto);
-            st.next_offset = next_offset;
-            st.flushed = Some(upto);
-            st.flushed_offset = next_offset;
-        }
-        st.recompute_prefix_max();
         Ok(())
     }
 }

@@ -81,6 +81,17 @@ impl App for TestApp {
     type Response = u64;
 }
 
+/// Like [`TestApp`], for logs whose record offsets do not matter (as the controller's):
+/// openraft's storage suite purges past the end of the log without a snapshot offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct NoOffsetsApp;
+
+impl App for NoOffsetsApp {
+    type Data = TestData;
+    type Response = u64;
+    const RECORD_OFFSETS: bool = false;
+}
+
 pub type C = TypeConfig<TestApp>;
 
 pub fn normal(term: u64, index: u64, records: u32, ts: i64, body_len: usize) -> Entry<TestApp> {
@@ -130,13 +141,33 @@ struct SmState {
 
 type Meta = SnapshotMeta<rafka_raft::types::CommittedLeaderId, ReplicaId, ReplicaNode>;
 
-#[derive(Clone, Default)]
-pub struct MemStateMachine {
+pub struct MemStateMachine<A = TestApp> {
     state: Arc<Mutex<SmState>>,
     snapshot: Arc<Mutex<Option<(Meta, SmState)>>>,
+    _app: std::marker::PhantomData<A>,
 }
 
-impl RaftSnapshotBuilder<C> for MemStateMachine {
+impl<A> Clone for MemStateMachine<A> {
+    fn clone(&self) -> Self {
+        MemStateMachine {
+            state: self.state.clone(),
+            snapshot: self.snapshot.clone(),
+            _app: Default::default(),
+        }
+    }
+}
+
+impl<A> Default for MemStateMachine<A> {
+    fn default() -> Self {
+        MemStateMachine {
+            state: Default::default(),
+            snapshot: Default::default(),
+            _app: Default::default(),
+        }
+    }
+}
+
+impl<A: App<Response = u64>> RaftSnapshotBuilder<TypeConfig<A>> for MemStateMachine<A> {
     type SnapshotData = SmStateData;
 
     async fn build_snapshot(
@@ -155,9 +186,9 @@ impl RaftSnapshotBuilder<C> for MemStateMachine {
 /// Snapshot payload of [`MemStateMachine`].
 pub struct SmStateData(SmState);
 
-impl RaftStateMachine<C> for MemStateMachine {
+impl<A: App<Response = u64>> RaftStateMachine<TypeConfig<A>> for MemStateMachine<A> {
     type SnapshotData = SmStateData;
-    type SnapshotBuilder = MemStateMachine;
+    type SnapshotBuilder = MemStateMachine<A>;
 
     async fn applied_state(
         &mut self,
@@ -171,7 +202,7 @@ impl RaftStateMachine<C> for MemStateMachine {
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
     where
-        Strm: Stream<Item = io::Result<EntryResponder<C>>> + Unpin + Send,
+        Strm: Stream<Item = io::Result<EntryResponder<TypeConfig<A>>>> + Unpin + Send,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
             let applied = {

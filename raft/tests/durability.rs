@@ -1,0 +1,197 @@
+//! Group commit and durability: flush callbacks fire only after the fsync that covers them,
+//! concurrent appends share fsyncs, metadata survives restarts, bad requests change nothing.
+
+mod common;
+
+use std::time::Duration;
+use std::time::Instant;
+
+use common::C;
+use common::TestApp;
+use common::append_durable;
+use common::normal;
+use common::read_all;
+use futures::FutureExt;
+use openraft::RaftLogReader;
+use openraft::storage::IOFlushed;
+use openraft::storage::RaftLogStorage;
+use openraft::type_config::TypeConfigExt;
+use rafka_raft::FlushPolicy;
+use rafka_raft::LogConfig;
+use rafka_raft::LogRuntime;
+use rafka_raft::Vote;
+use rafka_raft::log_id;
+
+/// Polls `cond` until it holds, failing after a generous deadline.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_callbacks_wait_for_one_shared_fsync() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    rt.set_flusher_paused(true);
+
+    let mut pending = Vec::new();
+    for i in 0..50 {
+        let (tx, rx) = C::oneshot();
+        log.append([normal(1, i, 1, i as i64, 100)], IOFlushed::signal(tx)).await.unwrap();
+        pending.push(rx);
+    }
+    // Readable at once (before it is even written) ...
+    assert_eq!(log.try_get_log_entries(0..50).await.unwrap().len(), 50);
+    wait_until("all 50 entries are written", || log.written_log_id() == Some(log_id(1, 49))).await;
+    // ... written, but not durable: no callback may have fired.
+    assert_eq!(log.flushed_log_id(), None);
+    for rx in &mut pending {
+        assert!(rx.now_or_never().is_none(), "a flush callback fired before any fsync");
+    }
+
+    let before = rt.flush_stats();
+    rt.set_flusher_paused(false);
+    for rx in pending {
+        rx.await.unwrap().unwrap();
+    }
+    let after = rt.flush_stats();
+    assert_eq!(after.rounds - before.rounds, 1, "one round for everything queued");
+    assert_eq!(after.syncs - before.syncs, 1, "one fsync for 50 appends to one file");
+    assert_eq!(after.appends - before.appends, 50);
+    assert_eq!(log.flushed_log_id(), Some(log_id(1, 49)));
+    assert_eq!(log.flushed_offset(), 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_share_flush_rounds() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut logs: Vec<_> = (0..8).map(|g| rt.open_group::<TestApp>(g).unwrap()).collect();
+    rt.set_flusher_paused(true);
+    let mut pending = Vec::new();
+    for log in &mut logs {
+        let (tx, rx) = C::oneshot();
+        log.append([normal(1, 0, 1, 0, 10)], IOFlushed::signal(tx)).await.unwrap();
+        pending.push(rx);
+    }
+    wait_until("every group wrote", || logs.iter().all(|l| l.written_log_id().is_some())).await;
+    let before = rt.flush_stats();
+    rt.set_flusher_paused(false);
+    for rx in pending {
+        rx.await.unwrap().unwrap();
+    }
+    let after = rt.flush_stats();
+    assert_eq!(after.rounds - before.rounds, 1);
+    assert_eq!(after.syncs - before.syncs, 8, "one fsync per dirty file");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_policy_acknowledges_before_the_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        flush: FlushPolicy::Interval(Duration::from_millis(20)),
+        ..LogConfig::default()
+    };
+    let rt = LogRuntime::open(dir.path(), cfg).unwrap();
+    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    rt.set_flusher_paused(true);
+    append_durable(&mut log, vec![normal(1, 0, 3, 0, 10)]).await.unwrap();
+    assert_eq!(log.flushed_log_id(), None, "acknowledged, but nothing synced yet");
+    rt.set_flusher_paused(false);
+    wait_until("the interval flush catches up", || log.flushed_log_id() == Some(log_id(1, 0)))
+        .await;
+    assert_eq!(log.flushed_offset(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn segments_roll_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt =
+        LogRuntime::open(dir.path(), LogConfig { segment_ms: 1, ..LogConfig::default() }).unwrap();
+    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut i = 0;
+    while log.segment_count() < 3 {
+        assert!(Instant::now() < deadline, "segments never rolled by age");
+        append_durable(&mut log, vec![normal(1, i, 1, 0, 10)]).await.unwrap();
+        i += 1;
+    }
+    assert_eq!(read_all(&mut log).await.unwrap().len() as u64, i);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vote_committed_and_purge_point_survive_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let vote = Vote::new_committed(7, 3);
+    {
+        let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+        let mut log = rt.open_group::<TestApp>(4).unwrap();
+        let entries = (0..10).map(|i| normal(2, i, 2, 0, 10)).collect();
+        append_durable(&mut log, entries).await.unwrap();
+        log.save_vote(&vote).await.unwrap();
+        log.save_committed(Some(log_id(2, 8))).await.unwrap();
+        log.purge(log_id(2, 3)).await.unwrap();
+    }
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(4).unwrap();
+    assert_eq!(log.read_vote().await.unwrap(), Some(vote));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(2, 8)));
+    let st = log.get_log_state().await.unwrap();
+    assert_eq!(st.last_purged_log_id, Some(log_id(2, 3)));
+    assert_eq!(st.last_log_id, Some(log_id(2, 9)));
+    assert_eq!(log.log_start_offset(), 8);
+    assert_eq!(log.log_end_offset(), 20);
+    let first = read_all(&mut log).await.unwrap()[0].log_id;
+    assert_eq!(first, log_id(2, 4));
+    // Another group on the same runtime is untouched.
+    let mut other = rt.open_group::<TestApp>(5).unwrap();
+    assert_eq!(other.read_vote().await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    append_durable(&mut log, (0..8).map(|i| normal(1, i, 1, 0, 10)).collect()).await.unwrap();
+    log.purge(log_id(1, 4)).await.unwrap();
+    let before = read_all(&mut log).await.unwrap();
+
+    // An append that would leave a hole.
+    let err = append_durable(&mut log, vec![normal(1, 10, 1, 0, 10)]).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    // A batch whose second entry leaves a hole: refused whole, the first entry included.
+    let batch = vec![normal(1, 8, 1, 0, 10), normal(1, 10, 1, 0, 10)];
+    assert!(append_durable(&mut log, batch).await.is_err());
+    assert_eq!(log.last_log_id(), Some(log_id(1, 7)));
+    // A truncation inside the purged prefix.
+    assert!(log.truncate_after(Some(log_id(1, 2))).await.is_err());
+
+    // Purging past the end of the log without the snapshot's record offset.
+    let err = log.purge(log_id(1, 20)).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    // An entry over the size limit.
+    let err = append_durable(&mut log, vec![normal(1, 8, 1, 0, 64 << 20)]).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+
+    assert_eq!(read_all(&mut log).await.unwrap(), before);
+    assert_eq!(log.log_end_offset(), 8);
+    assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(1, 4)));
+    // The log still works.
+    append_durable(&mut log, vec![normal(1, 8, 1, 0, 10)]).await.unwrap();
+    assert_eq!(log.last_log_id(), Some(log_id(1, 8)));
+}
+
+#[test]
+fn invalid_config_is_refused_before_touching_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let err =
+        LogRuntime::open(&data, LogConfig { io_threads: 0, ..LogConfig::default() }).err().unwrap();
+    assert_eq!(err.code(), "CONFIG");
+    assert!(!data.exists());
+}
