@@ -2,8 +2,8 @@
 
 /// Histogram: seconds one fdatasync of a segment file took.
 pub const LOG_FSYNC_SECONDS: &str = "rafka_log_fsync_seconds";
-/// Histogram: appends made durable by one flush round (group-commit width).
-pub const LOG_FLUSH_BATCH_APPENDS: &str = "rafka_log_flush_batch_appends";
+/// Histogram: segment writes made durable by one flush round (group-commit width).
+pub const LOG_FLUSH_BATCH_WRITES: &str = "rafka_log_flush_batch_writes";
 /// Counter: entry bytes written to segment files.
 pub const LOG_APPENDED_BYTES: &str = "rafka_log_appended_bytes_total";
 /// Counter: entries written to segment files.
@@ -22,9 +22,9 @@ pub fn describe() {
         "Duration of one segment fdatasync"
     );
     metrics::describe_histogram!(
-        LOG_FLUSH_BATCH_APPENDS,
+        LOG_FLUSH_BATCH_WRITES,
         Unit::Count,
-        "Appends made durable by one flush round"
+        "Segment writes made durable by one flush round"
     );
     metrics::describe_counter!(
         LOG_APPENDED_BYTES,

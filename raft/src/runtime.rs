@@ -89,7 +89,7 @@ impl LogRuntime {
         FlushStats {
             rounds: f.rounds.load(Ordering::Relaxed),
             syncs: f.syncs.load(Ordering::Relaxed),
-            appends: f.appends.load(Ordering::Relaxed),
+            writes: f.writes.load(Ordering::Relaxed),
         }
     }
 
@@ -109,8 +109,9 @@ pub struct FlushStats {
     pub rounds: u64,
     /// fdatasync calls made.
     pub syncs: u64,
-    /// Appends made durable (or failed) by those rounds.
-    pub appends: u64,
+    /// Segment writes made durable (or failed) by those rounds; one write carries every
+    /// append that was waiting for the IO thread.
+    pub writes: u64,
 }
 
 impl RuntimeInner {
@@ -151,7 +152,7 @@ pub(crate) struct Flusher {
     wake: Condvar,
     rounds: AtomicU64,
     syncs: AtomicU64,
-    appends: AtomicU64,
+    writes: AtomicU64,
 }
 
 impl Flusher {
@@ -161,7 +162,7 @@ impl Flusher {
             wake: Condvar::new(),
             rounds: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
-            appends: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         });
         let run = f.clone();
         std::thread::Builder::new()
@@ -219,8 +220,8 @@ impl Flusher {
             return;
         }
         self.rounds.fetch_add(1, Ordering::Relaxed);
-        self.appends.fetch_add(reqs.len() as u64, Ordering::Relaxed);
-        metrics::histogram!(m::LOG_FLUSH_BATCH_APPENDS).record(reqs.len() as f64);
+        self.writes.fetch_add(reqs.len() as u64, Ordering::Relaxed);
+        metrics::histogram!(m::LOG_FLUSH_BATCH_WRITES).record(reqs.len() as f64);
         let mut synced: HashMap<*const File, io::ErrorKind> = HashMap::new();
         let mut failed: HashMap<*const File, String> = HashMap::new();
         for r in &reqs {

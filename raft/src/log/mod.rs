@@ -116,6 +116,16 @@ struct Shared<A: App> {
     state: Mutex<State<A>>,
     /// IO-thread side: the open index file of the last segment. Lock order: writer, state.
     writer: Mutex<Option<(u64, File)>>,
+    /// Appends encoded but not yet handed to the IO thread, and whether a drain job is
+    /// queued. Appends arriving while one is queued ride along in the same write.
+    pending: Mutex<(Vec<PendingWrite>, bool)>,
+}
+
+/// One encoded append waiting for the IO thread.
+struct PendingWrite {
+    buf: Bytes,
+    headers: Vec<(EntryHeader, usize)>,
+    done: FlushDone,
 }
 
 struct Cached<A: App> {

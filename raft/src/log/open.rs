@@ -143,6 +143,7 @@ impl<A: App> SegmentLog<A> {
                 recovery,
                 state: Mutex::new(state),
                 writer: Mutex::new(None),
+                pending: Mutex::new((Vec::new(), false)),
             }),
         })
     }

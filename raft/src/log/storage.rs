@@ -100,12 +100,18 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
             callback.io_completed(Ok(()));
             return Ok(());
         }
-        let shared = self.shared.clone();
-        let buf = buf.freeze();
         let done: FlushDone = Box::new(move |r| callback.io_completed(r));
-        self.shared
-            .rt
-            .submit(self.shared.group, Box::new(move || Shared::write(shared, buf, headers, done)))
+        let write = PendingWrite { buf: buf.freeze(), headers, done };
+        let schedule = {
+            let mut p = lock(&self.shared.pending);
+            p.0.push(write);
+            !std::mem::replace(&mut p.1, true)
+        };
+        if schedule {
+            let shared = self.shared.clone();
+            self.shared.rt.submit(self.shared.group, Box::new(move || Shared::drain(shared)))?;
+        }
+        Ok(())
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {

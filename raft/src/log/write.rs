@@ -16,6 +16,41 @@ impl<A: App> Shared<A> {
         res
     }
 
+    /// IO thread: writes every pending append, coalescing consecutive ones into one write
+    /// (and so one flush request) of up to `COALESCE_BYTES`.
+    pub(super) fn drain(self: Arc<Self>) {
+        const COALESCE_BYTES: usize = 16 << 20;
+        let batch = {
+            let mut p = lock(&self.pending);
+            p.1 = false;
+            std::mem::take(&mut p.0)
+        };
+        // Group consecutive appends, then build each group's buffer once.
+        let mut groups: Vec<Vec<PendingWrite>> = Vec::new();
+        let mut size = 0;
+        for w in batch {
+            match groups.last_mut() {
+                Some(g) if size + w.buf.len() <= COALESCE_BYTES => {
+                    size += w.buf.len();
+                    g.push(w);
+                }
+                _ => {
+                    size = w.buf.len();
+                    groups.push(vec![w]);
+                }
+            }
+        }
+        let mut chunks: Vec<PendingWrite> = groups.into_iter().map(coalesce).collect();
+        // The last write takes our `Arc`, so none is held once its callback can fire.
+        let last = chunks.pop();
+        for c in chunks {
+            Shared::write(self.clone(), c.buf, c.headers, c.done);
+        }
+        if let Some(c) = last {
+            Shared::write(self, c.buf, c.headers, c.done);
+        }
+    }
+
     /// IO thread: writes one encoded append batch and queues it for flushing.
     ///
     /// Takes the `Arc` by value and lets go of it before signalling anyone, and flush
@@ -408,4 +443,30 @@ impl<A: App> Shared<A> {
         }
         Ok(())
     }
+}
+
+/// Joins consecutive appends into one write whose callback completes each in order.
+fn coalesce(mut group: Vec<PendingWrite>) -> PendingWrite {
+    if group.len() == 1 {
+        return group.pop().expect("one");
+    }
+    let total = group.iter().map(|w| w.buf.len()).sum();
+    let mut buf = BytesMut::with_capacity(total);
+    let mut headers = Vec::new();
+    let mut dones = Vec::with_capacity(group.len());
+    for w in group {
+        let base = buf.len();
+        buf.extend_from_slice(&w.buf);
+        headers.extend(w.headers.into_iter().map(|(h, at)| (h, at + base)));
+        dones.push(w.done);
+    }
+    let done: FlushDone = Box::new(move |r: io::Result<()>| {
+        for d in dones {
+            d(match &r {
+                Ok(()) => Ok(()),
+                Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            });
+        }
+    });
+    PendingWrite { buf: buf.freeze(), headers, done }
 }
