@@ -46,7 +46,10 @@ async fn flush_callbacks_wait_for_one_shared_fsync() {
     }
     // Readable at once (before it is even written) ...
     assert_eq!(log.try_get_log_entries(0..50).await.unwrap().len(), 50);
-    wait_until("all 50 entries are written", || log.written_log_id() == Some(log_id(1, 49))).await;
+    // A vote goes through the group's IO thread after the writes: once it is saved, every
+    // write has been handed to the (paused) flusher.
+    log.save_vote(&Vote::new(1, 1)).await.unwrap();
+    assert_eq!(log.written_log_id(), Some(log_id(1, 49)));
     // ... written, but not durable: no callback may have fired.
     assert_eq!(log.flushed_log_id(), None);
     for rx in &mut pending {
@@ -88,7 +91,10 @@ async fn groups_share_flush_rounds() {
         log.append([normal(1, 0, 1, 0, 10)], IOFlushed::signal(tx)).await.unwrap();
         pending.push(rx);
     }
-    wait_until("every group wrote", || logs.iter().all(|l| l.written_log_id().is_some())).await;
+    for log in &mut logs {
+        log.save_vote(&Vote::new(1, 1)).await.unwrap(); // IO-thread barrier, as above
+        assert!(log.written_log_id().is_some());
+    }
     let before = rt.flush_stats();
     rt.set_flusher_paused(false);
     for rx in pending {

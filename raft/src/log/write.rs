@@ -16,10 +16,12 @@ impl<A: App> Shared<A> {
         res
     }
 
-    /// IO thread: writes every pending append, coalescing consecutive ones into one write
-    /// (and so one flush request) of up to `COALESCE_BYTES`.
+    /// IO thread: writes every pending append, coalescing consecutive small ones into one
+    /// write (and so one flush request) of up to `COALESCE_BYTES`.
     pub(super) fn drain(self: Arc<Self>) {
         const COALESCE_BYTES: usize = 16 << 20;
+        // Joining costs a copy; it pays only where the syscall dominates (small appends).
+        const SMALL: usize = 16 << 10;
         let batch = {
             let mut p = lock(&self.pending);
             p.1 = false;
@@ -30,7 +32,11 @@ impl<A: App> Shared<A> {
         let mut size = 0;
         for w in batch {
             match groups.last_mut() {
-                Some(g) if size + w.buf.len() <= COALESCE_BYTES => {
+                Some(g)
+                    if w.buf.len() < SMALL
+                        && g.last().is_some_and(|l| l.buf.len() < SMALL)
+                        && size + w.buf.len() <= COALESCE_BYTES =>
+                {
                     size += w.buf.len();
                     g.push(w);
                 }
