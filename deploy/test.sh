@@ -6,8 +6,12 @@ cd "$(dirname "$0")/.."
 
 deploy/prereqs.sh
 
-# Tests build in the dev profile: RocksDB's C++ at -O0 compiles several times faster than
-# the release build, and the tests do not lean on RocksDB's speed.
+# Tests build in the dev profile: RocksDB's C++ at -O0 compiles faster than at -O3 in
+# release, and the tests do not lean on RocksDB's speed.
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# One closing line over every test binary (cargo prints one `test result` per binary).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

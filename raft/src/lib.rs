@@ -16,6 +16,21 @@
 //! - [`meta`]: vote, committed and purge point per group in RocksDB.
 //! - [`config`]: [`LogConfig`], [`FlushPolicy`].
 //! - [`error`]: [`Error`] with stable codes. [`metrics`]: metric names.
+//!
+//! Storage decisions worth knowing before changing anything here:
+//! - Sparse-index records are persisted only for entries already fdatasynced, so the last
+//!   index record that verifies is a known-durable point: recovery scans only after it
+//!   (O(segments)). Bytes before it are checked by CRC32C on every read instead: a damaged
+//!   entry there is an error, never served. A damaged tail of a *sealed* segment would be a
+//!   hole, so the group refuses to open (`CORRUPT_LOG`) rather than cut acknowledged data.
+//! - On open the active segment is fdatasynced before its tail counts as durable (a killed
+//!   process leaves written-but-unsynced bytes in the page cache).
+//! - The purge point stores the record offset after the purged entry. Purging past the end
+//!   of the local log (after a snapshot install) needs that offset from the state machine:
+//!   [`SegmentLog::set_snapshot_offset`], unless the app has no offsets
+//!   ([`App::RECORD_OFFSETS`]).
+//! - Vote, truncate and purge run on the group's IO thread behind earlier appends, so all
+//!   write IO is applied in order, as openraft requires.
 
 pub mod codec;
 pub mod config;

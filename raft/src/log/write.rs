@@ -69,7 +69,9 @@ impl<A: App> Shared<A> {
         done: FlushDone,
     ) {
         let res = self.write_inner(&buf, &headers);
-        let rt = self.rt.clone();
+        // Keep only what flushing needs: not the runtime (it owns the RocksDB handle).
+        let flusher = self.rt.flusher.clone();
+        let policy = self.rt.config.flush;
         if let Err(e) = &res {
             tracing::error!(group = self.group, error = %e, "writing to the log failed");
             lock(&self.state).failed = Some(e.to_string());
@@ -93,8 +95,8 @@ impl<A: App> Shared<A> {
                 }
             }
         };
-        match rt.config.flush {
-            FlushPolicy::Always => rt.flusher.submit(
+        match policy {
+            FlushPolicy::Always => flusher.submit(
                 file,
                 Box::new(move |r| {
                     on_durable(&r);
@@ -102,8 +104,7 @@ impl<A: App> Shared<A> {
                 }),
             ),
             FlushPolicy::Interval(_) => {
-                rt.flusher.submit(file, Box::new(move |r| on_durable(&r)));
-                drop(rt);
+                flusher.submit(file, Box::new(move |r| on_durable(&r)));
                 done(Ok(()))
             }
         }
