@@ -2,6 +2,7 @@
 //! segment files, and one flusher that fdatasyncs dirty files and fires every waiting
 //! callback after the sync (group commit).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Condvar;
 use std::sync::Mutex;
+use std::sync::Weak;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -42,6 +44,8 @@ pub(crate) struct RuntimeInner {
     pub root: PathBuf,
     io: Vec<Mutex<mpsc::Sender<Job>>>,
     pub flusher: Arc<Flusher>,
+    /// Groups with a live log handle: a group's files have exactly one writer.
+    open_groups: Mutex<HashMap<GroupId, Weak<dyn Any + Send + Sync>>>,
 }
 
 impl LogRuntime {
@@ -67,15 +71,43 @@ impl LogRuntime {
                 meta,
                 config,
                 root: data_dir.to_path_buf(),
+                open_groups: Mutex::new(HashMap::new()),
                 io,
                 flusher,
             }),
         })
     }
 
-    /// Opens (recovering, or creating when new) the log of `group`.
+    /// Opens (recovering, or creating when new) the log of `group`. Refused with
+    /// [`Error::GroupInUse`] while another handle of the same group is alive.
     pub fn open_group<A: App>(&self, group: GroupId) -> Result<SegmentLog<A>, Error> {
-        SegmentLog::open(self.inner.clone(), group)
+        // Held across the open so two callers cannot both recover the same files.
+        let mut open = self.inner.open_groups.lock().unwrap_or_else(|p| p.into_inner());
+        if open.get(&group).is_some_and(|w| w.strong_count() > 0) {
+            return Err(Error::GroupInUse(group));
+        }
+        let log = SegmentLog::open(self.inner.clone(), group)?;
+        open.insert(group, log.weak_any());
+        Ok(log)
+    }
+
+    /// Deletes every trace of `group` on this broker: its Raft metadata first (so a crash
+    /// midway leaves an intact log, not a purge point without files), then its segments.
+    /// Refused with [`Error::GroupInUse`] while a handle of the group is alive.
+    pub fn remove_group(&self, group: GroupId) -> Result<(), Error> {
+        let mut open = self.inner.open_groups.lock().unwrap_or_else(|p| p.into_inner());
+        if open.get(&group).is_some_and(|w| w.strong_count() > 0) {
+            return Err(Error::GroupInUse(group));
+        }
+        open.remove(&group);
+        self.inner.meta.remove_group(group)?;
+        let dir = self.inner.group_dir(group);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        crate::segment::sync_dir(&self.inner.root.join("groups"))?;
+        Ok(())
     }
 
     /// The log settings in force.

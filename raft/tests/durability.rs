@@ -211,3 +211,29 @@ fn invalid_config_is_refused_before_touching_disk() {
     assert_eq!(err.code(), "CONFIG");
     assert!(!data.exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_has_one_writer_and_can_be_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(3).unwrap();
+    append_durable(&mut log, (0..5).map(|i| normal(1, i, 1, 0, 10)).collect()).await.unwrap();
+    log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+
+    // A second handle to the same files, or removing them under a live handle, is refused.
+    assert_eq!(rt.open_group::<TestApp>(3).err().unwrap().code(), "GROUP_IN_USE");
+    assert_eq!(rt.remove_group(3).unwrap_err().code(), "GROUP_IN_USE");
+    let clone = log.clone();
+    drop(log);
+    assert_eq!(rt.remove_group(3).unwrap_err().code(), "GROUP_IN_USE", "a clone is alive");
+    drop(clone);
+
+    rt.remove_group(3).unwrap();
+    assert!(!dir.path().join("groups").join(format!("{:020}", 3)).exists());
+    let mut log = rt.open_group::<TestApp>(3).unwrap();
+    assert!(read_all(&mut log).await.unwrap().is_empty());
+    assert_eq!(log.read_vote().await.unwrap(), None);
+    assert_eq!(log.get_log_state().await.unwrap().last_log_id, None);
+    // Removing a group that never existed is fine.
+    rt.remove_group(99).unwrap();
+}

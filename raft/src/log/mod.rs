@@ -268,6 +268,13 @@ impl<A: App> SegmentLog<A> {
         self.shared.group
     }
 
+    /// A type-erased weak handle, for the runtime's registry of open groups.
+    pub(crate) fn weak_any(&self) -> std::sync::Weak<dyn std::any::Any + Send + Sync> {
+        let weak: std::sync::Weak<dyn std::any::Any + Send + Sync> =
+            Arc::downgrade(&self.shared) as _;
+        weak
+    }
+
     /// What opening this log found on disk.
     pub fn recovery_stats(&self) -> RecoveryStats {
         self.shared.recovery
