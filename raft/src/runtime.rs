@@ -26,6 +26,16 @@ use crate::metrics as m;
 use crate::types::App;
 use crate::types::GroupId;
 
+/// Suffix of a group directory being removed.
+const TOMBSTONE: &str = ".removing";
+
+fn remove_dir_if_present(path: &Path) -> io::Result<()> {
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// A unit of work for an IO thread.
 pub(crate) type Job = Box<dyn FnOnce() + Send>;
 /// Called once the file a write went to is durable (or failed to become so).
@@ -53,15 +63,30 @@ impl LogRuntime {
     /// and starts its threads. They stop when the last handle and group log are dropped.
     pub fn open(data_dir: &Path, config: LogConfig) -> Result<LogRuntime, Error> {
         config.validate()?;
-        std::fs::create_dir_all(data_dir.join("groups"))?;
+        let groups = data_dir.join("groups");
+        std::fs::create_dir_all(&groups)?;
         let meta = MetaStore::open(&data_dir.join("meta"))?;
+        // Finish removals a crash interrupted.
+        for ent in std::fs::read_dir(&groups)? {
+            let path = ent?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if let Some(id) = name.strip_suffix(TOMBSTONE).and_then(|id| id.parse::<u64>().ok()) {
+                tracing::warn!(group = id, "finishing an interrupted group removal");
+                meta.remove_group(id)?;
+                remove_dir_if_present(&path)?;
+            }
+        }
         let flusher = Flusher::start(config.flush)?;
         let mut io = Vec::with_capacity(config.io_threads);
         for i in 0..config.io_threads {
             let (tx, rx) = mpsc::channel::<Job>();
             std::thread::Builder::new().name(format!("rafka-log-io-{i}")).spawn(move || {
                 while let Ok(job) = rx.recv() {
-                    job();
+                    // A panicking job must not take down the thread every other group on
+                    // it depends on.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("a log IO job panicked");
+                    }
                 }
             })?;
             io.push(Mutex::new(tx));
@@ -100,19 +125,42 @@ impl LogRuntime {
             return Err(Error::GroupInUse(group));
         }
         open.remove(&group);
-        self.inner.meta.remove_group(group)?;
+        let groups = self.inner.root.join("groups");
         let dir = self.inner.group_dir(group);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
-            _ => {}
+        let tomb = groups.join(format!("{group:020}{TOMBSTONE}"));
+        if dir.exists() {
+            // First make the whole directory disappear atomically, so a crash never leaves
+            // half a log behind: an interrupted removal is finished by the next open.
+            remove_dir_if_present(&tomb)?;
+            std::fs::rename(&dir, &tomb)?;
+            crate::segment::sync_dir(&groups)?;
         }
-        crate::segment::sync_dir(&self.inner.root.join("groups"))?;
+        self.inner.meta.remove_group(group)?;
+        remove_dir_if_present(&tomb)?;
+        crate::segment::sync_dir(&groups)?;
         Ok(())
     }
 
     /// The log settings in force.
     pub fn config(&self) -> &LogConfig {
         &self.inner.config
+    }
+
+    /// Fault injection for tests: blocks the IO thread serving `group` until the returned
+    /// sender is dropped, so appends queue up behind it.
+    #[doc(hidden)]
+    pub fn hold_io_thread(&self, group: GroupId) -> Result<mpsc::Sender<()>, Error> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        self.inner.submit(
+            group,
+            Box::new(move || {
+                let _ = started_tx.send(());
+                let _ = rx.recv();
+            }),
+        )?;
+        let _ = started_rx.recv();
+        Ok(tx)
     }
 
     /// What the flusher has done since the runtime started.
@@ -165,7 +213,8 @@ impl Drop for RuntimeInner {
 }
 
 struct FlushReq {
-    file: Arc<File>,
+    /// The file to sync, or the error the write already failed with.
+    file: Result<Arc<File>, io::Error>,
     done: FlushDone,
 }
 
@@ -205,8 +254,23 @@ impl Flusher {
 
     /// Calls `done` once `file` has been fdatasynced after this call.
     pub fn submit(&self, file: Arc<File>, done: FlushDone) {
+        self.push(FlushReq { file: Ok(file), done });
+    }
+
+    /// Reports a failed write to `done` in order with the writes queued before it.
+    pub fn submit_failed(&self, error: io::Error, done: FlushDone) {
+        self.push(FlushReq { file: Err(error), done });
+    }
+
+    fn push(&self, req: FlushReq) {
         let mut q = self.queue.lock().unwrap();
-        q.reqs.push(FlushReq { file, done });
+        if q.stop {
+            // Shutting down: the flusher thread may be gone, so do the round here.
+            drop(q);
+            self.flush_round(vec![req]);
+            return;
+        }
+        q.reqs.push(req);
         drop(q);
         self.wake.notify_one();
     }
@@ -254,31 +318,30 @@ impl Flusher {
         self.rounds.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(reqs.len() as u64, Ordering::Relaxed);
         metrics::histogram!(m::LOG_FLUSH_BATCH_WRITES).record(reqs.len() as f64);
-        let mut synced: HashMap<*const File, io::ErrorKind> = HashMap::new();
-        let mut failed: HashMap<*const File, String> = HashMap::new();
+        let mut synced: HashMap<*const File, Option<(io::ErrorKind, String)>> = HashMap::new();
         for r in &reqs {
-            let key = Arc::as_ptr(&r.file);
+            let Ok(file) = &r.file else { continue };
+            let key = Arc::as_ptr(file);
             if synced.contains_key(&key) {
                 continue;
             }
             let started = Instant::now();
-            let res = r.file.sync_data();
+            let res = file.sync_data();
             self.syncs.fetch_add(1, Ordering::Relaxed);
             metrics::histogram!(m::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
-            match res {
-                Ok(()) => synced.insert(key, io::ErrorKind::Other),
-                Err(e) => {
-                    tracing::error!(error = %e, "fdatasync of a segment file failed");
-                    failed.insert(key, e.to_string());
-                    synced.insert(key, e.kind())
-                }
-            };
+            let failure = res.err().map(|e| {
+                tracing::error!(error = %e, "fdatasync of a segment file failed");
+                (e.kind(), e.to_string())
+            });
+            synced.insert(key, failure);
         }
         for r in reqs {
-            let key = Arc::as_ptr(&r.file);
-            let res = match failed.get(&key) {
-                None => Ok(()),
-                Some(msg) => Err(io::Error::new(synced[&key], msg.clone())),
+            let res = match r.file {
+                Err(e) => Err(e),
+                Ok(file) => match &synced[&Arc::as_ptr(&file)] {
+                    None => Ok(()),
+                    Some((kind, msg)) => Err(io::Error::new(*kind, msg.clone())),
+                },
             };
             (r.done)(res);
         }

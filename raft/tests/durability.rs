@@ -237,3 +237,54 @@ async fn a_group_has_one_writer_and_can_be_removed() {
     // Removing a group that never existed is fine.
     rt.remove_group(99).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_appends_are_coalesced_into_one_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    let hold = rt.hold_io_thread(1).unwrap();
+    let mut pending = Vec::new();
+    for i in 0..50 {
+        let (tx, rx) = C::oneshot();
+        log.append([normal(1, i, 2, i as i64, 10 + i as usize)], IOFlushed::signal(tx))
+            .await
+            .unwrap();
+        pending.push(rx);
+    }
+    let before = rt.flush_stats();
+    drop(hold);
+    for rx in pending {
+        rx.await.unwrap().unwrap();
+    }
+    let after = rt.flush_stats();
+    assert_eq!(after.writes - before.writes, 1, "50 queued appends, one write");
+    assert_eq!(log.flushed_offset(), 100);
+    drop(log);
+    drop(rt);
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    let want: Vec<_> = (0..50).map(|i| normal(1, i, 2, i as i64, 10 + i as usize)).collect();
+    assert_eq!(read_all(&mut log).await.unwrap(), want);
+    assert_eq!(log.find_offset(77).await.unwrap().map(|l| l.index), Some(38));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_removal_is_finished_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+        let mut log = rt.open_group::<TestApp>(6).unwrap();
+        append_durable(&mut log, vec![normal(1, 0, 1, 0, 10)]).await.unwrap();
+        log.save_vote(&Vote::new_committed(1, 1)).await.unwrap();
+    }
+    // As if remove_group crashed right after renaming the directory away.
+    let groups = dir.path().join("groups");
+    std::fs::rename(groups.join(format!("{:020}", 6)), groups.join(format!("{:020}.removing", 6)))
+        .unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    assert_eq!(std::fs::read_dir(&groups).unwrap().count(), 0, "tombstone left behind");
+    let mut log = rt.open_group::<TestApp>(6).unwrap();
+    assert_eq!(log.read_vote().await.unwrap(), None);
+    assert!(read_all(&mut log).await.unwrap().is_empty());
+}

@@ -59,7 +59,7 @@ impl<A: App> Shared<A> {
             };
             scanned = Some(first_index);
             let mut found = None;
-            segment::scan(&file, from, size, |h, _, _| {
+            let end = segment::scan(&file, from, size, |h, _, _| {
                 if Some(h.index) > purged && target.reached(h) {
                     found = Some(EntryLocation::from(h));
                     return false;
@@ -68,6 +68,18 @@ impl<A: App> Shared<A> {
             })?;
             if found.is_some() {
                 return Ok(found);
+            }
+            if let ScanEnd::Invalid { pos, reason } = end {
+                // Either damage (report it, never skip past it) or a truncation that cut
+                // the file under us (look again from the start).
+                let st = lock(&self.state);
+                if st.segments.iter().any(|s| s.first_index == first_index && s.size > pos) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("segment {first_index}: corrupt entry at byte {pos}: {reason}"),
+                    ));
+                }
+                scanned = None;
             }
         }
     }

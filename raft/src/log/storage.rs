@@ -109,7 +109,11 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
         };
         if schedule {
             let shared = self.shared.clone();
-            self.shared.rt.submit(self.shared.group, Box::new(move || Shared::drain(shared)))?;
+            let job = Box::new(move || Shared::drain(shared));
+            if let Err(e) = self.shared.rt.submit(self.shared.group, job) {
+                lock(&self.shared.pending).1 = false;
+                return Err(self.shared.fail_on_err::<()>(Err(e)).unwrap_err());
+            }
         }
         Ok(())
     }

@@ -80,31 +80,35 @@ impl<A: App> Shared<A> {
         drop(self);
         let (file, seg_first, size, generation) = match res {
             Ok(v) => v,
-            Err(e) => return done(Err(e)),
+            // Through the flusher, so it reaches openraft after earlier writes' results.
+            Err(e) => return flusher.submit_failed(e, done),
         };
         let last = headers.last().expect("non-empty batch").0;
-        let on_durable = move |r: &io::Result<()>| {
-            let Some(shared) = weak.upgrade() else { return };
+        // Returns the result to report: once the group has failed, nothing is durable any
+        // more, even if a later fdatasync of the same file "succeeds" (Linux reports a
+        // writeback error once and may mark the lost pages clean).
+        let on_durable = move |r: io::Result<()>| -> io::Result<()> {
+            let Some(shared) = weak.upgrade() else { return r };
             match r {
                 Ok(()) => shared.on_durable(seg_first, size, generation, &last),
-                // After a failed fsync Linux may mark the pages clean, so a later fsync would
-                // "succeed" over lost bytes: the group must stop accepting writes.
                 Err(e) => {
                     tracing::error!(group = shared.group, error = %e, "fdatasync failed");
-                    lock(&shared.state).failed = Some(format!("fdatasync failed: {e}"));
+                    lock(&shared.state)
+                        .failed
+                        .get_or_insert_with(|| format!("fdatasync failed: {e}"));
+                    Err(e)
                 }
             }
         };
         match policy {
-            FlushPolicy::Always => flusher.submit(
-                file,
-                Box::new(move |r| {
-                    on_durable(&r);
-                    done(r)
-                }),
-            ),
+            FlushPolicy::Always => flusher.submit(file, Box::new(move |r| done(on_durable(r)))),
             FlushPolicy::Interval(_) => {
-                flusher.submit(file, Box::new(move |r| on_durable(&r)));
+                flusher.submit(
+                    file,
+                    Box::new(move |r| {
+                        let _ = on_durable(r);
+                    }),
+                );
                 done(Ok(()))
             }
         }
@@ -213,10 +217,13 @@ impl<A: App> Shared<A> {
         size: u64,
         generation: u64,
         last: &EntryHeader,
-    ) {
+    ) -> io::Result<()> {
         let mut st = lock(&self.state);
+        if let Some(msg) = &st.failed {
+            return Err(io::Error::other(format!("log failed earlier: {msg}")));
+        }
         if st.generation != generation {
-            return;
+            return Ok(());
         }
         if let Some(s) = st.segments.iter_mut().find(|s| s.first_index == seg_first) {
             s.durable_size = s.durable_size.max(size.min(s.size));
@@ -225,6 +232,7 @@ impl<A: App> Shared<A> {
             st.flushed = Some(log_id(last.term, last.index));
             st.flushed_offset = last.next_offset();
         }
+        Ok(())
     }
 
     /// Appends to the active segment's index file the records whose entries are durable, so
@@ -299,7 +307,6 @@ impl<A: App> Shared<A> {
             ));
         }
         let mut next_offset = None;
-        let mut removed = false;
         while let Some(s) = st.segments.last() {
             if s.first_index < cut {
                 break;
@@ -307,11 +314,8 @@ impl<A: App> Shared<A> {
             let s = st.segments.pop().expect("last");
             next_offset = Some(s.base_offset);
             remove_segment_files(&s)?;
-            removed = true;
-        }
-        if removed {
-            // Durable before the cut below: a crash must not bring back later segments
-            // after a shortened one (a hole), only leave a longer suffix.
+            // One at a time, last first, each durable before the next: a crash must leave
+            // a shorter log, never a hole (later segments back after earlier ones gone).
             segment::sync_dir(&self.dir)?;
         }
         *w = None;
