@@ -6,16 +6,15 @@ mod common;
 use std::time::Duration;
 use std::time::Instant;
 
-use common::C;
 use common::TestApp;
 use common::append_durable;
+use common::append_pending;
 use common::normal;
 use common::read_all;
+use common::reopen_and_read;
 use futures::FutureExt;
 use openraft::RaftLogReader;
-use openraft::storage::IOFlushed;
 use openraft::storage::RaftLogStorage;
-use openraft::type_config::TypeConfigExt;
 use rafka_raft::FlushPolicy;
 use rafka_raft::LogConfig;
 use rafka_raft::LogRuntime;
@@ -40,9 +39,7 @@ async fn flush_callbacks_wait_for_one_shared_fsync() {
 
     let mut pending = Vec::new();
     for i in 0..50 {
-        let (tx, rx) = C::oneshot();
-        log.append([normal(1, i, 1, i as i64, 100)], IOFlushed::signal(tx)).await.unwrap();
-        pending.push(rx);
+        pending.push(append_pending(&mut log, vec![normal(1, i, 1, i as i64, 100)]).await);
     }
     // Readable at once (before it is even written) ...
     assert_eq!(log.try_get_log_entries(0..50).await.unwrap().len(), 50);
@@ -72,10 +69,9 @@ async fn flush_callbacks_wait_for_one_shared_fsync() {
     // The coalesced writes hold exactly the entries, in order.
     drop(log);
     drop(rt);
-    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
-    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    let (_rt, log, got) = reopen_and_read(dir.path(), 1).await;
     let want: Vec<_> = (0..50).map(|i| normal(1, i, 1, i as i64, 100)).collect();
-    assert_eq!(read_all(&mut log).await.unwrap(), want);
+    assert_eq!(got, want);
     assert_eq!(log.find_offset(37).await.unwrap().map(|l| l.index), Some(37));
 }
 
@@ -87,9 +83,7 @@ async fn groups_share_flush_rounds() {
     rt.set_flusher_paused(true);
     let mut pending = Vec::new();
     for log in &mut logs {
-        let (tx, rx) = C::oneshot();
-        log.append([normal(1, 0, 1, 0, 10)], IOFlushed::signal(tx)).await.unwrap();
-        pending.push(rx);
+        pending.push(append_pending(log, vec![normal(1, 0, 1, 0, 10)]).await);
     }
     for log in &mut logs {
         log.save_vote(&Vote::new(1, 1)).await.unwrap(); // IO-thread barrier, as above
@@ -246,11 +240,8 @@ async fn queued_appends_are_coalesced_into_one_write() {
     let hold = rt.hold_io_thread(1).unwrap();
     let mut pending = Vec::new();
     for i in 0..50 {
-        let (tx, rx) = C::oneshot();
-        log.append([normal(1, i, 2, i as i64, 10 + i as usize)], IOFlushed::signal(tx))
-            .await
-            .unwrap();
-        pending.push(rx);
+        let entry = normal(1, i, 2, i as i64, 10 + i as usize);
+        pending.push(append_pending(&mut log, vec![entry]).await);
     }
     let before = rt.flush_stats();
     drop(hold);
@@ -262,10 +253,9 @@ async fn queued_appends_are_coalesced_into_one_write() {
     assert_eq!(log.flushed_offset(), 100);
     drop(log);
     drop(rt);
-    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
-    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    let (_rt, log, got) = reopen_and_read(dir.path(), 1).await;
     let want: Vec<_> = (0..50).map(|i| normal(1, i, 2, i as i64, 10 + i as usize)).collect();
-    assert_eq!(read_all(&mut log).await.unwrap(), want);
+    assert_eq!(got, want);
     assert_eq!(log.find_offset(77).await.unwrap().map(|l| l.index), Some(38));
 }
 

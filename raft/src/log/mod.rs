@@ -270,9 +270,7 @@ impl<A: App> SegmentLog<A> {
 
     /// A type-erased weak handle, for the runtime's registry of open groups.
     pub(crate) fn weak_any(&self) -> std::sync::Weak<dyn std::any::Any + Send + Sync> {
-        let weak: std::sync::Weak<dyn std::any::Any + Send + Sync> =
-            Arc::downgrade(&self.shared) as _;
-        weak
+        Arc::downgrade(&self.shared) as _
     }
 
     /// What opening this log found on disk.

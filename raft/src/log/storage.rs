@@ -109,11 +109,12 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
         };
         if schedule {
             let shared = self.shared.clone();
-            let job = Box::new(move || Shared::drain(shared));
-            if let Err(e) = self.shared.rt.submit(self.shared.group, job) {
+            let res =
+                self.shared.rt.submit(self.shared.group, Box::new(move || Shared::drain(shared)));
+            if res.is_err() {
                 lock(&self.shared.pending).1 = false;
-                return Err(self.shared.fail_on_err::<()>(Err(e)).unwrap_err());
             }
+            return self.shared.fail_on_err(res);
         }
         Ok(())
     }

@@ -124,6 +124,30 @@ pub async fn append_durable(
     rx.await.map_err(|_| io::Error::other("flush callback dropped"))?
 }
 
+/// Appends without waiting; the returned receiver yields the flush result.
+pub async fn append_pending(
+    log: &mut SegmentLog<TestApp>,
+    entries: Vec<Entry<TestApp>>,
+) -> openraft::type_config::alias::OneshotReceiverOf<C, io::Result<()>> {
+    use openraft::storage::IOFlushed;
+    use openraft::storage::RaftLogStorage;
+    use openraft::type_config::TypeConfigExt;
+    let (tx, rx) = C::oneshot();
+    log.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx
+}
+
+/// Opens group `group` of the runtime over `dir` afresh and reads all its entries.
+pub async fn reopen_and_read(
+    dir: &Path,
+    group: u64,
+) -> (LogRuntime, SegmentLog<TestApp>, Vec<Entry<TestApp>>) {
+    let rt = LogRuntime::open(dir, LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(group).unwrap();
+    let entries = read_all(&mut log).await.unwrap();
+    (rt, log, entries)
+}
+
 /// Reads every retained entry of `log`.
 pub async fn read_all(log: &mut SegmentLog<TestApp>) -> io::Result<Vec<Entry<TestApp>>> {
     use openraft::RaftLogReader;
