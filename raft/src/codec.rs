@@ -49,9 +49,9 @@ pub const INDEX_RECORD_LEN: usize = 32;
 /// Upper bound of one stored entry; a larger length field is corruption.
 pub const MAX_ENTRY_LEN: usize = 64 << 20;
 
-const KIND_BLANK: u8 = 0;
-const KIND_NORMAL: u8 = 1;
-const KIND_MEMBERSHIP: u8 = 2;
+pub(crate) const KIND_BLANK: u8 = 0;
+pub(crate) const KIND_NORMAL: u8 = 1;
+pub(crate) const KIND_MEMBERSHIP: u8 = 2;
 
 /// The fixed fields of an entry record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +169,7 @@ pub fn decode_entry<A: App>(header: &EntryHeader, rec: Bytes) -> io::Result<Entr
     Ok(Entry::<A> { log_id: log_id(header.term, header.index), payload })
 }
 
-fn encode_membership(m: &Membership, buf: &mut BytesMut) {
+pub(crate) fn encode_membership(m: &Membership, buf: &mut BytesMut) {
     let configs = m.get_joint_config();
     buf.put_u32_le(configs.len() as u32);
     for config in configs {
@@ -188,7 +188,7 @@ fn encode_membership(m: &Membership, buf: &mut BytesMut) {
     }
 }
 
-fn decode_membership(mut b: Bytes) -> io::Result<Membership> {
+pub(crate) fn decode_membership(mut b: Bytes) -> io::Result<Membership> {
     fn need(b: &Bytes, n: usize) -> io::Result<()> {
         if b.remaining() < n { Err(invalid("membership truncated")) } else { Ok(()) }
     }

@@ -17,6 +17,24 @@ pub enum Error {
     /// Stored data failed validation somewhere it cannot be repaired by truncating a torn tail.
     #[error("group {group}: corrupt log: {detail}")]
     Corrupt { group: u64, detail: String },
+    /// The group is not hosted by this node (never created, stopped or deleted).
+    #[error("group {0} is not hosted on this node")]
+    UnknownGroup(u64),
+    /// The group is already hosted by this node.
+    #[error("group {0} already exists on this node")]
+    GroupExists(u64),
+    /// The request needs the group's leader and this replica is not it.
+    #[error("group {group}: not the leader; leader is {leader:?}")]
+    NotLeader { group: u64, leader: Option<(u64, crate::types::ReplicaNode)> },
+    /// A membership change was refused (unknown replica, id reused, change in progress...).
+    #[error("group {group}: membership change refused: {detail}")]
+    Membership { group: u64, detail: String },
+    /// The group's Raft core stopped (storage failure, or the group is shutting down).
+    #[error("group {group}: raft stopped: {detail}")]
+    Stopped { group: u64, detail: String },
+    /// The operation did not complete in time; it may still take effect.
+    #[error("group {group}: timed out: {detail}")]
+    Timeout { group: u64, detail: String },
 }
 
 impl Error {
@@ -27,7 +45,18 @@ impl Error {
             Error::Io(_) => "IO",
             Error::Corrupt { .. } => "CORRUPT_LOG",
             Error::GroupInUse(_) => "GROUP_IN_USE",
+            Error::UnknownGroup(_) => "UNKNOWN_GROUP",
+            Error::GroupExists(_) => "GROUP_EXISTS",
+            Error::NotLeader { .. } => "NOT_LEADER",
+            Error::Membership { .. } => "MEMBERSHIP",
+            Error::Stopped { .. } => "STOPPED",
+            Error::Timeout { .. } => "TIMEOUT",
         }
+    }
+
+    /// Whether retrying (after refreshing the leader) may succeed.
+    pub fn is_retriable(&self) -> bool {
+        matches!(self, Error::NotLeader { .. } | Error::Timeout { .. })
     }
 }
 
@@ -35,10 +64,8 @@ impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
         match e {
             Error::Io(e) => e,
-            Error::Config(_) | Error::GroupInUse(_) => {
-                io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
-            }
             Error::Corrupt { .. } => io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
+            _ => io::Error::new(io::ErrorKind::InvalidInput, e.to_string()),
         }
     }
 }

@@ -6,6 +6,16 @@
 //! record offset and to index the log by offset and time. The Raft log *is* the data log.
 //!
 //! Map of the crate:
+//! - [`node`]: [`RaftNode`], the multi-raft runtime of one broker: hosts groups, serves the
+//!   transport, runs the failure detector (`detector`) and the driver (`driver`) that sends
+//!   heartbeats and starts elections in place of openraft's per-group tick.
+//! - [`group`]: [`Group`], the handle of one hosted group: write, membership changes,
+//!   leadership transfer, compaction at the retention point.
+//! - [`sm`]: [`StateMachine`], what the application supplies per group, and its adapter.
+//! - `transport` (private): one HTTP/2 channel per peer broker, routing by group id,
+//!   pipelined stream append, heartbeat coalescing. [`wire`]: its protobuf and conversions.
+//! - [`timing`]: [`RaftTiming`], detector, heartbeat and election timing (LAN and loopback
+//!   defaults).
 //! - [`types`]: the openraft type config ([`TypeConfig`]), [`App`] and [`LogPayload`].
 //! - [`runtime`]: [`LogRuntime`], one per broker: RocksDB metadata, IO threads, flusher
 //!   (group commit).
@@ -34,22 +44,38 @@
 
 pub mod codec;
 pub mod config;
+mod detector;
+mod driver;
 pub mod error;
+pub mod group;
 pub mod log;
 pub mod meta;
 pub mod metrics;
+pub mod node;
 pub mod runtime;
 mod segment;
+pub mod sm;
+pub mod timing;
+mod transport;
 pub mod types;
+pub mod wire;
 
 pub use config::FlushPolicy;
 pub use config::LogConfig;
 pub use error::Error;
+pub use group::Group;
 pub use log::EntryLocation;
 pub use log::RecoveryStats;
 pub use log::SegmentLog;
+pub use node::NodeConfig;
+pub use node::RaftNode;
 pub use runtime::FlushStats;
 pub use runtime::LogRuntime;
+pub use sm::SnapshotData;
+pub use sm::SnapshotMeta;
+pub use sm::StateMachine;
+pub use sm::StoredMembership;
+pub use timing::RaftTiming;
 pub use types::App;
 pub use types::Entry;
 pub use types::GroupId;

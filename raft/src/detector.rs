@@ -1,0 +1,118 @@
+//! The per-broker failure detector (DESIGN.md "Replication").
+//!
+//! Each broker probes every peer broker every `detector-interval-ms` over the peer's shared
+//! channel ([`crate::transport::Peers`]); a probe received or answered counts as a sign of
+//! life. A peer silent for `detector-timeout-ms` is declared dead, once, and the node's driver
+//! starts elections in the groups that peer led. A peer seen again — or seen with a new
+//! incarnation, i.e. restarted — is declared up, and the driver heartbeats the groups this
+//! node leads that have a replica there, so those replicas learn their leader at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::metrics as m;
+use crate::timing::RaftTiming;
+
+/// A change in a peer broker's liveness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerEvent {
+    Up(u64),
+    Down(u64),
+}
+
+struct PeerState {
+    last_heard: Instant,
+    incarnation: u64,
+    alive: bool,
+}
+
+pub(crate) struct Detector {
+    broker_id: u64,
+    timing: RaftTiming,
+    peers: Mutex<HashMap<u64, PeerState>>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+}
+
+impl Detector {
+    pub fn new(
+        broker_id: u64,
+        timing: RaftTiming,
+    ) -> (Detector, mpsc::UnboundedReceiver<PeerEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Detector { broker_id, timing, peers: Mutex::new(HashMap::new()), events: tx }, rx)
+    }
+
+    /// Starts watching `broker` (no-op if already watched). It counts as alive until it has
+    /// been silent for the detector timeout.
+    pub fn watch(&self, broker: u64) {
+        if broker == self.broker_id {
+            return;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.entry(broker).or_insert(PeerState {
+            last_heard: Instant::now(),
+            incarnation: 0,
+            alive: true,
+        });
+    }
+
+    /// Records a sign of life of `broker` in its `incarnation`.
+    pub fn heard_from(&self, broker: u64, incarnation: u64) {
+        if broker == self.broker_id {
+            return;
+        }
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let p = peers.entry(broker).or_insert(PeerState {
+            last_heard: Instant::now(),
+            incarnation: 0,
+            alive: false,
+        });
+        p.last_heard = Instant::now();
+        let restarted = p.incarnation != incarnation;
+        if restarted && p.incarnation != 0 && p.alive {
+            // It died and came back between two probes: its leaderships are gone too.
+            let _ = self.events.send(PeerEvent::Down(broker));
+        }
+        if !p.alive || restarted {
+            p.alive = true;
+            p.incarnation = incarnation;
+            metrics::gauge!(m::DETECTOR_PEER_ALIVE, "peer" => broker.to_string()).set(1.0);
+            tracing::info!(peer = broker, incarnation, "peer broker is up");
+            let _ = self.events.send(PeerEvent::Up(broker));
+        }
+    }
+
+    /// Declares dead every peer silent for longer than the timeout. Called every interval.
+    pub fn check(&self) {
+        let timeout = self.timing.detector_timeout();
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for (&broker, p) in peers.iter_mut() {
+            if p.alive && p.last_heard.elapsed() > timeout {
+                p.alive = false;
+                metrics::gauge!(m::DETECTOR_PEER_ALIVE, "peer" => broker.to_string()).set(0.0);
+                metrics::counter!(m::DETECTOR_PEER_DOWN, "peer" => broker.to_string()).increment(1);
+                tracing::warn!(
+                    peer = broker,
+                    silent_ms = p.last_heard.elapsed().as_millis() as u64,
+                    "peer broker is dead"
+                );
+                let _ = self.events.send(PeerEvent::Down(broker));
+            }
+        }
+    }
+
+    /// Whether `broker` is alive as far as this node can tell (this node always is; a broker
+    /// never watched counts as alive).
+    pub fn is_alive(&self, broker: u64) -> bool {
+        broker == self.broker_id
+            || self
+                .peers
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&broker)
+                .is_none_or(|p| p.alive)
+    }
+}

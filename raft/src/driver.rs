@@ -1,0 +1,201 @@
+//! The node's driver: heartbeats and elections for every hosted group, so that openraft's
+//! per-group tick can stay off (DESIGN.md "Replication"; the way CockroachDB quiesces idle
+//! ranges).
+//!
+//! - Every heartbeat interval, a leader with something to tell its followers (entries not yet
+//!   committed, a commit index they have not seen, a follower behind) sends one heartbeat.
+//!   An idle group sends nothing: its followers keep trusting the leader as long as the
+//!   failure detector holds the leader's broker alive.
+//! - When the detector declares a broker dead, the surviving voters of every group it led
+//!   campaign at once (each after a small random delay), provided this node can reach a
+//!   quorum of the group's brokers — a node cut off from the majority does not bump terms.
+//! - A voter whose leader is unknown, dead, or was never heard from since this replica
+//!   started (a restart) campaigns with pre-vote after a random election timeout.
+//! - When a broker comes (back) up, the groups led here that have a replica there heartbeat
+//!   at once, so a restarted replica learns its leader before its election timeout.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+
+use crate::detector::Detector;
+use crate::detector::PeerEvent;
+use crate::metrics as m;
+use crate::timing::RaftTiming;
+use crate::transport::GroupRpc;
+use crate::transport::GroupStatus;
+use crate::transport::Groups;
+use crate::types::GroupId;
+
+#[derive(Default)]
+struct Tracked {
+    /// (last log index, committed) at the last heartbeat this leader sent.
+    sent: Option<(Option<u64>, Option<u64>)>,
+    /// When a voter without a healthy leader campaigns next.
+    campaign_at: Option<Instant>,
+    /// Last values exported as metrics: (leader, term, committed, applied).
+    exported: Option<(bool, u64, Option<u64>, Option<u64>)>,
+}
+
+pub(crate) struct Driver {
+    pub me: u64,
+    pub timing: RaftTiming,
+    pub groups: Arc<Groups>,
+    pub detector: Arc<Detector>,
+}
+
+impl Driver {
+    fn hosted(&self) -> Vec<Arc<dyn GroupRpc>> {
+        self.groups.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Whether this node can reach a majority of `voter_brokers` (counting itself).
+    fn quorum_reachable(&self, s: &GroupStatus) -> bool {
+        let alive = s.voter_brokers.iter().filter(|&&b| self.detector.is_alive(b)).count();
+        alive * 2 > s.voter_brokers.len()
+    }
+
+    pub async fn run(self, mut events: mpsc::UnboundedReceiver<PeerEvent>) {
+        let mut detector_tick = tokio::time::interval(self.timing.detector_interval());
+        let mut group_tick = tokio::time::interval(self.timing.heartbeat_interval());
+        detector_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        group_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tracked: HashMap<GroupId, Tracked> = HashMap::new();
+        loop {
+            tokio::select! {
+                _ = detector_tick.tick() => self.detector.check(),
+                ev = events.recv() => match ev {
+                    Some(PeerEvent::Down(b)) => self.peer_down(b, &mut tracked),
+                    Some(PeerEvent::Up(b)) => self.peer_up(b),
+                    None => return,
+                },
+                _ = group_tick.tick() => self.scan(&mut tracked),
+            }
+        }
+    }
+
+    fn peer_down(&self, broker: u64, tracked: &mut HashMap<GroupId, Tracked>) {
+        let mut n = 0;
+        for g in self.hosted() {
+            let s = g.status();
+            if s.is_leader || !s.is_voter || !s.running {
+                continue;
+            }
+            let led_by_dead = matches!(s.leader, Some((_, Some(b))) if b == broker);
+            if led_by_dead && self.quorum_reachable(&s) {
+                g.trigger_elect(self.timing.election_jitter(), false);
+                tracked.entry(g.group_id()).or_default().campaign_at =
+                    Some(Instant::now() + self.timing.election_timeout());
+                n += 1;
+            }
+        }
+        if n > 0 {
+            metrics::counter!(m::DRIVER_ELECTIONS, "cause" => "peer_down").increment(n);
+            tracing::info!(
+                peer = broker,
+                groups = n,
+                "peer dead: campaigning in the groups it led"
+            );
+        }
+    }
+
+    fn peer_up(&self, broker: u64) {
+        for g in self.hosted() {
+            let s = g.status();
+            if s.is_leader && s.replica_brokers.contains(&broker) {
+                g.trigger_heartbeat();
+            }
+        }
+    }
+
+    fn scan(&self, tracked: &mut HashMap<GroupId, Tracked>) {
+        let hosted = self.hosted();
+        let now = Instant::now();
+        let mut heartbeats = 0u64;
+        let mut campaigns = 0u64;
+        let mut leaders = 0u64;
+        let mut live = std::collections::HashSet::with_capacity(hosted.len());
+        for g in &hosted {
+            let id = g.group_id();
+            live.insert(id);
+            let s = g.status();
+            let t = tracked.entry(id).or_default();
+            export(id, &s, t);
+            if !s.running {
+                continue;
+            }
+            if s.is_leader {
+                leaders += 1;
+                t.campaign_at = None;
+                let state = (s.last_log_index, s.committed);
+                let pending = s.committed < s.last_log_index || s.lagging;
+                if pending || t.sent != Some(state) {
+                    g.trigger_heartbeat();
+                    t.sent = Some(state);
+                    heartbeats += 1;
+                }
+                continue;
+            }
+            t.sent = None;
+            if !s.is_voter {
+                t.campaign_at = None;
+                continue;
+            }
+            let healthy = match s.leader {
+                Some((_, Some(b))) => b != self.me && self.detector.is_alive(b) && g.heard_leader(),
+                _ => false,
+            };
+            if healthy {
+                t.campaign_at = None;
+                continue;
+            }
+            match t.campaign_at {
+                None => t.campaign_at = Some(now + self.timing.election_timeout()),
+                Some(at) if now >= at => {
+                    if self.quorum_reachable(&s) {
+                        g.trigger_elect(self.timing.election_jitter(), true);
+                        campaigns += 1;
+                    }
+                    t.campaign_at = Some(now + self.timing.election_timeout());
+                }
+                Some(_) => {}
+            }
+        }
+        tracked.retain(|id, _| live.contains(id));
+        metrics::gauge!(m::DRIVER_GROUPS).set(hosted.len() as f64);
+        metrics::gauge!(m::DRIVER_LEADERS).set(leaders as f64);
+        metrics::counter!(m::DRIVER_HEARTBEATS).increment(heartbeats);
+        if campaigns > 0 {
+            metrics::counter!(m::DRIVER_ELECTIONS, "cause" => "no_leader").increment(campaigns);
+        }
+    }
+}
+
+/// Per-group metrics, exported only when they change (10,000 idle groups cost nothing here).
+fn export(id: GroupId, s: &GroupStatus, t: &mut Tracked) {
+    let now = (s.is_leader, s.term, s.committed, s.applied);
+    let lagging = s.follower_lag.iter().any(|(_, lag)| *lag > 0);
+    if t.exported == Some(now) && !lagging {
+        return;
+    }
+    let group = id.to_string();
+    if t.exported != Some(now) {
+        metrics::gauge!(m::GROUP_ROLE, "group" => group.clone()).set(if s.is_leader {
+            1.0
+        } else {
+            0.0
+        });
+        metrics::gauge!(m::GROUP_TERM, "group" => group.clone()).set(s.term as f64);
+        metrics::gauge!(m::GROUP_COMMIT_INDEX, "group" => group.clone())
+            .set(s.committed.map_or(-1.0, |c| c as f64));
+        metrics::gauge!(m::GROUP_APPLIED_INDEX, "group" => group.clone())
+            .set(s.applied.map_or(-1.0, |c| c as f64));
+        t.exported = Some(now);
+    }
+    for (follower, lag) in &s.follower_lag {
+        metrics::gauge!(m::GROUP_FOLLOWER_LAG, "group" => group.clone(), "follower" => follower.to_string())
+            .set(*lag as f64);
+    }
+}

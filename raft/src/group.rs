@@ -1,0 +1,489 @@
+//! One hosted Raft group: the handle the application uses ([`Group`]) and what the node's
+//! transport and driver need of it (the [`GroupRpc`] impl).
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use openraft::ChangeMembers;
+use openraft::ServerState;
+use openraft::async_runtime::watch::WatchReceiver;
+use openraft::errors::ClientWriteError;
+use openraft::errors::RaftError;
+use openraft::metrics::RaftMetrics;
+use openraft::raft::TransferLeaderError;
+use openraft::raft::TransferLeaderRequest;
+use tonic::Status;
+use tracing::Instrument;
+
+use crate::detector::Detector;
+use crate::error::Error;
+use crate::log::SegmentLog;
+use crate::sm::SmAdapter;
+use crate::sm::Snapshot;
+use crate::sm::SnapshotData;
+use crate::sm::SnapshotMeta;
+use crate::sm::StateMachine;
+use crate::transport::GroupRpc;
+use crate::transport::GroupStatus;
+use crate::types::App;
+use crate::types::GroupId;
+use crate::types::LogId;
+use crate::types::ReplicaId;
+use crate::types::ReplicaNode;
+use crate::types::TypeConfig;
+use crate::wire;
+use crate::wire::pb;
+
+/// The openraft instance of a group.
+pub type GroupRaft<A, S> = openraft::Raft<TypeConfig<A>, SmAdapter<A, S>>;
+
+/// A group hosted by a [`crate::RaftNode`]. Cheap to clone.
+pub struct Group<A: App, S: StateMachine<A>> {
+    pub(crate) inner: Arc<GroupInner<A, S>>,
+}
+
+impl<A: App, S: StateMachine<A>> Clone for Group<A, S> {
+    fn clone(&self) -> Self {
+        Group { inner: self.inner.clone() }
+    }
+}
+
+pub(crate) struct GroupInner<A: App, S: StateMachine<A>> {
+    pub id: GroupId,
+    pub replica: ReplicaId,
+    pub raft: GroupRaft<A, S>,
+    pub sm: Arc<Mutex<S>>,
+    pub log: SegmentLog<A>,
+    pub detector: Arc<Detector>,
+    /// Whether a leader has reached this replica since it started: a replica that never
+    /// heard one campaigns after the election timeout even if it believes in a leader.
+    pub heard_leader: AtomicBool,
+    /// Replica ids seen in this group's membership since it opened: never added again.
+    pub seen_replicas: Mutex<BTreeSet<ReplicaId>>,
+    pub span: tracing::Span,
+}
+
+fn raft_err<E: std::fmt::Display>(group: GroupId, e: RaftError<TypeConfig<impl App>, E>) -> Error
+where
+    E: std::error::Error,
+{
+    Error::Stopped { group, detail: e.to_string() }
+}
+
+impl<A: App, S: StateMachine<A>> Group<A, S> {
+    /// The group id.
+    pub fn id(&self) -> GroupId {
+        self.inner.id
+    }
+
+    /// This replica's id.
+    pub fn replica_id(&self) -> ReplicaId {
+        self.inner.replica
+    }
+
+    /// The openraft instance (metrics, waits, low-level triggers).
+    pub fn raft(&self) -> &GroupRaft<A, S> {
+        &self.inner.raft
+    }
+
+    /// The application state machine.
+    pub fn state_machine(&self) -> &Arc<Mutex<S>> {
+        &self.inner.sm
+    }
+
+    /// The group's log.
+    pub fn log(&self) -> &SegmentLog<A> {
+        &self.inner.log
+    }
+
+    /// The latest openraft metrics of this replica.
+    pub fn metrics(&self) -> RaftMetrics<TypeConfig<A>> {
+        self.inner.raft.metrics().borrow_watched().clone()
+    }
+
+    /// Whether this replica is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow_watched().state == ServerState::Leader
+    }
+
+    /// The leader this replica knows of: its replica id and node.
+    pub fn leader(&self) -> Option<(ReplicaId, ReplicaNode)> {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, node))
+    }
+
+    /// Makes this replica the founding member of a new group with `members` as voters (every
+    /// member's node included), and campaigns at once. Call on exactly one replica.
+    pub async fn initialize(&self, members: BTreeMap<ReplicaId, ReplicaNode>) -> Result<(), Error> {
+        let g = self.inner.id;
+        self.inner.note_replicas(members.keys().copied());
+        self.inner.raft.initialize(members).await.map_err(|e| raft_err(g, e))?;
+        self.inner.raft.trigger().elect(false).await.map_err(|e| stopped(g, e))
+    }
+
+    /// Proposes `data`; returns its log id and the state machine's response once it is
+    /// committed and applied. Fails `NOT_LEADER` (with the leader) on a follower.
+    pub async fn write(&self, data: A::Data) -> Result<(LogId, A::Response), Error> {
+        let g = self.inner.id;
+        match self.inner.raft.client_write(data).await {
+            Ok(r) => Ok((r.log_id, r.data)),
+            Err(e) => Err(self.client_write_error(g, e)),
+        }
+    }
+
+    fn client_write_error(
+        &self,
+        g: GroupId,
+        e: RaftError<TypeConfig<A>, ClientWriteError<TypeConfig<A>>>,
+    ) -> Error {
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                Error::NotLeader { group: g, leader: f.leader_id.zip(f.leader_node) }
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+                Error::Membership { group: g, detail: c.to_string() }
+            }
+            other => Error::Stopped { group: g, detail: other.to_string() },
+        }
+    }
+
+    /// Adds replica `id` on `node` as a learner and waits until it has caught up (it first
+    /// installs the snapshot at the retention point if the log was purged). Replica ids are
+    /// never reused: an id this group has had before is refused.
+    pub async fn add_learner(&self, id: ReplicaId, node: ReplicaNode) -> Result<(), Error> {
+        let g = self.inner.id;
+        let membership = self.metrics().membership_config.membership().clone();
+        let present = membership.get_node(&id).is_some();
+        if !present && self.inner.seen_replicas.lock().unwrap().contains(&id) {
+            return Err(Error::Membership {
+                group: g,
+                detail: format!(
+                    "replica id {id} was used before in this group; ids are never reused"
+                ),
+            });
+        }
+        self.inner.note_replicas([id]);
+        self.inner
+            .raft
+            .add_learner(id, node, true)
+            .await
+            .map_err(|e| self.client_write_error(g, e))?;
+        Ok(())
+    }
+
+    /// Promotes learners to voters.
+    pub async fn promote(&self, ids: impl IntoIterator<Item = ReplicaId>) -> Result<(), Error> {
+        let g = self.inner.id;
+        let ids: BTreeSet<_> = ids.into_iter().collect();
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::AddVoterIds(ids), false)
+            .await
+            .map_err(|e| self.client_write_error(g, e))?;
+        Ok(())
+    }
+
+    /// Removes voters (and forgets them: they do not stay as learners).
+    pub async fn remove_voters(
+        &self,
+        ids: impl IntoIterator<Item = ReplicaId>,
+    ) -> Result<(), Error> {
+        let g = self.inner.id;
+        let ids: BTreeSet<_> = ids.into_iter().collect();
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::RemoveVoters(ids), false)
+            .await
+            .map_err(|e| self.client_write_error(g, e))?;
+        Ok(())
+    }
+
+    /// Asks the leader (this replica) to hand leadership to voter `to`; returns once `to`
+    /// leads, or fails after `timeout`.
+    pub async fn transfer_leadership(&self, to: ReplicaId, timeout: Duration) -> Result<(), Error> {
+        let g = self.inner.id;
+        if !self.is_leader() {
+            return Err(Error::NotLeader { group: g, leader: self.leader() });
+        }
+        self.inner.raft.trigger().transfer_leader(to).await.map_err(|e| stopped(g, e))?;
+        self.inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader == Some(to), "leadership transferred")
+            .await
+            .map_err(|e| Error::Timeout { group: g, detail: e.to_string() })?;
+        Ok(())
+    }
+
+    /// Takes a snapshot at the state machine's retention point and purges the log up to it.
+    /// Returns the snapshot's last log id.
+    pub async fn compact(&self, timeout: Duration) -> Result<Option<LogId>, Error> {
+        let g = self.inner.id;
+        let raft = &self.inner.raft;
+        let before = self.metrics().snapshot;
+        raft.trigger().snapshot().await.map_err(|e| stopped(g, e))?;
+        let m = raft
+            .wait(Some(timeout))
+            .metrics(|m| m.snapshot != before || m.snapshot.is_some(), "snapshot built")
+            .await
+            .map_err(|e| Error::Timeout { group: g, detail: e.to_string() })?;
+        let Some(snapshot) = m.snapshot else { return Ok(None) };
+        raft.trigger().purge_log(snapshot.index).await.map_err(|e| stopped(g, e))?;
+        raft.wait(Some(timeout))
+            .metrics(|m| m.purged.as_ref().map(|p| p.index) >= Some(snapshot.index), "log purged")
+            .await
+            .map_err(|e| Error::Timeout { group: g, detail: e.to_string() })?;
+        Ok(Some(snapshot))
+    }
+}
+
+fn stopped(group: GroupId, e: impl std::fmt::Display) -> Error {
+    Error::Stopped { group, detail: e.to_string() }
+}
+
+impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
+    pub(crate) fn note_replicas(&self, ids: impl IntoIterator<Item = ReplicaId>) {
+        self.seen_replicas.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+    }
+
+    /// Whether the leader this replica knows of sits on a broker the detector holds dead.
+    fn leader_is_dead(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        if m.state == ServerState::Leader {
+            return false;
+        }
+        let Some(leader) = m.current_leader else { return true };
+        match m.membership_config.membership().get_node(&leader) {
+            Some(node) => !self.detector.is_alive(node.broker_id),
+            None => true,
+        }
+    }
+}
+
+impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
+    fn group_id(&self) -> GroupId {
+        self.id
+    }
+
+    fn replica_id(&self) -> ReplicaId {
+        self.replica
+    }
+
+    fn append_stream(
+        &self,
+        first: pb::AppendRequest,
+        rest: BoxStream<'static, Result<pb::AppendRequest, Status>>,
+    ) -> BoxStream<'static, Result<pb::AppendResponse, Status>> {
+        self.heard_leader.store(true, Ordering::Relaxed);
+        let bad: Arc<Mutex<Option<String>>> = Arc::default();
+        let bad_in = bad.clone();
+        let input = futures::stream::once(async { Ok(first) }).chain(rest).scan((), move |_, r| {
+            let decoded = match r {
+                Ok(req) => wire::append_from_pb::<A>(req).map_err(|e| format!("bad append: {e}")),
+                Err(status) => Err(format!("append stream broken: {}", status.message())),
+            };
+            futures::future::ready(match decoded {
+                Ok(req) => Some(req),
+                Err(e) => {
+                    *bad_in.lock().unwrap() = Some(e);
+                    None
+                }
+            })
+        });
+        let output = self.raft.stream_append(input).map(|r| match r {
+            Ok(res) => Ok(wire::append_result_to_pb::<A>(&res)),
+            Err(fatal) => Ok(wire::append_error_to_pb(format!("raft stopped: {fatal}"))),
+        });
+        let tail = futures::stream::once(async move { bad.lock().unwrap().take() })
+            .filter_map(|e| async move { e.map(|e| Ok(wire::append_error_to_pb(e))) });
+        output.chain(tail).boxed()
+    }
+
+    fn heartbeat(&self, req: pb::AppendRequest) -> BoxFuture<'static, pb::AppendResponse> {
+        self.heard_leader.store(true, Ordering::Relaxed);
+        let raft = self.raft.clone();
+        async move {
+            let req = match wire::append_from_pb::<A>(req) {
+                Ok(r) => r,
+                Err(e) => return wire::append_error_to_pb(format!("bad heartbeat: {e}")),
+            };
+            let (prev, last) = wire::append_range::<A>(&req);
+            match raft.append_entries(req).await {
+                Ok(resp) => wire::append_result_to_pb::<A>(&resp.into_stream_result(prev, last)),
+                Err(e) => wire::append_error_to_pb(format!("raft: {e}")),
+            }
+        }
+        .boxed()
+    }
+
+    fn vote(&self, req: pb::VoteRequest) -> BoxFuture<'static, Result<pb::VoteResponse, Status>> {
+        let raft = self.raft.clone();
+        // The leader lease keeps a live leader from being disrupted. When this broker's own
+        // failure detector holds the leader's broker dead, there is no live leader to
+        // protect: let the vote through at once instead of waiting out the lease.
+        let lease_void = !req.pre_vote && self.leader_is_dead();
+        let span = self.span.clone();
+        async move {
+            let mut vote = wire::vote_req_from_pb::<A>(&req)
+                .map_err(|e| Status::invalid_argument(format!("bad vote request: {e}")))?;
+            let resp = if req.pre_vote {
+                raft.pre_vote(vote).await
+            } else {
+                vote.leadership_transfer |= lease_void;
+                raft.vote(vote).await
+            };
+            let resp = resp.map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+            Ok(wire::vote_resp_to_pb::<A>(&resp))
+        }
+        .instrument(span)
+        .boxed()
+    }
+
+    fn install_snapshot(
+        &self,
+        req: pb::SnapshotRequest,
+    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, Status>> {
+        self.heard_leader.store(true, Ordering::Relaxed);
+        let raft = self.raft.clone();
+        async move {
+            let bad = |e: std::io::Error| Status::invalid_argument(format!("bad snapshot: {e}"));
+            let vote = wire::vote_from_pb(req.vote.as_ref()).map_err(bad)?;
+            let membership =
+                wire::stored_membership_from_pb(req.membership_log_id.as_ref(), req.membership)
+                    .map_err(bad)?;
+            let snapshot = Snapshot {
+                meta: SnapshotMeta {
+                    last_log_id: wire::opt_log_id_from_pb(req.last_log_id.as_ref()),
+                    last_membership: membership,
+                },
+                snapshot: SnapshotData { next_offset: req.next_offset, data: req.data },
+            };
+            let resp = raft
+                .install_full_snapshot(vote, snapshot)
+                .await
+                .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+            Ok(pb::SnapshotResponse { vote: Some(wire::vote_to_pb(&resp.vote)) })
+        }
+        .boxed()
+    }
+
+    fn transfer_leader(
+        &self,
+        req: pb::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, Status>> {
+        let raft = self.raft.clone();
+        async move {
+            let from = wire::vote_from_pb(req.from_leader.as_ref())
+                .map_err(|e| Status::invalid_argument(format!("bad transfer request: {e}")))?;
+            let tl = TransferLeaderRequest::new(
+                from,
+                req.to_node_id,
+                wire::opt_log_id_from_pb(req.last_log_id.as_ref()),
+            );
+            let resp = raft
+                .handle_transfer_leader(tl)
+                .await
+                .map_err(|e| Status::unavailable(format!("raft: {e}")))?;
+            use pb::transfer_leader_response::Result as R;
+            let result = match resp {
+                Ok(()) => R::Accepted(true),
+                Err(TransferLeaderError::VoteChanged { expected, actual }) => {
+                    R::VoteChanged(pb::VoteChanged {
+                        expected: Some(wire::vote_to_pb(&expected)),
+                        actual: Some(wire::vote_to_pb(&actual)),
+                    })
+                }
+                Err(TransferLeaderError::LogNotFlushed { expected, actual }) => {
+                    R::LogNotFlushed(pb::LogNotFlushed {
+                        expected: wire::opt_log_id_to_pb(expected.as_ref()),
+                        actual: wire::opt_log_id_to_pb(actual.as_ref()),
+                    })
+                }
+            };
+            Ok(pb::TransferLeaderResponse { result: Some(result) })
+        }
+        .boxed()
+    }
+
+    fn status(&self) -> GroupStatus {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let membership = m.membership_config.membership();
+        let broker_of = |id: &ReplicaId| membership.get_node(id).map(|n| n.broker_id);
+        let voters: Vec<ReplicaId> = membership.voter_ids().collect();
+        let last_log_index = m.last_log_index;
+        let lagging = m.replication.as_ref().is_some_and(|r| {
+            r.values().any(|matched| matched.as_ref().map(|l| l.index) < last_log_index)
+        });
+        GroupStatus {
+            is_leader: m.state == ServerState::Leader,
+            is_voter: voters.contains(&self.replica),
+            running: m.running_state.is_ok(),
+            leader: m.current_leader.map(|id| (id, broker_of(&id))),
+            term: m.current_term,
+            last_log_index,
+            committed: m.local_committed.map(|c| c.index),
+            applied: m.last_applied.map(|c| c.index),
+            lagging,
+            voter_brokers: voters.iter().filter_map(broker_of).collect(),
+            replica_brokers: membership.nodes().map(|(_, n)| n.broker_id).collect(),
+            follower_lag: m
+                .replication
+                .as_ref()
+                .map(|r| {
+                    r.iter()
+                        .map(|(id, matched)| {
+                            let matched = matched.as_ref().map_or(0, |l| l.index + 1);
+                            (*id, last_log_index.map_or(0, |l| l + 1).saturating_sub(matched))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    fn heard_leader(&self) -> bool {
+        self.heard_leader.load(Ordering::Relaxed)
+    }
+
+    fn trigger_heartbeat(&self) {
+        let raft = self.raft.clone();
+        tokio::spawn(async move {
+            let _ = raft.trigger().heartbeat().await;
+        });
+    }
+
+    fn trigger_elect(&self, delay: Duration, pre_vote: bool) {
+        let raft = self.raft.clone();
+        let span = self.span.clone();
+        tokio::spawn(
+            async move {
+                tokio::time::sleep(delay).await;
+                tracing::info!(pre_vote, "campaigning");
+                let _ = raft.trigger().elect(pre_vote).await;
+            }
+            .instrument(span),
+        );
+    }
+
+    fn shutdown(&self) -> BoxFuture<'static, ()> {
+        let raft = self.raft.clone();
+        async move {
+            let _ = raft.shutdown().await;
+        }
+        .boxed()
+    }
+}

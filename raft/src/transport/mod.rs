@@ -1,0 +1,89 @@
+//! The Raft transport: one HTTP/2 channel per peer broker, shared by every group.
+//!
+//! - [`server`]: the tonic service; routes each request to its group by id, answers an
+//!   unknown group or replica with a clear status.
+//! - [`client`]: [`Peers`] (one channel per peer broker) and the openraft network of a group:
+//!   pipelined stream append, votes, snapshots, leadership transfer.
+//! - [`heartbeat`]: coalesces the heartbeats of many groups bound for one peer into one RPC.
+
+pub(crate) mod client;
+pub(crate) mod heartbeat;
+pub(crate) mod server;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use tonic::Status;
+
+use crate::types::GroupId;
+use crate::types::ReplicaId;
+use crate::wire::pb;
+
+pub(crate) use client::Peers;
+pub(crate) use server::Groups;
+
+/// What the transport server needs of a hosted group, independent of its application type.
+pub(crate) trait GroupRpc: Send + Sync + 'static {
+    fn group_id(&self) -> GroupId;
+    fn replica_id(&self) -> ReplicaId;
+    /// Serves one append stream; `first` was already read off the stream to route it.
+    fn append_stream(
+        &self,
+        first: pb::AppendRequest,
+        rest: BoxStream<'static, Result<pb::AppendRequest, Status>>,
+    ) -> BoxStream<'static, Result<pb::AppendResponse, Status>>;
+    /// Serves one heartbeat (an append without entries).
+    fn heartbeat(&self, req: pb::AppendRequest) -> BoxFuture<'static, pb::AppendResponse>;
+    fn vote(&self, req: pb::VoteRequest) -> BoxFuture<'static, Result<pb::VoteResponse, Status>>;
+    fn install_snapshot(
+        &self,
+        req: pb::SnapshotRequest,
+    ) -> BoxFuture<'static, Result<pb::SnapshotResponse, Status>>;
+    fn transfer_leader(
+        &self,
+        req: pb::TransferLeaderRequest,
+    ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, Status>>;
+
+    // What the node's driver needs (crate::driver).
+    fn status(&self) -> GroupStatus;
+    fn heard_leader(&self) -> bool;
+    fn trigger_heartbeat(&self);
+    fn trigger_elect(&self, delay: std::time::Duration, pre_vote: bool);
+    fn shutdown(&self) -> BoxFuture<'static, ()>;
+}
+
+/// A group's Raft state as the driver sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct GroupStatus {
+    pub is_leader: bool,
+    pub is_voter: bool,
+    pub running: bool,
+    /// Known leader: replica id and (if in the membership) its broker.
+    pub leader: Option<(ReplicaId, Option<u64>)>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    /// (Leader only) some follower has not matched the last entry.
+    pub lagging: bool,
+    pub voter_brokers: Vec<u64>,
+    pub replica_brokers: Vec<u64>,
+    /// (Leader only) entries each follower is behind.
+    pub follower_lag: Vec<(ReplicaId, u64)>,
+}
+
+/// Checks that a request is for this replica: ids are never reused, so a mismatch means a
+/// stale sender (the replica was replaced) and the request must not reach openraft.
+pub(crate) fn check_target(g: &dyn GroupRpc, address: Option<&pb::Address>) -> Result<(), Status> {
+    let Some(a) = address else {
+        return Err(Status::invalid_argument("request without an address"));
+    };
+    if a.target != g.replica_id() {
+        return Err(Status::failed_precondition(format!(
+            "group {}: replica {} is not hosted here (this node hosts replica {})",
+            a.group,
+            a.target,
+            g.replica_id()
+        )));
+    }
+    Ok(())
+}
