@@ -85,6 +85,17 @@ impl Detector {
         }
     }
 
+    /// Records traffic from `broker` (a request or an answer): a sign of life that does not
+    /// tell its incarnation. A busy link is never declared dead for slow probes.
+    pub fn touch(&self, broker: u64) {
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = peers.get_mut(&broker)
+            && p.alive
+        {
+            p.last_heard = Instant::now();
+        }
+    }
+
     /// Declares dead every peer silent for longer than the timeout. Called every interval.
     pub fn check(&self) {
         let timeout = self.timing.detector_timeout();

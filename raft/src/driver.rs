@@ -7,8 +7,12 @@
 //!   An idle group sends nothing: its followers keep trusting the leader as long as the
 //!   failure detector holds the leader's broker alive.
 //! - When the detector declares a broker dead, the surviving voters of every group it led
-//!   campaign at once (each after a small random delay), provided this node can reach a
-//!   quorum of the group's brokers — a node cut off from the majority does not bump terms.
+//!   campaign at once, provided this node can reach a quorum of the group's brokers — a node
+//!   cut off from the majority does not bump terms. Survivors are ranked per group (a hash,
+//!   so leaderships spread): the first campaigns within half a jitter window, with a real
+//!   vote that voters grant despite the dead leader's lease (their own detector agrees it is
+//!   dead); the others follow a window apart with pre-vote, which cannot depose the first if
+//!   it won.
 //! - A voter whose leader is unknown, dead, or was never heard from since this replica
 //!   started (a restart) campaigns with pre-vote after a random election timeout.
 //! - When a broker comes (back) up, the groups led here that have a replica there heartbeat
@@ -51,6 +55,26 @@ impl Driver {
         self.groups.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
+    /// When this replica should campaign: the surviving voters of a group are ranked by a
+    /// hash of (group, replica), the same on every node, and campaign one jitter window
+    /// apart, so two survivors rarely split the vote, and new leaderships spread over the
+    /// brokers.
+    /// Returns the delay and whether this replica ranks first (only the first campaigns
+    /// without pre-vote: a later one must not depose a leader the first just won).
+    fn campaign_delay(&self, group: GroupId, s: &GroupStatus) -> (std::time::Duration, bool) {
+        let mut live: Vec<u64> = s
+            .voters
+            .iter()
+            .filter(|(_, b)| self.detector.is_alive(*b))
+            .map(|(r, _)| mix(group, *r))
+            .collect();
+        live.sort_unstable();
+        let me = mix(group, s.replica);
+        let rank = live.iter().position(|&h| h == me).unwrap_or(live.len()) as u32;
+        let window = std::time::Duration::from_millis(self.timing.election_jitter_ms);
+        (window * rank + self.timing.election_jitter() / 2, rank == 0)
+    }
+
     /// Whether this node can reach a majority of `voter_brokers` (counting itself).
     fn quorum_reachable(&self, s: &GroupStatus) -> bool {
         let alive = s.voter_brokers.iter().filter(|&&b| self.detector.is_alive(b)).count();
@@ -85,7 +109,8 @@ impl Driver {
             }
             let led_by_dead = matches!(s.leader, Some((_, Some(b))) if b == broker);
             if led_by_dead && self.quorum_reachable(&s) {
-                g.trigger_elect(self.timing.election_jitter(), false);
+                let (delay, first) = self.campaign_delay(g.group_id(), &s);
+                g.trigger_elect(delay, !first);
                 tracked.entry(g.group_id()).or_default().campaign_at =
                     Some(Instant::now() + self.timing.election_timeout());
                 n += 1;
@@ -155,7 +180,7 @@ impl Driver {
                 None => t.campaign_at = Some(now + self.timing.election_timeout()),
                 Some(at) if now >= at => {
                     if self.quorum_reachable(&s) {
-                        g.trigger_elect(self.timing.election_jitter(), true);
+                        g.trigger_elect(self.campaign_delay(id, &s).0, true);
                         campaigns += 1;
                     }
                     t.campaign_at = Some(now + self.timing.election_timeout());
@@ -171,6 +196,14 @@ impl Driver {
             metrics::counter!(m::DRIVER_ELECTIONS, "cause" => "no_leader").increment(campaigns);
         }
     }
+}
+
+/// A well-spread 64-bit hash of (group, replica) (splitmix64's finalizer).
+fn mix(group: GroupId, replica: u64) -> u64 {
+    let mut z = group.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ replica;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Per-group metrics, exported only when they change (10,000 idle groups cost nothing here).

@@ -17,6 +17,7 @@ use openraft::ChangeMembers;
 use openraft::ServerState;
 use openraft::async_runtime::watch::WatchReceiver;
 use openraft::errors::ClientWriteError;
+use openraft::errors::ForwardReason;
 use openraft::errors::RaftError;
 use openraft::metrics::RaftMetrics;
 use openraft::raft::TransferLeaderError;
@@ -69,13 +70,14 @@ pub(crate) struct GroupInner<A: App, S: StateMachine<A>> {
     pub heard_leader: AtomicBool,
     /// Replica ids seen in this group's membership since it opened: never added again.
     pub seen_replicas: Mutex<BTreeSet<ReplicaId>>,
+    /// openraft's leader lease (the election timeout's upper bound).
+    pub lease: Duration,
+    /// Held while a lease renewal runs.
+    pub renewing: tokio::sync::Mutex<()>,
     pub span: tracing::Span,
 }
 
-fn raft_err<E: std::fmt::Display>(group: GroupId, e: RaftError<TypeConfig<impl App>, E>) -> Error
-where
-    E: std::error::Error,
-{
+fn raft_err<E: std::error::Error>(group: GroupId, e: RaftError<TypeConfig<impl App>, E>) -> Error {
     Error::Stopped { group, detail: e.to_string() }
 }
 
@@ -125,21 +127,75 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     }
 
     /// Makes this replica the founding member of a new group with `members` as voters (every
-    /// member's node included), and campaigns at once. Call on exactly one replica.
+    /// member's node included); it campaigns at once. Call on exactly one replica.
     pub async fn initialize(&self, members: BTreeMap<ReplicaId, ReplicaNode>) -> Result<(), Error> {
         let g = self.inner.id;
         self.inner.note_replicas(members.keys().copied());
-        self.inner.raft.initialize(members).await.map_err(|e| raft_err(g, e))?;
-        self.inner.raft.trigger().elect(false).await.map_err(|e| stopped(g, e))
+        self.inner.raft.initialize(members).await.map_err(|e| raft_err(g, e))
     }
 
     /// Proposes `data`; returns its log id and the state machine's response once it is
     /// committed and applied. Fails `NOT_LEADER` (with the leader) on a follower.
     pub async fn write(&self, data: A::Data) -> Result<(LogId, A::Response), Error> {
         let g = self.inner.id;
-        match self.inner.raft.client_write(data).await {
-            Ok(r) => Ok((r.log_id, r.data)),
-            Err(e) => Err(self.client_write_error(g, e)),
+        let mut attempt = 0;
+        loop {
+            match self.inner.raft.client_write(data.clone()).await {
+                Ok(r) => return Ok((r.log_id, r.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired && attempt < 3 =>
+                {
+                    // An idle (quiesced) group sends no heartbeats, so its leader's quorum
+                    // lease lapses; one heartbeat round renews it.
+                    attempt += 1;
+                    self.renew_lease().await?;
+                }
+                Err(e) => {
+                    tracing::debug!(group = g, "write refused: {e}");
+                    return Err(self.client_write_error(g, e));
+                }
+            }
+        }
+    }
+
+    /// Sends heartbeat rounds until a quorum has acknowledged one (one renewal at a time
+    /// per group; concurrent writers wait for it).
+    async fn renew_lease(&self) -> Result<(), Error> {
+        let g = self.inner.id;
+        let raft = &self.inner.raft;
+        let lease = self.inner.lease;
+        let _one = self.inner.renewing.lock().await;
+        let fresh = |m: &RaftMetrics<TypeConfig<A>>| {
+            m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| openraft::Instant::elapsed(&**t) < lease / 2)
+        };
+        let deadline = std::time::Instant::now() + lease * 3;
+        loop {
+            if self.metrics().state != ServerState::Leader || fresh(&self.metrics()) {
+                return Ok(());
+            }
+            let sent = <openraft::TokioInstant as openraft::Instant>::now();
+            raft.trigger().heartbeat().await.map_err(|e| stopped(g, e))?;
+            let acked = raft
+                .wait(Some(lease / 2))
+                .metrics(
+                    |m| {
+                        m.state != ServerState::Leader
+                            || m.last_quorum_acked.as_ref().is_some_and(|acked| **acked >= sent)
+                    },
+                    "quorum lease renewed",
+                )
+                .await;
+            if acked.is_ok() {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    group: g,
+                    detail: "no quorum acknowledged a heartbeat: leader lease not renewed".into(),
+                });
+            }
         }
     }
 
@@ -187,6 +243,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     pub async fn promote(&self, ids: impl IntoIterator<Item = ReplicaId>) -> Result<(), Error> {
         let g = self.inner.id;
         let ids: BTreeSet<_> = ids.into_iter().collect();
+        self.renew_lease().await?;
         self.inner
             .raft
             .change_membership(ChangeMembers::AddVoterIds(ids), false)
@@ -202,6 +259,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     ) -> Result<(), Error> {
         let g = self.inner.id;
         let ids: BTreeSet<_> = ids.into_iter().collect();
+        self.renew_lease().await?;
         self.inner
             .raft
             .change_membership(ChangeMembers::RemoveVoters(ids), false)
@@ -439,6 +497,8 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
             applied: m.last_applied.map(|c| c.index),
             lagging,
             voter_brokers: voters.iter().filter_map(broker_of).collect(),
+            voters: voters.iter().filter_map(|id| Some((*id, broker_of(id)?))).collect(),
+            replica: self.replica,
             replica_brokers: membership.nodes().map(|(_, n)| n.broker_id).collect(),
             follower_lag: m
                 .replication
@@ -469,9 +529,33 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
     fn trigger_elect(&self, delay: Duration, pre_vote: bool) {
         let raft = self.raft.clone();
         let span = self.span.clone();
+        let term = self.raft.metrics().borrow_watched().current_term;
+        let detector = self.detector.clone();
         tokio::spawn(
             async move {
                 tokio::time::sleep(delay).await;
+                // Another replica may have campaigned meanwhile (this one voted: its term
+                // moved) or a leader may have reached us: campaigning now would only
+                // depose it.
+                let still_needed = {
+                    let m = raft.metrics();
+                    let m = m.borrow_watched();
+                    let leader_alive = m.current_leader.is_some_and(|l| {
+                        m.membership_config
+                            .membership()
+                            .get_node(&l)
+                            .is_some_and(|n| detector.is_alive(n.broker_id))
+                    });
+                    // A pre-vote cannot depose a leader that still holds its lease; a forced
+                    // campaign (after a peer's death) must not run while a live leader is known.
+                    m.current_term == term
+                        && m.state != ServerState::Leader
+                        && (pre_vote || !leader_alive)
+                };
+                if !still_needed {
+                    tracing::debug!("campaign called off: the group moved on");
+                    return;
+                }
                 tracing::info!(pre_vote, "campaigning");
                 let _ = raft.trigger().elect(pre_vote).await;
             }

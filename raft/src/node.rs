@@ -165,6 +165,13 @@ impl RaftNode {
         self.inner.peers.get(broker, addr).map(|_| ()).map_err(Error::Config)
     }
 
+    /// Fault injection for tests (a transport filter, as TiKV's test clusters have): send
+    /// nothing to `brokers` until called again with another set. Partition a node away by
+    /// cutting it from every peer and every peer from it.
+    pub fn set_partitioned(&self, brokers: impl IntoIterator<Item = u64>) {
+        self.inner.peers.set_partitioned(brokers.into_iter().collect());
+    }
+
     /// Whether the failure detector holds `broker` alive.
     pub fn is_peer_alive(&self, broker: u64) -> bool {
         self.inner.detector.is_alive(broker)
@@ -224,6 +231,8 @@ impl RaftNode {
             detector: self.inner.detector.clone(),
             heard_leader: AtomicBool::new(false),
             seen_replicas: Mutex::new(BTreeSet::new()),
+            lease: Duration::from_millis(self.inner.config.timing.election_timeout_max_ms),
+            renewing: tokio::sync::Mutex::new(()),
             span,
         });
         {
@@ -237,13 +246,21 @@ impl RaftNode {
                 }
             }
         }
-        let mut groups = self.inner.groups.write().unwrap_or_else(|p| p.into_inner());
-        if groups.contains_key(&group) {
-            drop(groups);
+        let inserted = {
+            let mut groups = self.inner.groups.write().unwrap_or_else(|p| p.into_inner());
+            match groups.entry(group) {
+                std::collections::hash_map::Entry::Occupied(_) => false,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(inner.clone());
+                    true
+                }
+            }
+        };
+        if !inserted {
+            // Created concurrently by another caller: this instance never served.
             let _ = inner.raft.shutdown().await;
             return Err(Error::GroupExists(group));
         }
-        groups.insert(group, inner.clone());
         Ok(Group { inner })
     }
 

@@ -29,8 +29,8 @@ pub struct RaftTiming {
     pub election_timeout_min_ms: u64,
     /// Upper bound of that wait; also the leader lease.
     pub election_timeout_max_ms: u64,
-    /// Elections after a peer's death start within this window (randomized, so that the
-    /// survivors of one group rarely split the vote).
+    /// Spacing of the campaigns of a group's survivors after a peer's death (the first starts
+    /// within half of it), so that they rarely split the vote.
     pub election_jitter_ms: u64,
 }
 
@@ -50,19 +50,19 @@ impl RaftTiming {
             heartbeat_interval_ms: 500,
             election_timeout_min_ms: 2500,
             election_timeout_max_ms: 5000,
-            election_jitter_ms: 150,
+            election_jitter_ms: 200,
         }
     }
 
     /// Defaults for nodes on one machine (tests, the local 3-node cluster).
     pub fn loopback() -> RaftTiming {
         RaftTiming {
-            detector_interval_ms: 50,
-            detector_timeout_ms: 250,
+            detector_interval_ms: 100,
+            detector_timeout_ms: 500,
             heartbeat_interval_ms: 200,
             election_timeout_min_ms: 1000,
             election_timeout_max_ms: 2000,
-            election_jitter_ms: 50,
+            election_jitter_ms: 100,
         }
     }
 
@@ -105,6 +105,11 @@ impl RaftTiming {
         Duration::from_millis(self.heartbeat_interval_ms)
     }
 
+    /// Timeout of one coalesced heartbeat RPC.
+    pub(crate) fn heartbeat_timeout(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_min_ms / 2)
+    }
+
     /// A fresh random election timeout.
     pub(crate) fn election_timeout(&self) -> Duration {
         Duration::from_millis(rand::random_range(
@@ -122,7 +127,9 @@ impl RaftTiming {
     pub(crate) fn openraft_config(&self, cluster: &str) -> Result<openraft::Config, Error> {
         let config = openraft::Config {
             cluster_name: cluster.to_string(),
-            heartbeat_interval: self.heartbeat_interval_ms,
+            // With the tick off, openraft uses this only as the timeout of one heartbeat
+            // round trip: generous, so a busy link does not drop lease renewals.
+            heartbeat_interval: self.election_timeout_min_ms / 2,
             election_timeout_min: self.election_timeout_min_ms,
             election_timeout_max: self.election_timeout_max_ms,
             enable_tick: false,

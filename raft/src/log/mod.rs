@@ -332,6 +332,14 @@ impl<A: App> SegmentLog<A> {
         blocking(move || shared.find(Target::Offset(offset))).await
     }
 
+    /// Where the retained entry at Raft `index` sits in record-offset space (`None` if the
+    /// log does not hold it).
+    pub async fn find_index(&self, index: u64) -> io::Result<Option<EntryLocation>> {
+        let shared = self.shared.clone();
+        let found = blocking(move || shared.find(Target::Index(index))).await?;
+        Ok(found.filter(|l| l.index == index))
+    }
+
     /// The first entry whose max timestamp is at least `ts` (ListOffsets by time), if any.
     pub async fn find_timestamp(&self, ts: i64) -> io::Result<Option<EntryLocation>> {
         let shared = self.shared.clone();

@@ -6,6 +6,7 @@ use super::*;
 pub(super) enum Target {
     Offset(i64),
     Timestamp(i64),
+    Index(u64),
 }
 
 impl Target {
@@ -14,6 +15,7 @@ impl Target {
         match *self {
             Target::Offset(o) => h.next_offset() > o && h.record_count > 0,
             Target::Timestamp(ts) => h.max_timestamp >= ts,
+            Target::Index(i) => h.index >= i,
         }
     }
 }
@@ -40,6 +42,9 @@ impl<A: App> Shared<A> {
                     (None, Target::Timestamp(ts)) => {
                         st.segments.partition_point(|s| s.prefix_max_timestamp < ts)
                     }
+                    (None, Target::Index(i)) => {
+                        st.segments.partition_point(|s| s.last_index().is_some_and(|l| l < i))
+                    }
                 };
                 let Some(s) = st.segments.get(i) else {
                     // Past the segment files: entries not yet written.
@@ -54,6 +59,7 @@ impl<A: App> Shared<A> {
                 let from = match target {
                     Target::Offset(o) => s.seek_offset(o),
                     Target::Timestamp(ts) => s.seek_timestamp(ts),
+                    Target::Index(i) => s.seek_index(i),
                 };
                 (s.file.clone(), from, s.size, s.first_index, purged)
             };

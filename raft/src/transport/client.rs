@@ -2,10 +2,13 @@
 //! group ([`NetworkFactory`], [`Network`]).
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -59,7 +62,15 @@ pub(crate) struct Peer {
     pub addr: String,
     pub client: RaftTransportClient<Channel>,
     pub heartbeats: Arc<Coalescer>,
+    /// Fault injection: while set, nothing is sent to this peer ([`Peers::set_partitioned`]).
+    pub cut: Arc<AtomicBool>,
     probe: JoinHandle<()>,
+}
+
+impl Peer {
+    fn is_cut(&self) -> bool {
+        self.cut.load(Ordering::Relaxed)
+    }
 }
 
 impl Drop for Peer {
@@ -76,11 +87,19 @@ pub(crate) struct Peers {
     timing: RaftTiming,
     detector: Arc<Detector>,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
+    partitioned: Mutex<HashSet<u64>>,
 }
 
 impl Peers {
     pub fn new(me: u64, incarnation: u64, timing: RaftTiming, detector: Arc<Detector>) -> Peers {
-        Peers { me, incarnation, timing, detector, peers: Mutex::new(HashMap::new()) }
+        Peers {
+            me,
+            incarnation,
+            timing,
+            detector,
+            peers: Mutex::new(HashMap::new()),
+            partitioned: Mutex::new(HashSet::new()),
+        }
     }
 
     /// The peer `broker` at `addr`; a changed address replaces the old channel.
@@ -102,7 +121,16 @@ impl Peers {
         let client = RaftTransportClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
-        let heartbeats = Coalescer::start(broker, client.clone(), self.timing.heartbeat_interval());
+        let cut = Arc::new(AtomicBool::new(
+            self.partitioned.lock().unwrap_or_else(|p| p.into_inner()).contains(&broker),
+        ));
+        let heartbeats = Coalescer::start(
+            broker,
+            client.clone(),
+            self.timing.heartbeat_timeout(),
+            cut.clone(),
+            self.detector.clone(),
+        );
         self.detector.watch(broker);
         let probe = tokio::spawn(probe_loop(
             broker,
@@ -111,10 +139,22 @@ impl Peers {
             client.clone(),
             self.timing.clone(),
             self.detector.clone(),
+            cut.clone(),
         ));
-        let peer = Arc::new(Peer { broker, addr: addr.to_string(), client, heartbeats, probe });
+        let peer =
+            Arc::new(Peer { broker, addr: addr.to_string(), client, heartbeats, cut, probe });
         peers.insert(broker, peer.clone());
         Ok(peer)
+    }
+
+    /// Fault injection for tests: drop all traffic to `brokers` (and restore it to every
+    /// other peer). Open append streams to them end.
+    pub fn set_partitioned(&self, brokers: HashSet<u64>) {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        for (b, p) in peers.iter() {
+            p.cut.store(brokers.contains(b), Ordering::Relaxed);
+        }
+        *self.partitioned.lock().unwrap_or_else(|p| p.into_inner()) = brokers;
     }
 
     /// Drops every channel (node shutdown).
@@ -130,11 +170,15 @@ async fn probe_loop(
     mut client: RaftTransportClient<Channel>,
     timing: RaftTiming,
     detector: Arc<Detector>,
+    cut: Arc<AtomicBool>,
 ) {
     let mut tick = tokio::time::interval(timing.detector_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if cut.load(Ordering::Relaxed) {
+            continue;
+        }
         let mut req = tonic::Request::new(pb::ProbeRequest { broker_id: me, incarnation });
         req.set_timeout(timing.detector_timeout());
         let probe = tokio::time::timeout(timing.detector_timeout(), client.probe(req));
@@ -170,7 +214,13 @@ impl<A: App> NetworkFactory<A> {
         let peer = self.peers.get(node.broker_id, &node.addr);
         Network {
             peer,
-            address: pb::Address { group: self.group, target, from: self.replica },
+            address: pb::Address {
+                group: self.group,
+                target,
+                from: self.replica,
+                from_broker: self.peers.me,
+            },
+            detector: self.peers.detector.clone(),
             heartbeat,
             _app: PhantomData,
         }
@@ -193,13 +243,18 @@ impl<A: App> RaftNetworkFactory<C<A>> for NetworkFactory<A> {
 pub(crate) struct Network<A: App> {
     peer: Result<Arc<Peer>, String>,
     address: pb::Address,
+    detector: Arc<Detector>,
     heartbeat: bool,
     _app: PhantomData<A>,
 }
 
 impl<A: App> Network<A> {
     fn peer(&self) -> Result<&Arc<Peer>, RPCError<C<A>>> {
-        self.peer.as_ref().map_err(unreachable::<A>)
+        let peer = self.peer.as_ref().map_err(unreachable::<A>)?;
+        if peer.is_cut() {
+            return Err(unreachable::<A>(format!("broker {} is partitioned away", peer.broker)));
+        }
+        Ok(peer)
     }
 
     fn label(&self) -> String {
@@ -281,31 +336,43 @@ impl<A: App> RaftNetworkV2<C<A>> for Network<A> {
             let label = self.label();
             let address = self.address;
             let sent_label = label.clone();
-            let out = input.map(move |req| {
-                let bytes: usize = req
-                    .entries
-                    .iter()
-                    .map(|e| match &e.payload {
-                        openraft::EntryPayload::Normal(d) => {
-                            crate::types::LogPayload::encoded_len(d)
-                        }
-                        _ => 0,
-                    })
-                    .sum();
-                metrics::counter!(m::TRANSPORT_BYTES_SENT, "peer" => sent_label.clone())
-                    .increment(bytes as u64);
-                metrics::histogram!(m::TRANSPORT_APPEND_ENTRIES, "peer" => sent_label.clone())
-                    .record(req.entries.len() as f64);
-                wire::append_to_pb::<A>(address, &req)
-            });
+            let cut_in = peer.cut.clone();
+            let cut_out = peer.cut.clone();
+            let out = input
+                .take_while(move |_| futures::future::ready(!cut_in.load(Ordering::Relaxed)))
+                .map(move |req| {
+                    let bytes: usize = req
+                        .entries
+                        .iter()
+                        .map(|e| match &e.payload {
+                            openraft::EntryPayload::Normal(d) => {
+                                crate::types::LogPayload::encoded_len(d)
+                            }
+                            _ => 0,
+                        })
+                        .sum();
+                    metrics::counter!(m::TRANSPORT_BYTES_SENT, "peer" => sent_label.clone())
+                        .increment(bytes as u64);
+                    metrics::histogram!(m::TRANSPORT_APPEND_ENTRIES, "peer" => sent_label.clone())
+                        .record(req.entries.len() as f64);
+                    wire::append_to_pb::<A>(address, &req)
+                });
             let started = Instant::now();
             let mut client = peer.client.clone();
             let resp = client.append(out).await;
             record_rpc(&label, "append_stream", started, resp.is_ok());
             let resp =
                 resp.map_err(|s| unreachable::<A>(format!("append stream: {}", s.message())))?;
-            let stream = resp.into_inner().map(|r| match r {
-                Ok(r) => wire::append_result_from_pb::<A>(r).map_err(unreachable::<A>),
+            let detector = self.detector.clone();
+            let broker = peer.broker;
+            let stream = resp.into_inner().map(move |r| match r {
+                _ if cut_out.load(Ordering::Relaxed) => {
+                    Err(unreachable::<A>("peer is partitioned away"))
+                }
+                Ok(r) => {
+                    detector.touch(broker);
+                    wire::append_result_from_pb::<A>(r).map_err(unreachable::<A>)
+                }
                 Err(s) => Err(unreachable::<A>(format!("append stream: {}", s.message()))),
             });
             Ok(stream.boxed())

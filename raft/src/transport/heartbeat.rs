@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -14,6 +16,7 @@ use tokio::sync::Notify;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+use crate::detector::Detector;
 use crate::metrics as m;
 use crate::wire::pb;
 use crate::wire::pb::raft_transport_client::RaftTransportClient;
@@ -32,6 +35,7 @@ struct Queue {
 pub(crate) struct Coalescer {
     queue: Mutex<Queue>,
     wake: Notify,
+    cut: Arc<AtomicBool>,
 }
 
 impl Coalescer {
@@ -40,14 +44,20 @@ impl Coalescer {
         peer: u64,
         client: RaftTransportClient<Channel>,
         timeout: Duration,
+        cut: Arc<AtomicBool>,
+        detector: Arc<Detector>,
     ) -> Arc<Coalescer> {
-        let c = Arc::new(Coalescer { queue: Mutex::new(Queue::default()), wake: Notify::new() });
-        tokio::spawn(sender(peer, c.clone(), client, timeout));
+        let c =
+            Arc::new(Coalescer { queue: Mutex::new(Queue::default()), wake: Notify::new(), cut });
+        tokio::spawn(sender(peer, c.clone(), client, timeout, detector));
         c
     }
 
     /// Sends one heartbeat; resolves with the peer's answer or a delivery error.
     pub async fn send(&self, req: pb::AppendRequest) -> Result<pb::AppendResponse, String> {
+        if self.cut.load(Ordering::Relaxed) {
+            return Err("peer is partitioned away".into());
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -75,6 +85,7 @@ async fn sender(
     c: Arc<Coalescer>,
     mut client: RaftTransportClient<Channel>,
     timeout: Duration,
+    detector: Arc<Detector>,
 ) {
     let peer_label = peer.to_string();
     loop {
@@ -108,6 +119,7 @@ async fn sender(
             .record(started.elapsed().as_secs_f64());
         match res {
             Ok(resp) => {
+                detector.touch(peer);
                 let responses = resp.into_inner().responses;
                 if responses.len() != n {
                     let msg = format!("peer answered {} of {n} heartbeats", responses.len());

@@ -66,6 +66,10 @@ pub(crate) struct GroupStatus {
     /// (Leader only) some follower has not matched the last entry.
     pub lagging: bool,
     pub voter_brokers: Vec<u64>,
+    /// Voters as (replica id, broker).
+    pub voters: Vec<(ReplicaId, u64)>,
+    /// This replica.
+    pub replica: ReplicaId,
     pub replica_brokers: Vec<u64>,
     /// (Leader only) entries each follower is behind.
     pub follower_lag: Vec<(ReplicaId, u64)>,

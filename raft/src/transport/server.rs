@@ -34,6 +34,7 @@ impl TransportService {
         let Some(a) = address else {
             return Err(Status::invalid_argument("request without an address"));
         };
+        self.detector.touch(a.from_broker);
         let g = self.groups.read().unwrap_or_else(|p| p.into_inner()).get(&a.group).cloned();
         let g = g.ok_or_else(|| {
             Status::not_found(format!(
@@ -66,6 +67,9 @@ impl RaftTransport for TransportService {
         };
         let g = self.group(first.address.as_ref())?;
         metrics::counter!(m::TRANSPORT_SERVED, "rpc" => "append_stream").increment(1);
+        let detector = self.detector.clone();
+        let from = first.address.as_ref().map_or(0, |a| a.from_broker);
+        let input = input.inspect(move |_| detector.touch(from));
         Ok(Response::new(g.append_stream(first, input.boxed())))
     }
 

@@ -1,0 +1,444 @@
+//! Multi-raft replication over real gRPC: many groups on 3 nodes, leader failure, partitions,
+//! a new replica joining after the log was purged, leadership transfer and bad requests.
+//!
+//! Sizes: `RAFKA_TEST_GROUPS` (default 200) groups and `RAFKA_TEST_ENTRIES` (default 100)
+//! entries per group in `many_groups_replicate_identically`; the long variant is
+//! `RAFKA_TEST_ENTRIES=10000`.
+
+mod cluster;
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+use std::time::Instant;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use openraft::RaftLogReader;
+use rafka_raft::LogConfig;
+use rafka_raft::wire::pb;
+use rafka_raft::wire::pb::raft_transport_client::RaftTransportClient;
+
+use cluster::Cluster;
+use cluster::payload;
+use cluster::replica_id;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Writes `n` entries to `g` through its current leader, `inflight` at a time; returns the
+/// last log id.
+async fn write_many(c: &Cluster, g: u64, from: u64, n: u64, len: usize) -> rafka_raft::LogId {
+    let b = c.must_leader(g, SECS(20)).await;
+    let group = c.node(b).group(g).unwrap();
+    c.node(b)
+        .run(move |_, _| async move {
+            let mut inflight = FuturesUnordered::new();
+            let mut last = None;
+            let mut next = from;
+            while next < from + n || !inflight.is_empty() {
+                while next < from + n && inflight.len() < 32 {
+                    let group = group.clone();
+                    let i = next;
+                    inflight.push(async move { group.write(payload(g, i, len)).await });
+                    next += 1;
+                }
+                let (log_id, _) = inflight.next().await.unwrap().expect("write");
+                last = last.max(Some(log_id));
+            }
+            last.unwrap()
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_groups_replicate_identically() {
+    let groups = env_u64("RAFKA_TEST_GROUPS", 200);
+    let entries = env_u64("RAFKA_TEST_ENTRIES", 100);
+    let c = Cluster::start(3, LogConfig::default()).await;
+    let started = Instant::now();
+    for g in 1..=groups {
+        // Founding replicas rotate over the brokers, so leadership is spread.
+        let first = 1 + g % 3;
+        let brokers = [first, 1 + first % 3, 1 + (first + 1) % 3];
+        c.must_create_group(g, &brokers).await;
+    }
+    for g in 1..=groups {
+        c.must_leader(g, SECS(30)).await;
+    }
+    eprintln!("{groups} groups created and led in {:?}", started.elapsed());
+
+    let started = Instant::now();
+    let writes: FuturesUnordered<_> = (1..=groups)
+        .map(|g| {
+            let c = &c;
+            async move { (g, write_many(c, g, 0, entries, 100).await) }
+        })
+        .collect();
+    let lasts: BTreeMap<u64, rafka_raft::LogId> = writes.collect().await;
+    let secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} entries written in {secs:.1}s ({:.0} entries/s)",
+        groups * entries,
+        (groups * entries) as f64 / secs
+    );
+
+    for (&g, last) in &lasts {
+        c.must_apply(g, last.index, SECS(60)).await;
+        let applied = c.applied(g);
+        assert_eq!(applied.len(), 3, "group {g}: three replicas");
+        let leader_view = &applied[&c.must_leader(g, SECS(10)).await];
+        assert_eq!(leader_view.entries, entries, "group {g}: every write applied once");
+        for (b, a) in &applied {
+            assert_eq!(a, leader_view, "group {g}: broker {b} applied a different state");
+        }
+        let logs = c.log_records(g, 0).await;
+        let first = logs.values().next().unwrap();
+        assert!(first.len() as u64 > entries, "group {g}: log holds the writes");
+        for (b, records) in &logs {
+            assert_eq!(records, first, "group {g}: broker {b} holds different log bytes");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_leader_node_fails_over_and_catches_up() {
+    let groups = 30;
+    let mut c = Cluster::start(3, LogConfig::default()).await;
+    let mut replicas = BTreeMap::new();
+    for g in 1..=groups {
+        // Broker 1 founds, hence leads, every group.
+        replicas.insert(g, c.must_create_group(g, &[1, 2, 3]).await);
+    }
+    for g in 1..=groups {
+        assert_eq!(c.must_leader(g, SECS(20)).await, 1);
+    }
+    // Acknowledged writes, by group: (log id, payload number).
+    let mut acked: BTreeMap<u64, Vec<(rafka_raft::LogId, u64)>> = BTreeMap::new();
+    for g in 1..=groups {
+        for i in 0..10 {
+            let log_id = c.must_write(g, payload(g, i, 64), SECS(10)).await;
+            acked.entry(g).or_default().push((log_id, i));
+        }
+    }
+
+    let killed = Instant::now();
+    c.kill(1);
+    let mut failover = Vec::new();
+    for g in 1..=groups {
+        let b = c.must_leader(g, SECS(15)).await;
+        assert_ne!(b, 1);
+        failover.push(killed.elapsed());
+    }
+    eprintln!("all {groups} groups led again {:?} after the kill", killed.elapsed());
+
+    // No acknowledged entry is lost or changed on the survivors.
+    for g in 1..=groups {
+        for b in [2, 3] {
+            let group = c.node(b).group(g).unwrap();
+            let entries = c
+                .node(b)
+                .run(move |_, _| async move {
+                    group.log().clone().try_get_log_entries(0..).await.unwrap()
+                })
+                .await;
+            for (log_id, i) in &acked[&g] {
+                let e = entries
+                    .iter()
+                    .find(|e| e.log_id == *log_id)
+                    .unwrap_or_else(|| panic!("group {g}: broker {b} lost acked entry {log_id}"));
+                match &e.payload {
+                    openraft::EntryPayload::Normal(d) => {
+                        assert_eq!(d, &payload(g, *i, 64), "group {g}: entry {log_id} changed")
+                    }
+                    other => panic!("group {g}: entry {log_id} became {other:?}"),
+                }
+            }
+        }
+    }
+    // Writes resume.
+    let mut last = BTreeMap::new();
+    for g in 1..=groups {
+        last.insert(g, c.must_write(g, payload(g, 100, 64), SECS(10)).await);
+    }
+
+    // The killed node comes back and catches up.
+    let back: Vec<_> = (1..=groups).map(|g| (g, replicas[&g][&1])).collect();
+    c.restart(1, back).await;
+    for g in 1..=groups {
+        c.must_apply(g, last[&g].index, SECS(30)).await;
+        let applied = c.applied(g);
+        assert_eq!(applied.len(), 3);
+        let first = applied.values().next().unwrap();
+        assert_eq!(first.entries, 11, "group {g}");
+        assert!(applied.values().all(|a| a == first), "group {g}: replicas differ: {applied:?}");
+        let logs = c.log_records(g, 0).await;
+        let first = logs.values().next().unwrap();
+        assert!(logs.values().all(|l| l == first), "group {g}: log bytes differ after catch-up");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_never_commits_and_replicas_converge_after_heal() {
+    let groups = 8;
+    let c = Cluster::start(3, LogConfig::default()).await;
+    for g in 1..=groups {
+        c.must_create_group(g, &[1, 2, 3]).await;
+    }
+    for g in 1..=groups {
+        assert_eq!(c.must_leader(g, SECS(20)).await, 1);
+        c.must_write(g, payload(g, 0, 64), SECS(10)).await;
+    }
+    let applied_before: BTreeMap<u64, _> =
+        (1..=groups).map(|g| (g, c.applied(g)[&1].last_applied)).collect();
+
+    // Cut node 1 (the leader of every group) from the others, both ways.
+    c.node(1).node.as_ref().unwrap().set_partitioned([2, 3]);
+    c.node(2).node.as_ref().unwrap().set_partitioned([1]);
+    c.node(3).node.as_ref().unwrap().set_partitioned([1]);
+
+    // The old leader accepts proposals but can never commit them.
+    let mut minority = Vec::new();
+    for g in 1..=groups {
+        let group = c.node(1).group(g).unwrap();
+        minority.push(
+            c.node(1)
+                .rt
+                .as_ref()
+                .unwrap()
+                .spawn(async move { group.write(payload(g, 999, 64)).await }),
+        );
+    }
+    // The majority elects new leaders and commits.
+    let mut last = BTreeMap::new();
+    for g in 1..=groups {
+        last.insert(g, c.must_write_among(g, &[2, 3], payload(g, 1, 64), SECS(20)).await);
+    }
+    for g in 1..=groups {
+        assert_eq!(
+            c.applied(g)[&1].last_applied,
+            applied_before[&g],
+            "group {g}: the isolated minority applied something"
+        );
+    }
+
+    // Heal: everyone converges on the majority's log.
+    for b in 1..=3 {
+        c.node(b).node.as_ref().unwrap().set_partitioned([]);
+    }
+    for g in 1..=groups {
+        c.must_leader(g, SECS(20)).await;
+        let tail = c.must_write(g, payload(g, 2, 64), SECS(20)).await;
+        assert!(tail > last[&g]);
+        c.must_apply(g, tail.index, SECS(20)).await;
+        let applied = c.applied(g);
+        let first = applied.values().next().unwrap();
+        assert_eq!(first.entries, 3, "group {g}: only committed writes applied");
+        assert!(applied.values().all(|a| a == first), "group {g}: replicas differ: {applied:?}");
+        let logs = c.log_records(g, 0).await;
+        let first = logs.values().next().unwrap();
+        assert!(logs.values().all(|l| l == first), "group {g}: log bytes differ after heal");
+    }
+    for w in minority {
+        let res = within("minority write resolves", SECS(20), w).await.unwrap();
+        assert!(res.is_err(), "a write proposed on the isolated minority was acknowledged");
+    }
+}
+
+use cluster::within;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_replica_installs_retention_snapshot_then_replicates() {
+    let log_config = LogConfig { segment_bytes: 4096, ..LogConfig::default() };
+    let c = Cluster::start(4, log_config).await;
+    let g = 7;
+    let replicas = c.must_create_group(g, &[1, 2, 3]).await;
+    let leader_b = c.must_leader(g, SECS(20)).await;
+    write_many(&c, g, 0, 300, 200).await;
+    let leader = c.node(leader_b).group(g).unwrap();
+    // Retention point: here. Entries written after it stay in the log.
+    leader.state_machine().lock().unwrap().checkpoint();
+    let retention = leader.state_machine().lock().unwrap().state.last_applied.unwrap();
+    write_many(&c, g, 300, 50, 200).await;
+
+    let segments_before = leader.log().segment_count();
+    let l = leader.clone();
+    let snapshot = c
+        .node(leader_b)
+        .run(move |_, _| async move { l.compact(SECS(10)).await.unwrap() })
+        .await
+        .expect("a snapshot");
+    assert_eq!(snapshot, retention, "snapshot is at the retention point, not the head");
+    assert!(leader.log().segment_count() < segments_before, "purge deleted segments");
+    assert_eq!(
+        leader.metrics().purged.map(|p| p.index),
+        Some(retention.index),
+        "purged exactly to the retention point"
+    );
+
+    // Broker 4 joins with an empty disk as a learner, then becomes a voter; broker 3 leaves.
+    let new_replica = replica_id(g, 4, 0);
+    c.create_group(4, g, new_replica).await;
+    let node4 = c.node(4).replica_node();
+    let l = leader.clone();
+    let old = replicas[&3];
+    c.node(leader_b)
+        .run(move |_, _| async move {
+            l.add_learner(new_replica, node4).await.unwrap();
+            l.promote([new_replica]).await.unwrap();
+            l.remove_voters([old]).await.unwrap();
+            // Replica ids are never reused.
+            let err = l.add_learner(old, ReplicaNodeAlias::default()).await.unwrap_err();
+            assert_eq!(err.code(), "MEMBERSHIP", "{err}");
+        })
+        .await;
+    // The removed replica is deleted from broker 3.
+    c.node(3)
+        .run(move |node, groups| async move {
+            groups.lock().unwrap().remove(&g);
+            node.delete_group(g, SECS(10)).await.unwrap();
+            assert!(node.group_ids().is_empty());
+        })
+        .await;
+    let last = write_many(&c, g, 350, 10, 200).await;
+    c.must_apply(g, last.index, SECS(20)).await;
+
+    let applied = c.applied(g);
+    assert_eq!(applied[&4], applied[&leader_b], "the new replica's state equals the leader's");
+    assert_eq!(applied[&4].entries, 360);
+    let new_group = c.node(4).group(g).unwrap();
+    let first_index = c
+        .node(4)
+        .run(move |_, _| async move {
+            new_group.log().clone().try_get_log_entries(0..).await.unwrap()[0].log_id.index
+        })
+        .await;
+    assert_eq!(
+        first_index,
+        retention.index + 1,
+        "the new replica got the snapshot, not old entries"
+    );
+    let logs = c.log_records(g, retention.index + 1).await;
+    assert_eq!(logs[&4], logs[&leader_b], "log bytes of the retained range equal the leader's");
+    assert!(logs[&4].len() >= 60);
+}
+
+type ReplicaNodeAlias = rafka_raft::ReplicaNode;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leadership_transfers_to_the_named_voter() {
+    let c = Cluster::start(3, LogConfig::default()).await;
+    let replicas = c.must_create_group(3, &[1, 2, 3]).await;
+    assert_eq!(c.must_leader(3, SECS(20)).await, 1);
+    c.must_write(3, payload(3, 0, 10), SECS(10)).await;
+    let to = replicas[&3];
+    let leader = c.node(1).group(3).unwrap();
+    c.node(1)
+        .run(move |_, _| async move { leader.transfer_leadership(to, SECS(10)).await.unwrap() })
+        .await;
+    assert_eq!(c.must_leader(3, SECS(10)).await, 3);
+    // A follower refuses to transfer.
+    let follower = c.node(2).group(3).unwrap();
+    let err = c
+        .node(2)
+        .run(move |_, _| async move { follower.transfer_leadership(to, SECS(1)).await })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "NOT_LEADER");
+    c.must_write(3, payload(3, 1, 10), SECS(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_transport_requests_get_clear_errors() {
+    let c = Cluster::start(3, LogConfig::default()).await;
+    let replicas = c.must_create_group(1, &[1, 2, 3]).await;
+    c.must_leader(1, SECS(20)).await;
+    let last = c.must_write(1, payload(1, 0, 10), SECS(10)).await;
+    c.must_apply(1, last.index, SECS(10)).await;
+    let before = c.applied(1);
+
+    let addr = format!("http://{}", c.node(2).addr);
+    let mut client = RaftTransportClient::connect(addr).await.unwrap();
+    let vote = |target| pb::VoteRequest {
+        address: Some(pb::Address { group: 1, target, from: 999, from_broker: 9 }),
+        vote: Some(pb::Vote { term: 1, voted_for: 999, committed: false }),
+        last_log_id: None,
+        leadership_transfer: false,
+        pre_vote: true,
+    };
+    // Unknown group.
+    let mut req = vote(replicas[&2]);
+    req.address.as_mut().unwrap().group = 424242;
+    let err = client.vote(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(err.message().contains("group 424242 is not hosted"), "{}", err.message());
+    // Wrong replica (a stale or reused id).
+    let err = client.vote(vote(replicas[&2] + 1)).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{}", err.message());
+    // Missing fields.
+    let err = client.vote(pb::VoteRequest::default()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    let mut req = vote(replicas[&2]);
+    req.vote = None;
+    let err = client.vote(req).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    // An entry of unknown kind, and an undecodable payload, in a heartbeat batch.
+    let bad = |kind, payload: &'static [u8]| pb::AppendRequest {
+        address: Some(pb::Address { group: 1, target: replicas[&2], from: 999, from_broker: 9 }),
+        vote: Some(pb::Vote { term: 1, voted_for: 999, committed: true }),
+        prev_log_id: None,
+        leader_commit: None,
+        entries: vec![pb::Entry { term: 1, index: 1, kind, payload: payload.into() }],
+    };
+    let resp = client
+        .heartbeat(pb::HeartbeatBatch { heartbeats: vec![bad(9, b""), bad(1, b"xy")] })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.responses.len(), 2);
+    for r in resp.responses {
+        match r.result {
+            Some(pb::append_response::Result::Error(msg)) => assert!(msg.contains("bad"), "{msg}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+    // Nothing changed and the group still works.
+    assert_eq!(c.applied(1), before);
+    let next = c.must_write(1, payload(1, 1, 10), SECS(10)).await;
+    assert!(next > last);
+    c.must_apply(1, next.index, SECS(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_group_sends_nothing_and_still_accepts_writes() {
+    let c = Cluster::start(3, LogConfig::default()).await;
+    c.must_create_group(5, &[1, 2, 3]).await;
+    let b = c.must_leader(5, SECS(20)).await;
+    let first = c.must_write(5, payload(5, 0, 10), SECS(10)).await;
+    c.must_apply(5, first.index, SECS(10)).await;
+    // Wait until the group is quiet: the leader's quorum lease lapses because nothing is
+    // sent (no tick, no idle heartbeats).
+    let leader = c.node(b).group(5).unwrap();
+    let lease = Duration::from_millis(c.timing.election_timeout_max_ms);
+    let deadline = Instant::now() + SECS(20);
+    loop {
+        let acked = leader.metrics().last_quorum_acked.map(|t| openraft::Instant::elapsed(&*t));
+        if acked.is_some_and(|a| a > lease) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "leader kept renewing its lease while idle");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first write after the quiet period renews the lease and goes through.
+    let leader2 = leader.clone();
+    let (next, _) = c
+        .node(b)
+        .run(move |_, _| async move { leader2.write(payload(5, 1, 10)).await })
+        .await
+        .expect("write to an idle group");
+    assert_eq!(next.index, first.index + 1);
+    assert_eq!(c.must_leader(5, SECS(5)).await, b, "no election happened");
+}
