@@ -115,15 +115,18 @@ impl Detector {
         }
     }
 
-    /// Whether `broker` is alive as far as this node can tell (this node always is; a broker
-    /// never watched counts as alive).
+    /// Whether `broker` is alive as far as this node can tell: heard from within the timeout
+    /// (judged now, not at the last check). This node always is; a broker never watched
+    /// counts as alive.
     pub fn is_alive(&self, broker: u64) -> bool {
-        broker == self.broker_id
-            || self
-                .peers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&broker)
-                .is_none_or(|p| p.alive)
+        if broker == self.broker_id {
+            return true;
+        }
+        let timeout = self.timing.detector_timeout();
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&broker)
+            .is_none_or(|p| p.alive && p.last_heard.elapsed() <= timeout)
     }
 }

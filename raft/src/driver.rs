@@ -13,8 +13,10 @@
 //!   vote that voters grant despite the dead leader's lease (their own detector agrees it is
 //!   dead); the others follow a window apart with pre-vote, which cannot depose the first if
 //!   it won.
-//! - A voter whose leader is unknown, dead, or was never heard from since this replica
-//!   started (a restart) campaigns with pre-vote after a random election timeout.
+//! - A voter whose leader is dead keeps campaigning every detector timeout until a leader
+//!   is found; one whose leader is unknown or was never heard from since this replica (or
+//!   the leader's broker) restarted campaigns with pre-vote after a random election timeout.
+//!   A live leader refuses such pre-votes and heartbeats the candidate (see `group.rs`).
 //! - When a broker comes (back) up, the groups led here that have a replica there heartbeat
 //!   at once, so a restarted replica learns its leader before its election timeout.
 
@@ -108,11 +110,14 @@ impl Driver {
                 continue;
             }
             let led_by_dead = matches!(s.leader, Some((_, Some(b))) if b == broker);
+            if led_by_dead {
+                g.forget_leader();
+            }
             if led_by_dead && self.quorum_reachable(&s) {
                 let (delay, first) = self.campaign_delay(g.group_id(), &s);
                 g.trigger_elect(delay, !first);
                 tracked.entry(g.group_id()).or_default().campaign_at =
-                    Some(Instant::now() + self.timing.election_timeout());
+                    Some(Instant::now() + self.timing.detector_timeout());
                 n += 1;
             }
         }
@@ -168,24 +173,34 @@ impl Driver {
                 t.campaign_at = None;
                 continue;
             }
-            let healthy = match s.leader {
-                Some((_, Some(b))) => b != self.me && self.detector.is_alive(b) && g.heard_leader(),
-                _ => false,
+            let leader_broker = match s.leader {
+                Some((_, Some(b))) if b != self.me => Some(b),
+                _ => None,
             };
-            if healthy {
+            let leader_dead = leader_broker.is_some_and(|b| !self.detector.is_alive(b));
+            if leader_broker.is_some() && !leader_dead && g.heard_leader() {
                 t.campaign_at = None;
                 continue;
             }
+            // A dead leader is replaced at once (and retried every detector timeout); a leader
+            // never heard from, or none at all, after an election timeout.
+            let retry = if leader_dead {
+                self.timing.detector_timeout()
+            } else {
+                self.timing.election_timeout()
+            };
             match t.campaign_at {
-                None => t.campaign_at = Some(now + self.timing.election_timeout()),
-                Some(at) if now >= at => {
-                    if self.quorum_reachable(&s) {
-                        g.trigger_elect(self.campaign_delay(id, &s).0, true);
-                        campaigns += 1;
-                    }
-                    t.campaign_at = Some(now + self.timing.election_timeout());
-                }
+                None if leader_dead => t.campaign_at = Some(now),
+                None => t.campaign_at = Some(now + retry),
                 Some(_) => {}
+            }
+            if t.campaign_at.is_some_and(|at| now >= at) {
+                if self.quorum_reachable(&s) {
+                    let (delay, first) = self.campaign_delay(id, &s);
+                    g.trigger_elect(delay, !(leader_dead && first));
+                    campaigns += 1;
+                }
+                t.campaign_at = Some(now + retry);
             }
         }
         tracked.retain(|id, _| live.contains(id));

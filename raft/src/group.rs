@@ -67,7 +67,7 @@ pub(crate) struct GroupInner<A: App, S: StateMachine<A>> {
     pub detector: Arc<Detector>,
     /// Whether a leader has reached this replica since it started: a replica that never
     /// heard one campaigns after the election timeout even if it believes in a leader.
-    pub heard_leader: AtomicBool,
+    pub heard_leader: Arc<AtomicBool>,
     /// Replica ids seen in this group's membership since it opened: never added again.
     pub seen_replicas: Mutex<BTreeSet<ReplicaId>>,
     /// openraft's leader lease (the election timeout's upper bound).
@@ -292,12 +292,16 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         let raft = &self.inner.raft;
         let before = self.metrics().snapshot;
         raft.trigger().snapshot().await.map_err(|e| stopped(g, e))?;
-        let m = raft
+        // The snapshot changes unless the retention point has not moved since the last one.
+        let snapshot = match raft
             .wait(Some(timeout))
-            .metrics(|m| m.snapshot != before || m.snapshot.is_some(), "snapshot built")
+            .metrics(|m| m.snapshot != before, "snapshot built")
             .await
-            .map_err(|e| Error::Timeout { group: g, detail: e.to_string() })?;
-        let Some(snapshot) = m.snapshot else { return Ok(None) };
+        {
+            Ok(m) => m.snapshot,
+            Err(_) => before,
+        };
+        let Some(snapshot) = snapshot else { return Ok(None) };
         raft.trigger().purge_log(snapshot.index).await.map_err(|e| stopped(g, e))?;
         raft.wait(Some(timeout))
             .metrics(|m| m.purged.as_ref().map(|p| p.index) >= Some(snapshot.index), "log purged")
@@ -316,17 +320,32 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
         self.seen_replicas.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
     }
 
-    /// Whether the leader this replica knows of sits on a broker the detector holds dead.
-    fn leader_is_dead(&self) -> bool {
+    /// Whether this replica follows a live leader: one is known, it is another replica, its
+    /// broker is alive, and it has reached this replica since this replica started or that
+    /// broker last died or restarted.
+    fn leader_healthy(&self) -> bool {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         if m.state == ServerState::Leader {
             return false;
         }
-        let Some(leader) = m.current_leader else { return true };
-        match m.membership_config.membership().get_node(&leader) {
-            Some(node) => !self.detector.is_alive(node.broker_id),
-            None => true,
+        let Some(leader) = m.current_leader else { return false };
+        if leader == self.replica || !self.heard_leader.load(Ordering::Relaxed) {
+            return false;
+        }
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .is_some_and(|n| self.detector.is_alive(n.broker_id))
+    }
+
+    /// This replica's answer refusing a pre-vote.
+    fn refuse_vote(&self) -> pb::VoteResponse {
+        let vote = self.raft.metrics().borrow_watched().vote;
+        pb::VoteResponse {
+            vote: Some(wire::vote_to_pb(&vote)),
+            vote_granted: false,
+            last_log_id: wire::opt_log_id_to_pb(self.log.last_log_id().as_ref()),
         }
     }
 }
@@ -388,15 +407,33 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
     }
 
     fn vote(&self, req: pb::VoteRequest) -> BoxFuture<'static, Result<pb::VoteResponse, Status>> {
+        let mut vote = match wire::vote_req_from_pb::<A>(&req) {
+            Ok(v) => v,
+            Err(e) => {
+                let status = Status::invalid_argument(format!("bad vote request: {e}"));
+                return async move { Err(status) }.boxed();
+            }
+        };
         let raft = self.raft.clone();
-        // The leader lease keeps a live leader from being disrupted. When this broker's own
-        // failure detector holds the leader's broker dead, there is no live leader to
-        // protect: let the vote through at once instead of waiting out the lease.
-        let lease_void = !req.pre_vote && self.leader_is_dead();
+        let is_leader = self.raft.metrics().borrow_watched().state == ServerState::Leader;
+        let healthy = self.leader_healthy();
+        if req.pre_vote && (is_leader || healthy) {
+            // Idle groups hold no lease (nothing is sent), so openraft alone would grant this
+            // pre-vote and let, e.g., a restarted follower depose a live leader. A live leader
+            // refuses it and heartbeats, so the candidate learns of it.
+            if is_leader {
+                self.trigger_heartbeat();
+            }
+            let refused = self.refuse_vote();
+            return async move { Ok(refused) }.boxed();
+        }
+        // The leader lease keeps a live leader from being disrupted. When this replica has no
+        // live leader (its broker is dead as far as this broker's own failure detector can
+        // tell), there is nothing to protect: let the vote through at once instead of waiting
+        // out the dead leader's lease.
+        let lease_void = !req.pre_vote && !is_leader && !healthy;
         let span = self.span.clone();
         async move {
-            let mut vote = wire::vote_req_from_pb::<A>(&req)
-                .map_err(|e| Status::invalid_argument(format!("bad vote request: {e}")))?;
             let resp = if req.pre_vote {
                 raft.pre_vote(vote).await
             } else {
@@ -519,6 +556,10 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         self.heard_leader.load(Ordering::Relaxed)
     }
 
+    fn forget_leader(&self) {
+        self.heard_leader.store(false, Ordering::Relaxed);
+    }
+
     fn trigger_heartbeat(&self) {
         let raft = self.raft.clone();
         tokio::spawn(async move {
@@ -531,6 +572,7 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let span = self.span.clone();
         let term = self.raft.metrics().borrow_watched().current_term;
         let detector = self.detector.clone();
+        let heard = self.heard_leader.clone();
         tokio::spawn(
             async move {
                 tokio::time::sleep(delay).await;
@@ -540,12 +582,13 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
                 let still_needed = {
                     let m = raft.metrics();
                     let m = m.borrow_watched();
-                    let leader_alive = m.current_leader.is_some_and(|l| {
-                        m.membership_config
-                            .membership()
-                            .get_node(&l)
-                            .is_some_and(|n| detector.is_alive(n.broker_id))
-                    });
+                    let leader_alive = heard.load(Ordering::Relaxed)
+                        && m.current_leader.is_some_and(|l| {
+                            m.membership_config
+                                .membership()
+                                .get_node(&l)
+                                .is_some_and(|n| detector.is_alive(n.broker_id))
+                        });
                     // A pre-vote cannot depose a leader that still holds its lease; a forced
                     // campaign (after a peer's death) must not run while a live leader is known.
                     m.current_term == term
@@ -561,6 +604,37 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
             }
             .instrument(span),
         );
+    }
+
+    fn hand_off(&self, timeout: Duration) -> BoxFuture<'static, ()> {
+        let raft = self.raft.clone();
+        let me = self.replica;
+        async move {
+            let target = {
+                let m = raft.metrics();
+                let m = m.borrow_watched();
+                if m.state != ServerState::Leader {
+                    return;
+                }
+                let voters: BTreeSet<ReplicaId> =
+                    m.membership_config.membership().voter_ids().collect();
+                m.replication.as_ref().and_then(|r| {
+                    r.iter()
+                        .filter(|(id, _)| **id != me && voters.contains(id))
+                        .max_by_key(|(_, matched)| matched.map(|l| l.index))
+                        .map(|(id, _)| *id)
+                })
+            };
+            let Some(to) = target else { return };
+            if raft.trigger().transfer_leader(to).await.is_err() {
+                return;
+            }
+            let _ = raft
+                .wait(Some(timeout))
+                .metrics(|m| m.state != ServerState::Leader, "handed off")
+                .await;
+        }
+        .boxed()
     }
 
     fn shutdown(&self) -> BoxFuture<'static, ()> {

@@ -42,6 +42,26 @@
 //! - Vote, truncate and purge run on the group's IO thread behind earlier appends, so all
 //!   write IO is applied in order, as openraft requires.
 
+//!
+//! Replication decisions (DESIGN.md "Replication"; recorded here because the design notes
+//! are shared read-only — see the closing note):
+//! - openraft's tick is off (`enable_tick/heartbeat/elect = false`). The node's driver sends
+//!   a group heartbeat only while the group has something to tell (uncommitted entries, an
+//!   unseen commit index, a lagging follower); an idle group sends nothing at all. Its
+//!   leader's quorum lease lapses, so the first write after a quiet period renews it with
+//!   one heartbeat round (`Group::write`).
+//! - Liveness comes from the broker-pair failure detector: probes every
+//!   `detector-interval-ms`, and any traffic from a peer counts as a sign of life. When a
+//!   broker is seen dead (or restarted: its incarnation changed), the survivors of the
+//!   groups it led campaign at once, ranked per group; voters whose own detector agrees the
+//!   leader is dead grant the vote without waiting out the dead leader's lease.
+//! - Leader restore is off: a restarted leader wins an election again, so a leader that lost
+//!   unsynced entries (`flush = interval`) cannot reuse their log ids.
+//! - A live leader (or a follower of one) refuses pre-votes: with no heartbeats, idle groups
+//!   hold no lease for openraft's own pre-vote check to go by.
+//! - Snapshots describe the retention point chosen by the state machine, never the head
+//!   (`StateMachine::build_snapshot`); `Group::compact` snapshots and purges up to it.
+
 pub mod codec;
 pub mod config;
 mod detector;
@@ -76,6 +96,7 @@ pub use sm::SnapshotMeta;
 pub use sm::StateMachine;
 pub use sm::StoredMembership;
 pub use timing::RaftTiming;
+pub use transport::TransportStats;
 pub use types::App;
 pub use types::Entry;
 pub use types::GroupId;

@@ -68,6 +68,18 @@ struct NodeInner {
     driver: JoinHandle<()>,
 }
 
+impl Drop for NodeInner {
+    fn drop(&mut self) {
+        // Without `shutdown`: stop the background tasks rather than leak them.
+        self.driver.abort();
+        if let Some((stop, task)) = self.server.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = stop.send(());
+            task.abort();
+        }
+        self.peers.clear();
+    }
+}
+
 impl RaftNode {
     /// Starts the node: serves the Raft transport on `listener`, starts the failure detector
     /// and the driver. Groups are then created with [`RaftNode::create_group`].
@@ -94,6 +106,7 @@ impl RaftNode {
             detector: detector.clone(),
             broker_id: config.broker_id,
             incarnation,
+            heartbeat_deadline: config.timing.heartbeat_timeout() / 2,
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let server = tonic::transport::Server::builder()
@@ -172,6 +185,11 @@ impl RaftNode {
         self.inner.peers.set_partitioned(brokers.into_iter().collect());
     }
 
+    /// RPCs this node has sent since it started.
+    pub fn transport_stats(&self) -> crate::transport::TransportStats {
+        self.inner.peers.counters.snapshot()
+    }
+
     /// Whether the failure detector holds `broker` alive.
     pub fn is_peer_alive(&self, broker: u64) -> bool {
         self.inner.detector.is_alive(broker)
@@ -229,7 +247,7 @@ impl RaftNode {
             sm,
             log,
             detector: self.inner.detector.clone(),
-            heard_leader: AtomicBool::new(false),
+            heard_leader: Arc::new(AtomicBool::new(false)),
             seen_replicas: Mutex::new(BTreeSet::new()),
             lease: Duration::from_millis(self.inner.config.timing.election_timeout_max_ms),
             renewing: tokio::sync::Mutex::new(()),
@@ -264,9 +282,11 @@ impl RaftNode {
         Ok(Group { inner })
     }
 
-    /// Stops hosting `group`: its Raft core stops and its data stays (create it again to
-    /// resume).
+    /// Stops hosting `group`: a leader first hands leadership to another voter (best
+    /// effort), then its Raft core stops; its data stays (create it again to resume).
     pub async fn stop_group(&self, group: GroupId) -> Result<(), Error> {
+        let hosted = self.groups().get(&group).cloned().ok_or(Error::UnknownGroup(group))?;
+        hosted.hand_off(self.inner.config.timing.detector_timeout() * 2).await;
         let g = self
             .inner
             .groups
@@ -295,8 +315,12 @@ impl RaftNode {
         }
     }
 
-    /// Stops every group, the transport server and the driver.
+    /// Stops every group (leaders hand off first, best effort), the transport server and the
+    /// driver.
     pub async fn shutdown(self) {
+        let hosted: Vec<_> = self.groups().values().cloned().collect();
+        let hand_off = self.inner.config.timing.detector_timeout() * 2;
+        futures::future::join_all(hosted.iter().map(|g| g.hand_off(hand_off))).await;
         let groups: Vec<_> = self
             .inner
             .groups

@@ -139,6 +139,10 @@ impl RaftTiming {
             snapshot_policy: openraft::SnapshotPolicy::Never,
             // The retention point decides what is purged, not a count of entries.
             max_in_snapshot_log_to_keep: 0,
+            // A restarted leader must win an election again: restoring leadership at its old
+            // term after losing unsynced entries (flush = interval) could put a different
+            // entry at a log id a follower already holds. The driver elects quickly instead.
+            enable_leader_restore: Some(false),
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(format!("raft config: {e}")))

@@ -116,16 +116,40 @@ pub(crate) fn append_to_pb<A: App>(
     }
 }
 
+/// Decodes an append request and checks the structure openraft only debug-asserts: entries
+/// follow `prev_log_id` with consecutive indexes and non-decreasing terms, and no entry or
+/// commit point claims a term above the sender's vote. A request failing this is answered
+/// with an error and never reaches the log (a bad append would stop the group).
 pub(crate) fn append_from_pb<A: App>(
     req: pb::AppendRequest,
 ) -> io::Result<AppendEntriesRequest<TypeConfig<A>>> {
-    let entries = req.entries.into_iter().map(entry_from_pb::<A>).collect::<io::Result<_>>()?;
-    Ok(AppendEntriesRequest {
-        vote: vote_from_pb(req.vote.as_ref())?,
-        prev_log_id: opt_log_id_from_pb(req.prev_log_id.as_ref()),
-        leader_commit: opt_log_id_from_pb(req.leader_commit.as_ref()),
-        entries,
-    })
+    let vote = vote_from_pb(req.vote.as_ref())?;
+    let prev_log_id = opt_log_id_from_pb(req.prev_log_id.as_ref());
+    let leader_commit = opt_log_id_from_pb(req.leader_commit.as_ref());
+    let term = vote.leader_id.term;
+    let (mut next, mut last_term) = match &prev_log_id {
+        Some(p) => (
+            p.index.checked_add(1).ok_or_else(|| codec::invalid("index overflow"))?,
+            p.leader_id.term,
+        ),
+        None => (0, 0),
+    };
+    if last_term > term || leader_commit.as_ref().is_some_and(|c| c.leader_id.term > term) {
+        return Err(codec::invalid("log id from a term above the sender's vote"));
+    }
+    let mut entries = Vec::with_capacity(req.entries.len());
+    for e in req.entries {
+        if e.index != next {
+            return Err(codec::invalid("entries are not consecutive after prev_log_id"));
+        }
+        if e.term < last_term || e.term > term {
+            return Err(codec::invalid("entry term out of order or above the sender's vote"));
+        }
+        next = e.index.saturating_add(1);
+        last_term = e.term;
+        entries.push(entry_from_pb::<A>(e)?);
+    }
+    Ok(AppendEntriesRequest { vote, prev_log_id, leader_commit, entries })
 }
 
 pub(crate) fn append_result_to_pb<A: App>(

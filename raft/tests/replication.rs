@@ -284,7 +284,8 @@ async fn new_replica_installs_retention_snapshot_then_replicates() {
     c.create_group(4, g, new_replica).await;
     let node4 = c.node(4).replica_node();
     let l = leader.clone();
-    let old = replicas[&3];
+    let leaving = [1, 2, 3].into_iter().find(|&b| b != leader_b).unwrap();
+    let old = replicas[&leaving];
     c.node(leader_b)
         .run(move |_, _| async move {
             l.add_learner(new_replica, node4).await.unwrap();
@@ -295,8 +296,8 @@ async fn new_replica_installs_retention_snapshot_then_replicates() {
             assert_eq!(err.code(), "MEMBERSHIP", "{err}");
         })
         .await;
-    // The removed replica is deleted from broker 3.
-    c.node(3)
+    // The removed replica is deleted from its broker.
+    c.node(leaving)
         .run(move |node, groups| async move {
             groups.lock().unwrap().remove(&g);
             node.delete_group(g, SECS(10)).await.unwrap();
@@ -405,6 +406,24 @@ async fn bad_transport_requests_get_clear_errors() {
             other => panic!("expected an error, got {other:?}"),
         }
     }
+    // Structurally wrong appends: a gap after prev_log_id, a term above the sender's vote.
+    let mut gap = bad(1, b"");
+    gap.prev_log_id = Some(pb::LogId { term: 1, index: 1 });
+    gap.entries = vec![pb::Entry { term: 1, index: 5, kind: 0, payload: Default::default() }];
+    let mut future = bad(1, b"");
+    future.prev_log_id = Some(pb::LogId { term: 1, index: 1 });
+    future.entries = vec![pb::Entry { term: 7, index: 2, kind: 0, payload: Default::default() }];
+    let resp = client
+        .heartbeat(pb::HeartbeatBatch { heartbeats: vec![gap, future] })
+        .await
+        .unwrap()
+        .into_inner();
+    for r in resp.responses {
+        match r.result {
+            Some(pb::append_response::Result::Error(msg)) => assert!(msg.contains("bad"), "{msg}"),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
     // Nothing changed and the group still works.
     assert_eq!(c.applied(1), before);
     let next = c.must_write(1, payload(1, 1, 10), SECS(10)).await;
@@ -432,6 +451,20 @@ async fn idle_group_sends_nothing_and_still_accepts_writes() {
         assert!(Instant::now() < deadline, "leader kept renewing its lease while idle");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Quiet means quiet: over a while, no node sends a single group heartbeat.
+    let term = leader.metrics().current_term;
+    let before: Vec<_> =
+        (1..=3).map(|b| c.node(b).node.as_ref().unwrap().transport_stats()).collect();
+    let quiet_until = Instant::now() + Duration::from_millis(3 * c.timing.heartbeat_interval_ms);
+    while Instant::now() < quiet_until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for b in 1..=3u64 {
+        let now = c.node(b).node.as_ref().unwrap().transport_stats();
+        let was = before[(b - 1) as usize];
+        assert_eq!(now.heartbeats, was.heartbeats, "broker {b} sent group heartbeats while idle");
+        assert_eq!(now.rpcs - now.probes, was.rpcs - was.probes, "broker {b} sent RPCs while idle");
+    }
     // The first write after the quiet period renews the lease and goes through.
     let leader2 = leader.clone();
     let (next, _) = c
@@ -440,5 +473,96 @@ async fn idle_group_sends_nothing_and_still_accepts_writes() {
         .await
         .expect("write to an idle group");
     assert_eq!(next.index, first.index + 1);
-    assert_eq!(c.must_leader(5, SECS(5)).await, b, "no election happened");
+    assert_eq!(leader.metrics().current_term, term, "no election happened");
+    // So do membership changes (they renew the lease too).
+    let l = leader.clone();
+    let learner = replica_id(5, 1, 9);
+    c.node(b)
+        .run(move |_, _| async move {
+            let err = l.promote([learner]).await.unwrap_err();
+            assert_eq!(err.code(), "MEMBERSHIP", "{err}");
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_follower_does_not_depose_idle_leaders() {
+    let groups = 12;
+    let mut c = Cluster::start(3, LogConfig::default()).await;
+    let mut replicas = BTreeMap::new();
+    for g in 1..=groups {
+        // Brokers 1 and 2 found (and lead) the groups; broker 3 only follows.
+        let founder = 1 + g % 2;
+        replicas.insert(g, c.must_create_group(g, &[founder, 3 - founder, 3]).await);
+    }
+    let mut terms = BTreeMap::new();
+    for g in 1..=groups {
+        let b = c.must_leader(g, SECS(20)).await;
+        let last = c.must_write(g, payload(g, 0, 10), SECS(10)).await;
+        c.must_apply(g, last.index, SECS(10)).await;
+        terms.insert(g, (b, c.node(b).group(g).unwrap().metrics().current_term));
+    }
+    c.kill(3);
+    let back: Vec<_> = (1..=groups).map(|g| (g, replicas[&g][&3])).collect();
+    c.restart(3, back).await;
+    // Well past the restarted replicas' election timeout: every group must still be led by
+    // its old leader in its old term, and broker 3 must know that leader.
+    let until = Instant::now() + Duration::from_millis(2 * c.timing.election_timeout_max_ms);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for g in 1..=groups {
+        let (b, term) = terms[&g];
+        assert_eq!(c.must_leader(g, SECS(10)).await, b, "group {g}: leadership moved");
+        let m = c.node(b).group(g).unwrap().metrics();
+        assert_eq!(m.current_term, term, "group {g}: an election happened");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quickly_restarted_leader_node_is_replaced_and_rejoins() {
+    let groups = 10;
+    let mut c = Cluster::start(3, LogConfig::default()).await;
+    let mut replicas = BTreeMap::new();
+    for g in 1..=groups {
+        replicas.insert(g, c.must_create_group(g, &[1, 2, 3]).await);
+    }
+    for g in 1..=groups {
+        assert_eq!(c.must_leader(g, SECS(20)).await, 1);
+        c.must_write(g, payload(g, 0, 10), SECS(10)).await;
+    }
+    // Kill and restart at once: the restarted replicas do not restore their leadership;
+    // the groups elect (the incarnation change tells the peers the old leader is gone).
+    c.kill(1);
+    let back: Vec<_> = (1..=groups).map(|g| (g, replicas[&g][&1])).collect();
+    c.restart(1, back).await;
+    for g in 1..=groups {
+        let last = c.must_write(g, payload(g, 1, 10), SECS(20)).await;
+        c.must_apply(g, last.index, SECS(20)).await;
+        let applied = c.applied(g);
+        let first = applied.values().next().unwrap();
+        assert_eq!(first.entries, 2, "group {g}");
+        assert!(applied.values().all(|a| a == first), "group {g}: replicas differ");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_leader_replica_hands_leadership_over() {
+    let c = Cluster::start(3, LogConfig::default()).await;
+    c.must_create_group(9, &[1, 2, 3]).await;
+    assert_eq!(c.must_leader(9, SECS(20)).await, 1);
+    c.must_write(9, payload(9, 0, 10), SECS(10)).await;
+    c.node(1)
+        .run(|node, groups| async move {
+            groups.lock().unwrap().remove(&9);
+            node.stop_group(9).await.unwrap();
+            let err = node.stop_group(9).await.unwrap_err();
+            assert_eq!(err.code(), "UNKNOWN_GROUP");
+        })
+        .await;
+    // Brokers 2 and 3 carry on: a new leader takes writes.
+    let last = c.must_write_among(9, &[2, 3], payload(9, 1, 10), SECS(10)).await;
+    c.must_apply(9, last.index, SECS(10)).await;
+    assert_eq!(c.applied(9).len(), 2);
+    assert!(c.applied(9).values().all(|a| a.entries == 2));
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -37,6 +38,7 @@ use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
+use super::Counters;
 use super::heartbeat::Coalescer;
 use crate::detector::Detector;
 use crate::metrics as m;
@@ -64,6 +66,8 @@ pub(crate) struct Peer {
     pub heartbeats: Arc<Coalescer>,
     /// Fault injection: while set, nothing is sent to this peer ([`Peers::set_partitioned`]).
     pub cut: Arc<AtomicBool>,
+    /// The node's RPC counters.
+    pub counters: Arc<Counters>,
     probe: JoinHandle<()>,
 }
 
@@ -88,6 +92,7 @@ pub(crate) struct Peers {
     detector: Arc<Detector>,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     partitioned: Mutex<HashSet<u64>>,
+    pub counters: Arc<Counters>,
 }
 
 impl Peers {
@@ -99,6 +104,7 @@ impl Peers {
             detector,
             peers: Mutex::new(HashMap::new()),
             partitioned: Mutex::new(HashSet::new()),
+            counters: Arc::default(),
         }
     }
 
@@ -130,19 +136,28 @@ impl Peers {
             self.timing.heartbeat_timeout(),
             cut.clone(),
             self.detector.clone(),
+            self.counters.clone(),
         );
         self.detector.watch(broker);
-        let probe = tokio::spawn(probe_loop(
+        let probe = tokio::spawn(probe_loop(Probe {
             broker,
-            self.me,
-            self.incarnation,
-            client.clone(),
-            self.timing.clone(),
-            self.detector.clone(),
-            cut.clone(),
-        ));
-        let peer =
-            Arc::new(Peer { broker, addr: addr.to_string(), client, heartbeats, cut, probe });
+            me: self.me,
+            incarnation: self.incarnation,
+            client: client.clone(),
+            timing: self.timing.clone(),
+            detector: self.detector.clone(),
+            cut: cut.clone(),
+            counters: self.counters.clone(),
+        }));
+        let peer = Arc::new(Peer {
+            broker,
+            addr: addr.to_string(),
+            client,
+            heartbeats,
+            cut,
+            counters: self.counters.clone(),
+            probe,
+        });
         peers.insert(broker, peer.clone());
         Ok(peer)
     }
@@ -163,15 +178,20 @@ impl Peers {
     }
 }
 
-async fn probe_loop(
+/// What a peer's failure-detector probe loop needs.
+struct Probe {
     broker: u64,
     me: u64,
     incarnation: u64,
-    mut client: RaftTransportClient<Channel>,
+    client: RaftTransportClient<Channel>,
     timing: RaftTiming,
     detector: Arc<Detector>,
     cut: Arc<AtomicBool>,
-) {
+    counters: Arc<Counters>,
+}
+
+async fn probe_loop(p: Probe) {
+    let Probe { broker, me, incarnation, mut client, timing, detector, cut, counters } = p;
     let mut tick = tokio::time::interval(timing.detector_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -179,6 +199,8 @@ async fn probe_loop(
         if cut.load(Ordering::Relaxed) {
             continue;
         }
+        counters.probes.fetch_add(1, Relaxed);
+        counters.rpcs.fetch_add(1, Relaxed);
         let mut req = tonic::Request::new(pb::ProbeRequest { broker_id: me, incarnation });
         req.set_timeout(timing.detector_timeout());
         let probe = tokio::time::timeout(timing.detector_timeout(), client.probe(req));
@@ -262,7 +284,8 @@ impl<A: App> Network<A> {
     }
 }
 
-fn record_rpc(peer: &str, rpc: &'static str, started: Instant, ok: bool) {
+fn record_rpc(counters: &Counters, peer: &str, rpc: &'static str, started: Instant, ok: bool) {
+    counters.rpcs.fetch_add(1, Relaxed);
     metrics::counter!(m::TRANSPORT_RPCS, "peer" => peer.to_string(), "rpc" => rpc).increment(1);
     metrics::histogram!(m::TRANSPORT_RPC_SECONDS, "peer" => peer.to_string(), "rpc" => rpc)
         .record(started.elapsed().as_secs_f64());
@@ -360,7 +383,7 @@ impl<A: App> RaftNetworkV2<C<A>> for Network<A> {
             let started = Instant::now();
             let mut client = peer.client.clone();
             let resp = client.append(out).await;
-            record_rpc(&label, "append_stream", started, resp.is_ok());
+            record_rpc(&peer.counters, &label, "append_stream", started, resp.is_ok());
             let resp =
                 resp.map_err(|s| unreachable::<A>(format!("append stream: {}", s.message())))?;
             let detector = self.detector.clone();
@@ -426,7 +449,7 @@ impl<A: App> RaftNetworkV2<C<A>> for Network<A> {
             r = client.install_snapshot(request) => r,
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
-        record_rpc(&label, "install_snapshot", started, res.is_ok());
+        record_rpc(&peer.counters, &label, "install_snapshot", started, res.is_ok());
         let resp = res.map_err(|s| {
             StreamingError::Unreachable(Unreachable::from_string(format!(
                 "install snapshot: {}",
@@ -453,7 +476,7 @@ impl<A: App> RaftNetworkV2<C<A>> for Network<A> {
         request.set_timeout(option.hard_ttl());
         let started = Instant::now();
         let res = peer.client.clone().transfer_leader(request).await;
-        record_rpc(&self.label(), "transfer_leader", started, res.is_ok());
+        record_rpc(&peer.counters, &self.label(), "transfer_leader", started, res.is_ok());
         let resp =
             res.map_err(|s| unreachable::<A>(format!("transfer leader: {}", s.message())))?;
         use pb::transfer_leader_response::Result as R;
@@ -485,7 +508,8 @@ impl<A: App> Network<A> {
         request.set_timeout(option.hard_ttl());
         let started = Instant::now();
         let res = peer.client.clone().vote(request).await;
-        record_rpc(&self.label(), if pre_vote { "pre_vote" } else { "vote" }, started, res.is_ok());
+        let rpc = if pre_vote { "pre_vote" } else { "vote" };
+        record_rpc(&peer.counters, &self.label(), rpc, started, res.is_ok());
         let resp = res.map_err(|s| unreachable::<A>(format!("vote: {}", s.message())))?;
         wire::vote_resp_from_pb::<A>(&resp.into_inner()).map_err(unreachable::<A>)
     }

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+use super::Counters;
 use crate::detector::Detector;
 use crate::metrics as m;
 use crate::wire::pb;
@@ -46,10 +47,11 @@ impl Coalescer {
         timeout: Duration,
         cut: Arc<AtomicBool>,
         detector: Arc<Detector>,
+        counters: Arc<Counters>,
     ) -> Arc<Coalescer> {
         let c =
             Arc::new(Coalescer { queue: Mutex::new(Queue::default()), wake: Notify::new(), cut });
-        tokio::spawn(sender(peer, c.clone(), client, timeout, detector));
+        tokio::spawn(sender(peer, c.clone(), client, timeout, detector, counters));
         c
     }
 
@@ -86,6 +88,7 @@ async fn sender(
     mut client: RaftTransportClient<Channel>,
     timeout: Duration,
     detector: Arc<Detector>,
+    counters: Arc<Counters>,
 ) {
     let peer_label = peer.to_string();
     loop {
@@ -110,6 +113,9 @@ async fn sender(
         let started = Instant::now();
         let mut request = tonic::Request::new(pb::HeartbeatBatch { heartbeats: reqs });
         request.set_timeout(timeout);
+        counters.rpcs.fetch_add(1, Ordering::Relaxed);
+        counters.heartbeat_rpcs.fetch_add(1, Ordering::Relaxed);
+        counters.heartbeats.fetch_add(n as u64, Ordering::Relaxed);
         let res = client.heartbeat(request).await;
         metrics::counter!(m::TRANSPORT_RPCS, "peer" => peer_label.clone(), "rpc" => "heartbeat")
             .increment(1);

@@ -21,6 +21,41 @@ use crate::wire::pb;
 pub(crate) use client::Peers;
 pub(crate) use server::Groups;
 
+/// RPCs a node sent to its peers, since it started ([`crate::RaftNode::transport_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Every RPC sent: append streams opened, votes, snapshots, transfers, heartbeat batches
+    /// and probes.
+    pub rpcs: u64,
+    /// Heartbeat batches sent (each one RPC).
+    pub heartbeat_rpcs: u64,
+    /// Group heartbeats carried by those batches.
+    pub heartbeats: u64,
+    /// Failure-detector probes sent.
+    pub probes: u64,
+}
+
+/// Per-peer counters behind [`TransportStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub rpcs: std::sync::atomic::AtomicU64,
+    pub heartbeat_rpcs: std::sync::atomic::AtomicU64,
+    pub heartbeats: std::sync::atomic::AtomicU64,
+    pub probes: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> TransportStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        TransportStats {
+            rpcs: self.rpcs.load(Relaxed),
+            heartbeat_rpcs: self.heartbeat_rpcs.load(Relaxed),
+            heartbeats: self.heartbeats.load(Relaxed),
+            probes: self.probes.load(Relaxed),
+        }
+    }
+}
+
 /// What the transport server needs of a hosted group, independent of its application type.
 pub(crate) trait GroupRpc: Send + Sync + 'static {
     fn group_id(&self) -> GroupId;
@@ -46,9 +81,13 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     // What the node's driver needs (crate::driver).
     fn status(&self) -> GroupStatus;
     fn heard_leader(&self) -> bool;
+    /// The leader's broker died or restarted: its leadership is gone until heard again.
+    fn forget_leader(&self);
     fn trigger_heartbeat(&self);
     fn trigger_elect(&self, delay: std::time::Duration, pre_vote: bool);
     fn shutdown(&self) -> BoxFuture<'static, ()>;
+    /// If leader, hands leadership to the most caught-up voter and waits up to `timeout`.
+    fn hand_off(&self, timeout: std::time::Duration) -> BoxFuture<'static, ()>;
 }
 
 /// A group's Raft state as the driver sees it.

@@ -27,6 +27,9 @@ pub(crate) struct TransportService {
     pub detector: Arc<Detector>,
     pub broker_id: u64,
     pub incarnation: u64,
+    /// How long one group may take to answer its heartbeat in a batch: a slow group must
+    /// not hold up the answers of every other group on the link.
+    pub heartbeat_deadline: std::time::Duration,
 }
 
 impl TransportService {
@@ -80,11 +83,15 @@ impl RaftTransport for TransportService {
         let started = Instant::now();
         let batch = request.into_inner();
         metrics::histogram!(m::TRANSPORT_HEARTBEAT_BATCH).record(batch.heartbeats.len() as f64);
+        let deadline = self.heartbeat_deadline;
         let calls = batch.heartbeats.into_iter().map(|hb| {
             let g = self.group(hb.address.as_ref());
             async move {
                 match g {
-                    Ok(g) => g.heartbeat(hb).await,
+                    Ok(g) => match tokio::time::timeout(deadline, g.heartbeat(hb)).await {
+                        Ok(resp) => resp,
+                        Err(_) => crate::wire::append_error_to_pb("heartbeat timed out".into()),
+                    },
                     Err(status) => crate::wire::append_error_to_pb(status.message().to_string()),
                 }
             }
