@@ -437,7 +437,7 @@ fn throughput() {
         let mut c = BenchCluster::start();
         c.create_groups(1, groups);
         c.wait_led(groups, Duration::from_secs(120));
-        let per_group = if groups == 1 { 20_000 } else { 400 };
+        let per_group = if groups == 1 { 100_000 } else { 2_000 };
         let conc = if groups == 1 { 256 } else { 16 };
         let started = Instant::now();
         for n in &mut c.nodes {

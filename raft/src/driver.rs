@@ -30,6 +30,7 @@ use crate::detector::Detector;
 use crate::detector::PeerEvent;
 use crate::metrics as m;
 use crate::timing::RaftTiming;
+use crate::transport::Brief;
 use crate::transport::GroupRpc;
 use crate::transport::GroupStatus;
 use crate::transport::Groups;
@@ -43,13 +44,15 @@ struct Tracked {
     campaign_at: Option<Instant>,
     /// Last values exported as metrics: (leader, term, committed, applied).
     exported: Option<(bool, u64, Option<u64>, Option<u64>)>,
+    /// Scan that last saw the group (groups gone are dropped).
+    generation: u64,
 }
 
 pub(crate) struct Driver {
-    pub me: u64,
     pub timing: RaftTiming,
     pub groups: Arc<Groups>,
     pub detector: Arc<Detector>,
+    pub generation: u64,
 }
 
 impl Driver {
@@ -83,7 +86,7 @@ impl Driver {
         alive * 2 > s.voter_brokers.len()
     }
 
-    pub async fn run(self, mut events: mpsc::UnboundedReceiver<PeerEvent>) {
+    pub async fn run(mut self, mut events: mpsc::UnboundedReceiver<PeerEvent>) {
         let mut detector_tick = tokio::time::interval(self.timing.detector_interval());
         let mut group_tick = tokio::time::interval(self.timing.heartbeat_interval());
         detector_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -140,27 +143,28 @@ impl Driver {
         }
     }
 
-    fn scan(&self, tracked: &mut HashMap<GroupId, Tracked>) {
+    fn scan(&mut self, tracked: &mut HashMap<GroupId, Tracked>) {
         let hosted = self.hosted();
         let now = Instant::now();
+        self.generation += 1;
+        let generation = self.generation;
         let mut heartbeats = 0u64;
         let mut campaigns = 0u64;
         let mut leaders = 0u64;
-        let mut live = std::collections::HashSet::with_capacity(hosted.len());
         for g in &hosted {
             let id = g.group_id();
-            live.insert(id);
-            let s = g.status();
+            let b = g.brief();
             let t = tracked.entry(id).or_default();
-            export(id, &s, t);
-            if !s.running {
+            t.generation = generation;
+            export(id, g.as_ref(), &b, t);
+            if !b.running {
                 continue;
             }
-            if s.is_leader {
+            if b.is_leader {
                 leaders += 1;
                 t.campaign_at = None;
-                let state = (s.last_log_index, s.committed);
-                let pending = s.committed < s.last_log_index || s.lagging;
+                let state = (b.last_log_index, b.committed);
+                let pending = b.committed < b.last_log_index || b.lagging;
                 if pending || t.sent != Some(state) {
                     g.trigger_heartbeat();
                     t.sent = Some(state);
@@ -169,16 +173,12 @@ impl Driver {
                 continue;
             }
             t.sent = None;
-            if !s.is_voter {
+            if !b.is_voter {
                 t.campaign_at = None;
                 continue;
             }
-            let leader_broker = match s.leader {
-                Some((_, Some(b))) if b != self.me => Some(b),
-                _ => None,
-            };
-            let leader_dead = leader_broker.is_some_and(|b| !self.detector.is_alive(b));
-            if leader_broker.is_some() && !leader_dead && g.heard_leader() {
+            let leader_dead = b.leader_broker.is_some_and(|lb| !self.detector.is_alive(lb));
+            if b.leader_broker.is_some() && !leader_dead && g.heard_leader() {
                 t.campaign_at = None;
                 continue;
             }
@@ -195,6 +195,7 @@ impl Driver {
                 Some(_) => {}
             }
             if t.campaign_at.is_some_and(|at| now >= at) {
+                let s = g.status();
                 if self.quorum_reachable(&s) {
                     let (delay, first) = self.campaign_delay(id, &s);
                     g.trigger_elect(delay, !(leader_dead && first));
@@ -203,7 +204,7 @@ impl Driver {
                 t.campaign_at = Some(now + retry);
             }
         }
-        tracked.retain(|id, _| live.contains(id));
+        tracked.retain(|_, t| t.generation == generation);
         metrics::gauge!(m::DRIVER_GROUPS).set(hosted.len() as f64);
         metrics::gauge!(m::DRIVER_LEADERS).set(leaders as f64);
         metrics::counter!(m::DRIVER_HEARTBEATS).increment(heartbeats);
@@ -222,28 +223,29 @@ fn mix(group: GroupId, replica: u64) -> u64 {
 }
 
 /// Per-group metrics, exported only when they change (10,000 idle groups cost nothing here).
-fn export(id: GroupId, s: &GroupStatus, t: &mut Tracked) {
-    let now = (s.is_leader, s.term, s.committed, s.applied);
-    let lagging = s.follower_lag.iter().any(|(_, lag)| *lag > 0);
-    if t.exported == Some(now) && !lagging {
+fn export(id: GroupId, g: &dyn GroupRpc, b: &Brief, t: &mut Tracked) {
+    let now = (b.is_leader, b.term, b.committed, b.applied);
+    if t.exported == Some(now) && !b.lagging {
         return;
     }
     let group = id.to_string();
     if t.exported != Some(now) {
-        metrics::gauge!(m::GROUP_ROLE, "group" => group.clone()).set(if s.is_leader {
+        metrics::gauge!(m::GROUP_ROLE, "group" => group.clone()).set(if b.is_leader {
             1.0
         } else {
             0.0
         });
-        metrics::gauge!(m::GROUP_TERM, "group" => group.clone()).set(s.term as f64);
+        metrics::gauge!(m::GROUP_TERM, "group" => group.clone()).set(b.term as f64);
         metrics::gauge!(m::GROUP_COMMIT_INDEX, "group" => group.clone())
-            .set(s.committed.map_or(-1.0, |c| c as f64));
+            .set(b.committed.map_or(-1.0, |c| c as f64));
         metrics::gauge!(m::GROUP_APPLIED_INDEX, "group" => group.clone())
-            .set(s.applied.map_or(-1.0, |c| c as f64));
+            .set(b.applied.map_or(-1.0, |c| c as f64));
         t.exported = Some(now);
     }
-    for (follower, lag) in &s.follower_lag {
-        metrics::gauge!(m::GROUP_FOLLOWER_LAG, "group" => group.clone(), "follower" => follower.to_string())
-            .set(*lag as f64);
+    if b.is_leader {
+        for (follower, lag) in g.status().follower_lag {
+            metrics::gauge!(m::GROUP_FOLLOWER_LAG, "group" => group.clone(), "follower" => follower.to_string())
+                .set(lag as f64);
+        }
     }
 }

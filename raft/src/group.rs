@@ -33,6 +33,7 @@ use crate::sm::Snapshot;
 use crate::sm::SnapshotData;
 use crate::sm::SnapshotMeta;
 use crate::sm::StateMachine;
+use crate::transport::Brief;
 use crate::transport::GroupRpc;
 use crate::transport::GroupStatus;
 use crate::types::App;
@@ -520,19 +521,11 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let broker_of = |id: &ReplicaId| membership.get_node(id).map(|n| n.broker_id);
         let voters: Vec<ReplicaId> = membership.voter_ids().collect();
         let last_log_index = m.last_log_index;
-        let lagging = m.replication.as_ref().is_some_and(|r| {
-            r.values().any(|matched| matched.as_ref().map(|l| l.index) < last_log_index)
-        });
         GroupStatus {
             is_leader: m.state == ServerState::Leader,
             is_voter: voters.contains(&self.replica),
             running: m.running_state.is_ok(),
             leader: m.current_leader.map(|id| (id, broker_of(&id))),
-            term: m.current_term,
-            last_log_index,
-            committed: m.local_committed.map(|c| c.index),
-            applied: m.last_applied.map(|c| c.index),
-            lagging,
             voter_brokers: voters.iter().filter_map(broker_of).collect(),
             voters: voters.iter().filter_map(|id| Some((*id, broker_of(id)?))).collect(),
             replica: self.replica,
@@ -549,6 +542,30 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
                         .collect()
                 })
                 .unwrap_or_default(),
+        }
+    }
+
+    fn brief(&self) -> Brief {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let membership = m.membership_config.membership();
+        let last_log_index = m.last_log_index;
+        Brief {
+            is_leader: m.state == ServerState::Leader,
+            is_voter: membership.voter_ids().any(|v| v == self.replica),
+            running: m.running_state.is_ok(),
+            leader_broker: m
+                .current_leader
+                .filter(|l| *l != self.replica)
+                .and_then(|l| membership.get_node(&l))
+                .map(|n| n.broker_id),
+            term: m.current_term,
+            last_log_index,
+            committed: m.local_committed.map(|c| c.index),
+            applied: m.last_applied.map(|c| c.index),
+            lagging: m.replication.as_ref().is_some_and(|r| {
+                r.values().any(|matched| matched.as_ref().map(|l| l.index) < last_log_index)
+            }),
         }
     }
 

@@ -129,10 +129,10 @@ impl RaftNode {
             }
         });
         let driver = Driver {
-            me: config.broker_id,
             timing: config.timing.clone(),
             groups: groups.clone(),
             detector: detector.clone(),
+            generation: 0,
         };
         let driver = tokio::spawn(driver.run(events));
         tracing::info!(broker = broker_id, addr = %config.advertise_addr, "raft node started");

@@ -143,6 +143,9 @@ impl RaftTiming {
             // term after losing unsynced entries (flush = interval) could put a different
             // entry at a log id a follower already holds. The driver elects quickly instead.
             enable_leader_restore: Some(false),
+            // Per-stage latency ring buffers (openraft runtime stats) cost ~170 KiB per group
+            // at the default 1024 slots; thousands of groups cannot afford that.
+            log_stage_capacity: Some(8),
             ..Default::default()
         };
         config.validate().map_err(|e| Error::Config(format!("raft config: {e}")))

@@ -79,7 +79,10 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<pb::TransferLeaderResponse, Status>>;
 
     // What the node's driver needs (crate::driver).
+    /// The full status (allocates; for elections and events).
     fn status(&self) -> GroupStatus;
+    /// What the driver's periodic scan needs, without allocating.
+    fn brief(&self) -> Brief;
     fn heard_leader(&self) -> bool;
     /// The leader's broker died or restarted: its leadership is gone until heard again.
     fn forget_leader(&self);
@@ -90,6 +93,21 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
     fn hand_off(&self, timeout: std::time::Duration) -> BoxFuture<'static, ()>;
 }
 
+/// The cheap part of a group's status, read every scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Brief {
+    pub is_leader: bool,
+    pub is_voter: bool,
+    pub running: bool,
+    /// Broker of the known leader, if it is another replica in the membership.
+    pub leader_broker: Option<u64>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub committed: Option<u64>,
+    pub applied: Option<u64>,
+    pub lagging: bool,
+}
+
 /// A group's Raft state as the driver sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct GroupStatus {
@@ -98,12 +116,6 @@ pub(crate) struct GroupStatus {
     pub running: bool,
     /// Known leader: replica id and (if in the membership) its broker.
     pub leader: Option<(ReplicaId, Option<u64>)>,
-    pub term: u64,
-    pub last_log_index: Option<u64>,
-    pub committed: Option<u64>,
-    pub applied: Option<u64>,
-    /// (Leader only) some follower has not matched the last entry.
-    pub lagging: bool,
     pub voter_brokers: Vec<u64>,
     /// Voters as (replica id, broker).
     pub voters: Vec<(ReplicaId, u64)>,
