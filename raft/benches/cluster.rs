@@ -150,6 +150,10 @@ fn rss_bytes() -> u64 {
 }
 
 fn node_main(id: u64, dir: String, port: u16) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
@@ -270,24 +274,20 @@ fn node_main(id: u64, dir: String, port: u16) {
                     }
                     println!("wrote {} {}", led.len() as u64 * n, started.elapsed().as_secs_f64());
                 }
-                ["probe-write", g] => {
-                    // Tries to write to group g here until it succeeds (after a failover).
+                ["try-write", g] => {
+                    // One write attempt to group g, if this node leads it.
                     let g: u64 = g.parse().unwrap();
                     let group = groups.lock().unwrap().get(&g).cloned().unwrap();
-                    let body = Blob(Bytes::from_static(b"probe"));
-                    loop {
-                        if group.is_leader()
-                            && let Ok(Ok(_)) = tokio::time::timeout(
-                                Duration::from_millis(500),
-                                group.write(body.clone()),
+                    let ok = group.is_leader()
+                        && matches!(
+                            tokio::time::timeout(
+                                Duration::from_secs(2),
+                                group.write(Blob(Bytes::from_static(b"probe"))),
                             )
-                            .await
-                        {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    println!("probe-ok");
+                            .await,
+                            Ok(Ok(_))
+                        );
+                    println!("try {}", if ok { "ok" } else { "no" });
                 }
                 ["quit"] => break,
                 other => println!("error unknown command {other:?}"),
@@ -464,7 +464,9 @@ fn idle(counts: &[u64]) {
         let took = c.wait_led(groups, Duration::from_secs(900));
         // Let elections and the first heartbeats settle, then measure a quiet window.
         std::thread::sleep(Duration::from_secs(5));
-        let window = Duration::from_secs(20);
+        let window = Duration::from_secs(
+            std::env::var("RAFKA_BENCH_IDLE_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(20),
+        );
         let cpu0: Vec<f64> = c.nodes.iter().map(|n| n.cpu_secs()).collect();
         let s0 = c.stats();
         std::thread::sleep(window);
@@ -514,28 +516,21 @@ fn failover(trials: usize) {
         let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
         let killed = Instant::now();
         c.nodes[li].kill();
-        for (i, n) in c.nodes.iter_mut().enumerate() {
-            if i != li {
-                n.send(&format!("probe-write {g}"));
-            }
-        }
-        // The first survivor to accept a write ends the outage.
-        let (tx, rx) = mpsc::channel();
-        let elapsed = std::thread::scope(|s| {
+        // The outage ends when a survivor accepts a write.
+        let elapsed = 'outage: loop {
             for (i, n) in c.nodes.iter_mut().enumerate() {
-                if i == li {
-                    continue;
+                if i != li && n.ask(&format!("try-write {g}"), "try")[0] == "ok" {
+                    break 'outage killed.elapsed();
                 }
-                let tx = tx.clone();
-                s.spawn(move || {
-                    n.expect("probe-ok");
-                    let _ = tx.send(killed.elapsed());
-                });
             }
-            rx.recv().unwrap()
-        });
+            assert!(killed.elapsed() < Duration::from_secs(60), "no leader within 60 s");
+            std::thread::sleep(Duration::from_millis(2));
+        };
         times.push(elapsed);
-        println!("failover trial {trial}: new leader accepted a write {elapsed:.0?} after kill -9");
+        println!(
+            "failover trial {trial}: new leader accepted a write {} ms after kill -9",
+            elapsed.as_millis()
+        );
         // Restart the killed node on its port and data; it rejoins as a follower.
         let id = (li + 1) as u64;
         let mut n = NodeProc::spawn(id, &dir.join(format!("n{id}")), port);
@@ -554,7 +549,12 @@ fn failover(trials: usize) {
     times.sort();
     let p50 = times[times.len() / 2];
     let max = *times.last().unwrap();
-    println!("failover over {trials} trials (timing {:?}): p50 {p50:.0?}, max {max:.0?}", timing());
+    println!(
+        "failover over {trials} trials (timing {:?}): p50 {} ms, max {} ms",
+        timing(),
+        p50.as_millis(),
+        max.as_millis()
+    );
 }
 
 fn main() {

@@ -59,6 +59,12 @@ impl Detector {
         });
     }
 
+    /// Whether `broker` is watched (probed).
+    pub fn is_watched(&self, broker: u64) -> bool {
+        broker == self.broker_id
+            || self.peers.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&broker)
+    }
+
     /// Records a sign of life of `broker` in its `incarnation`.
     pub fn heard_from(&self, broker: u64, incarnation: u64) {
         if broker == self.broker_id {

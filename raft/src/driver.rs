@@ -9,10 +9,10 @@
 //! - When the detector declares a broker dead, the surviving voters of every group it led
 //!   campaign at once, provided this node can reach a quorum of the group's brokers — a node
 //!   cut off from the majority does not bump terms. Survivors are ranked per group (a hash,
-//!   so leaderships spread): the first campaigns within half a jitter window, with a real
-//!   vote that voters grant despite the dead leader's lease (their own detector agrees it is
-//!   dead); the others follow a window apart with pre-vote, which cannot depose the first if
-//!   it won.
+//!   so leaderships spread) and campaign a jitter window apart, the first within half a
+//!   window, with a real vote that voters grant despite the dead leader's lease when their
+//!   own detector agrees it is dead. A later campaign is called off if this replica's term
+//!   moved meanwhile (it voted for an earlier one), so it does not depose the first.
 //! - A voter whose leader is dead keeps campaigning every detector timeout until a leader
 //!   is found; one whose leader is unknown or was never heard from since this replica (or
 //!   the leader's broker) restarted campaigns with pre-vote after a random election timeout.
@@ -34,6 +34,7 @@ use crate::transport::Brief;
 use crate::transport::GroupRpc;
 use crate::transport::GroupStatus;
 use crate::transport::Groups;
+use crate::transport::Peers;
 use crate::types::GroupId;
 
 #[derive(Default)]
@@ -52,21 +53,23 @@ pub(crate) struct Driver {
     pub timing: RaftTiming,
     pub groups: Arc<Groups>,
     pub detector: Arc<Detector>,
+    pub peers: Arc<Peers>,
     pub generation: u64,
 }
 
 impl Driver {
     fn hosted(&self) -> Vec<Arc<dyn GroupRpc>> {
-        self.groups.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        let groups = self.groups.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::with_capacity(groups.len());
+        out.extend(groups.values().cloned());
+        out
     }
 
     /// When this replica should campaign: the surviving voters of a group are ranked by a
     /// hash of (group, replica), the same on every node, and campaign one jitter window
     /// apart, so two survivors rarely split the vote, and new leaderships spread over the
     /// brokers.
-    /// Returns the delay and whether this replica ranks first (only the first campaigns
-    /// without pre-vote: a later one must not depose a leader the first just won).
-    fn campaign_delay(&self, group: GroupId, s: &GroupStatus) -> (std::time::Duration, bool) {
+    fn campaign_delay(&self, group: GroupId, s: &GroupStatus) -> std::time::Duration {
         let mut live: Vec<u64> = s
             .voters
             .iter()
@@ -77,7 +80,7 @@ impl Driver {
         let me = mix(group, s.replica);
         let rank = live.iter().position(|&h| h == me).unwrap_or(live.len()) as u32;
         let window = std::time::Duration::from_millis(self.timing.election_jitter_ms);
-        (window * rank + self.timing.election_jitter() / 2, rank == 0)
+        window * rank + self.timing.election_jitter() / 2
     }
 
     /// Whether this node can reach a majority of `voter_brokers` (counting itself).
@@ -117,8 +120,7 @@ impl Driver {
                 g.forget_leader();
             }
             if led_by_dead && self.quorum_reachable(&s) {
-                let (delay, first) = self.campaign_delay(g.group_id(), &s);
-                g.trigger_elect(delay, !first);
+                g.trigger_elect(self.campaign_delay(g.group_id(), &s), false);
                 tracked.entry(g.group_id()).or_default().campaign_at =
                     Some(Instant::now() + self.timing.detector_timeout());
                 n += 1;
@@ -177,6 +179,17 @@ impl Driver {
                 t.campaign_at = None;
                 continue;
             }
+            if let Some(lb) = b.leader_broker
+                && !self.detector.is_watched(lb)
+            {
+                // A follower learns its membership from the log and sends nothing to its
+                // leader, so nothing else would start watching the leader's broker.
+                for (broker, addr) in g.status().members {
+                    if !self.detector.is_watched(broker) {
+                        let _ = self.peers.get(broker, &addr);
+                    }
+                }
+            }
             let leader_dead = b.leader_broker.is_some_and(|lb| !self.detector.is_alive(lb));
             if b.leader_broker.is_some() && !leader_dead && g.heard_leader() {
                 t.campaign_at = None;
@@ -197,8 +210,9 @@ impl Driver {
             if t.campaign_at.is_some_and(|at| now >= at) {
                 let s = g.status();
                 if self.quorum_reachable(&s) {
-                    let (delay, first) = self.campaign_delay(id, &s);
-                    g.trigger_elect(delay, !(leader_dead && first));
+                    // With the leader dead, a pre-vote would only wait out its lease on the
+                    // other voters; they check the death themselves before granting.
+                    g.trigger_elect(self.campaign_delay(id, &s), !leader_dead);
                     campaigns += 1;
                 }
                 t.campaign_at = Some(now + retry);

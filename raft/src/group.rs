@@ -530,6 +530,7 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
             voters: voters.iter().filter_map(|id| Some((*id, broker_of(id)?))).collect(),
             replica: self.replica,
             replica_brokers: membership.nodes().map(|(_, n)| n.broker_id).collect(),
+            members: membership.nodes().map(|(_, n)| (n.broker_id, n.addr.clone())).collect(),
             follower_lag: m
                 .replication
                 .as_ref()
@@ -552,7 +553,8 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let last_log_index = m.last_log_index;
         Brief {
             is_leader: m.state == ServerState::Leader,
-            is_voter: membership.voter_ids().any(|v| v == self.replica),
+            // Not `voter_ids()`: that builds a set; this scan runs for every group.
+            is_voter: membership.get_joint_config().iter().any(|c| c.contains(&self.replica)),
             running: m.running_state.is_ok(),
             leader_broker: m
                 .current_leader

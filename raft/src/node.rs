@@ -132,6 +132,7 @@ impl RaftNode {
             timing: config.timing.clone(),
             groups: groups.clone(),
             detector: detector.clone(),
+            peers: peers.clone(),
             generation: 0,
         };
         let driver = tokio::spawn(driver.run(events));

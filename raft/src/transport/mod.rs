@@ -122,6 +122,8 @@ pub(crate) struct GroupStatus {
     /// This replica.
     pub replica: ReplicaId,
     pub replica_brokers: Vec<u64>,
+    /// Every member's broker and address.
+    pub members: Vec<(u64, String)>,
     /// (Leader only) entries each follower is behind.
     pub follower_lag: Vec<(ReplicaId, u64)>,
 }
