@@ -378,8 +378,9 @@ fn clk_tck() -> f64 {
 }
 
 struct BenchCluster {
-    _dir: tempfile::TempDir,
+    // Fields drop in order: the node processes die before their data dirs go.
     nodes: Vec<NodeProc>,
+    _dir: tempfile::TempDir,
 }
 
 impl BenchCluster {
@@ -392,7 +393,7 @@ impl BenchCluster {
         for n in &mut nodes {
             n.ask(&cmd, "ok");
         }
-        BenchCluster { _dir: dir, nodes }
+        BenchCluster { nodes, _dir: dir }
     }
 
     /// Creates groups `from..=to` on every node; returns RSS (before, after) per node.

@@ -171,7 +171,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
                 .as_ref()
                 .is_some_and(|t| openraft::Instant::elapsed(&**t) < lease / 2)
         };
-        let deadline = std::time::Instant::now() + lease * 3;
+        let deadline = std::time::Instant::now() + lease * 5;
         loop {
             if self.metrics().state != ServerState::Leader || fresh(&self.metrics()) {
                 return Ok(());

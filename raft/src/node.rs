@@ -106,7 +106,7 @@ impl RaftNode {
             detector: detector.clone(),
             broker_id: config.broker_id,
             incarnation,
-            heartbeat_deadline: config.timing.heartbeat_timeout() / 2,
+            heartbeat_deadline: config.timing.heartbeat_timeout(),
         };
         let (stop_tx, stop_rx) = oneshot::channel();
         let server = tonic::transport::Server::builder()

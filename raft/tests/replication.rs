@@ -40,7 +40,7 @@ async fn write_many(c: &Cluster, g: u64, from: u64, n: u64, len: usize) -> rafka
             let mut last = None;
             let mut next = from;
             while next < from + n || !inflight.is_empty() {
-                while next < from + n && inflight.len() < 32 {
+                while next < from + n && inflight.len() < 16 {
                     let group = group.clone();
                     let i = next;
                     inflight.push(async move { group.write(payload(g, i, len)).await });
