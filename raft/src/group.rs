@@ -418,6 +418,23 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let raft = self.raft.clone();
         let is_leader = self.raft.metrics().borrow_watched().state == ServerState::Leader;
         let healthy = self.leader_healthy();
+        if req.pre_vote && !is_leader && !healthy {
+            // No live leader here: answer by log and term alone, as a pre-vote is meant to,
+            // without openraft's lease check (the lease outlives a dead leader by far).
+            let mine = self.raft.metrics().borrow_watched().vote;
+            let my_last = self.log.last_log_id();
+            let granted = vote.last_log_id >= my_last
+                && matches!(
+                    vote.vote.partial_cmp(&mine),
+                    Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+                );
+            let resp = pb::VoteResponse {
+                vote: Some(wire::vote_to_pb(&mine)),
+                vote_granted: granted,
+                last_log_id: wire::opt_log_id_to_pb(my_last.as_ref()),
+            };
+            return async move { Ok(resp) }.boxed();
+        }
         if req.pre_vote && (is_leader || healthy) {
             // Idle groups hold no lease (nothing is sent), so openraft alone would grant this
             // pre-vote and let, e.g., a restarted follower depose a live leader. A live leader

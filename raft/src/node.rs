@@ -250,7 +250,7 @@ impl RaftNode {
             detector: self.inner.detector.clone(),
             heard_leader: Arc::new(AtomicBool::new(false)),
             seen_replicas: Mutex::new(BTreeSet::new()),
-            lease: Duration::from_millis(self.inner.config.timing.election_timeout_max_ms),
+            lease: self.inner.config.timing.lease(),
             renewing: tokio::sync::Mutex::new(()),
             span,
         });

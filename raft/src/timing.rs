@@ -6,7 +6,7 @@
 //! heartbeats (`heartbeat-interval-ms`) are sent only while a group has something to tell its
 //! followers; idle groups send nothing. `election-timeout-*` bound how long a follower waits
 //! for a leader it has never heard from (e.g. after a restart) before it asks for votes; the
-//! upper bound is also openraft's leader lease.
+//! leader lease is derived from the upper bound (see `RaftTiming::lease`).
 
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub struct RaftTiming {
     pub heartbeat_interval_ms: u64,
     /// Lower bound of the randomized wait before a follower without a leader campaigns.
     pub election_timeout_min_ms: u64,
-    /// Upper bound of that wait; also the leader lease.
+    /// Upper bound of that wait. openraft's leader lease is eight times this.
     pub election_timeout_max_ms: u64,
     /// Spacing of the campaigns of a group's survivors after a peer's death (the first starts
     /// within half of it), so that they rarely split the vote.
@@ -107,7 +107,16 @@ impl RaftTiming {
 
     /// Timeout of one coalesced heartbeat RPC.
     pub(crate) fn heartbeat_timeout(&self) -> Duration {
-        Duration::from_millis(self.election_timeout_min_ms / 2)
+        Duration::from_millis(self.election_timeout_max_ms)
+    }
+
+    /// openraft's leader lease: how long a leader keeps accepting writes without a quorum
+    /// acknowledging anything, and how long a follower protects its leader from real votes.
+    /// Elections do not wait for it (the driver times them, and voters drop the lease when
+    /// their own detector holds the leader dead), so it can be long enough that an overloaded
+    /// cluster, whose round trips stretch to seconds, keeps writing.
+    pub(crate) fn lease(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_max_ms * 8)
     }
 
     /// A fresh random election timeout.
@@ -129,9 +138,10 @@ impl RaftTiming {
             cluster_name: cluster.to_string(),
             // With the tick off, openraft uses this only as the timeout of one heartbeat
             // round trip: generous, so a busy link does not drop lease renewals.
-            heartbeat_interval: self.election_timeout_min_ms / 2,
-            election_timeout_min: self.election_timeout_min_ms,
-            election_timeout_max: self.election_timeout_max_ms,
+            heartbeat_interval: self.election_timeout_max_ms,
+            // With the tick off, openraft's election timeouts only set the lease (`lease`).
+            election_timeout_min: self.lease().as_millis() as u64 / 2,
+            election_timeout_max: self.lease().as_millis() as u64,
             enable_tick: false,
             enable_heartbeat: false,
             enable_elect: false,
