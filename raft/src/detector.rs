@@ -59,6 +59,11 @@ impl Detector {
         });
     }
 
+    /// The detector timeout.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timing.detector_timeout()
+    }
+
     /// Whether `broker` is watched (probed).
     pub fn is_watched(&self, broker: u64) -> bool {
         broker == self.broker_id

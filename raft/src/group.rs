@@ -66,6 +66,8 @@ pub(crate) struct GroupInner<A: App, S: StateMachine<A>> {
     pub sm: Arc<Mutex<S>>,
     pub log: SegmentLog<A>,
     pub detector: Arc<Detector>,
+    /// The node's peers, to ask the other voters before a forced campaign.
+    pub peers: Arc<crate::transport::Peers>,
     /// Whether a leader has reached this replica since it started: a replica that never
     /// heard one campaigns after the election timeout even if it believes in a leader.
     pub heard_leader: Arc<AtomicBool>,
@@ -351,6 +353,53 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
     }
 }
 
+impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
+    /// Asks the other voters whether they would vote for this replica at the next term
+    /// (they answer by log and term when they see no live leader). Resolves to whether a
+    /// quorum, this replica included, would.
+    fn sounding(&self) -> BoxFuture<'static, bool> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let membership = m.membership_config.membership();
+        let voters: Vec<(ReplicaId, ReplicaNode)> = membership
+            .voter_ids()
+            .filter(|v| *v != self.replica)
+            .filter_map(|v| Some((v, membership.get_node(&v)?.clone())))
+            .collect();
+        let quorum = (voters.len() + 1) / 2 + 1;
+        let vote = pb::Vote { term: m.current_term + 1, voted_for: self.replica, committed: false };
+        let last = wire::opt_log_id_to_pb(self.log.last_log_id().as_ref());
+        let (group, me, broker) = (self.id, self.replica, self.peers.me());
+        let peers = self.peers.clone();
+        let timeout = self.detector.timeout();
+        async move {
+            let asks = voters.into_iter().map(|(target, node)| {
+                let peer = peers.get(node.broker_id, &node.addr);
+                let req = pb::VoteRequest {
+                    address: Some(pb::Address { group, target, from: me, from_broker: broker }),
+                    vote: Some(vote),
+                    last_log_id: last,
+                    leadership_transfer: false,
+                    pre_vote: true,
+                };
+                async move {
+                    let Ok(peer) = peer else { return false };
+                    let mut client = peer.client.clone();
+                    let mut request = tonic::Request::new(req);
+                    request.set_timeout(timeout);
+                    matches!(
+                        tokio::time::timeout(timeout, client.vote(request)).await,
+                        Ok(Ok(r)) if r.get_ref().vote_granted
+                    )
+                }
+            });
+            let granted = futures::future::join_all(asks).await.into_iter().filter(|g| *g).count();
+            granted + 1 >= quorum
+        }
+        .boxed()
+    }
+}
+
 impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
     fn group_id(&self) -> GroupId {
         self.id
@@ -609,6 +658,7 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let term = self.raft.metrics().borrow_watched().current_term;
         let detector = self.detector.clone();
         let heard = self.heard_leader.clone();
+        let sounding = (!pre_vote).then(|| self.sounding());
         tokio::spawn(
             async move {
                 tokio::time::sleep(delay).await;
@@ -633,6 +683,16 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
                 };
                 if !still_needed {
                     tracing::debug!("campaign called off: the group moved on");
+                    return;
+                }
+                // A forced campaign bumps the term even when it cannot win (this replica's
+                // log is behind), and then blocks the survivor that could at that term.
+                // Sound the other voters first, as a pre-vote would (openraft's own pre-vote
+                // waits out the dead leader's lease on this side).
+                if let Some(sounding) = sounding
+                    && !sounding.await
+                {
+                    tracing::debug!("campaign called off: no quorum would vote for this replica");
                     return;
                 }
                 tracing::info!(pre_vote, "campaigning");

@@ -248,6 +248,7 @@ impl RaftNode {
             sm,
             log,
             detector: self.inner.detector.clone(),
+            peers: self.inner.peers.clone(),
             heard_leader: Arc::new(AtomicBool::new(false)),
             seen_replicas: Mutex::new(BTreeSet::new()),
             lease: self.inner.config.timing.lease(),

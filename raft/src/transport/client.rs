@@ -108,6 +108,11 @@ impl Peers {
         }
     }
 
+    /// This node's broker id.
+    pub fn me(&self) -> u64 {
+        self.me
+    }
+
     /// The peer `broker` at `addr`; a changed address replaces the old channel.
     pub fn get(&self, broker: u64, addr: &str) -> Result<Arc<Peer>, String> {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
