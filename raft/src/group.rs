@@ -366,7 +366,8 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
             .filter(|v| *v != self.replica)
             .filter_map(|v| Some((v, membership.get_node(&v)?.clone())))
             .collect();
-        let quorum = (voters.len() + 1) / 2 + 1;
+        // A majority of all voters (the others and this one).
+        let quorum = voters.len().div_ceil(2) + 1;
         let vote = pb::Vote { term: m.current_term + 1, voted_for: self.replica, committed: false };
         let last = wire::opt_log_id_to_pb(self.log.last_log_id().as_ref());
         let (group, me, broker) = (self.id, self.replica, self.peers.me());
