@@ -27,6 +27,8 @@ struct PeerState {
     last_heard: Instant,
     incarnation: u64,
     alive: bool,
+    /// Groups whose core stopped on that broker, as of its last probe answer.
+    stopped: Vec<u64>,
 }
 
 pub(crate) struct Detector {
@@ -34,6 +36,8 @@ pub(crate) struct Detector {
     timing: RaftTiming,
     peers: Mutex<HashMap<u64, PeerState>>,
     events: mpsc::UnboundedSender<PeerEvent>,
+    /// Groups whose core stopped on this broker (answered to probes).
+    local_stopped: Mutex<Vec<u64>>,
 }
 
 impl Detector {
@@ -42,7 +46,16 @@ impl Detector {
         timing: RaftTiming,
     ) -> (Detector, mpsc::UnboundedReceiver<PeerEvent>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Detector { broker_id, timing, peers: Mutex::new(HashMap::new()), events: tx }, rx)
+        (
+            Detector {
+                broker_id,
+                timing,
+                peers: Mutex::new(HashMap::new()),
+                events: tx,
+                local_stopped: Mutex::new(Vec::new()),
+            },
+            rx,
+        )
     }
 
     /// Starts watching `broker` (no-op if already watched). It counts as alive until it has
@@ -56,18 +69,46 @@ impl Detector {
             last_heard: Instant::now(),
             incarnation: 0,
             alive: true,
+            stopped: Vec::new(),
         });
+    }
+
+    /// Publishes the groups whose core stopped on this broker (sorted).
+    pub fn set_local_stopped(&self, groups: Vec<u64>) {
+        *self.local_stopped.lock().unwrap_or_else(|p| p.into_inner()) = groups;
+    }
+
+    /// Groups whose core stopped on this broker.
+    pub fn local_stopped(&self) -> Vec<u64> {
+        self.local_stopped.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records which groups' cores stopped on `broker` (from its probe answer).
+    pub fn record_stopped(&self, broker: u64, mut groups: Vec<u64>) {
+        groups.sort_unstable();
+        if !groups.is_empty() {
+            tracing::debug!(peer = broker, ?groups, "peer reports stopped groups");
+        }
+        if let Some(p) = self.peers.lock().unwrap_or_else(|p| p.into_inner()).get_mut(&broker) {
+            p.stopped = groups;
+        }
+    }
+
+    /// Whether `group`'s core stopped on `broker` (so it leads nothing there).
+    pub fn is_stopped(&self, broker: u64, group: u64) -> bool {
+        if broker == self.broker_id {
+            return self.local_stopped().binary_search(&group).is_ok();
+        }
+        self.peers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&broker)
+            .is_some_and(|p| p.stopped.binary_search(&group).is_ok())
     }
 
     /// The detector timeout.
     pub fn timeout(&self) -> std::time::Duration {
         self.timing.detector_timeout()
-    }
-
-    /// Whether `broker` is watched (probed).
-    pub fn is_watched(&self, broker: u64) -> bool {
-        broker == self.broker_id
-            || self.peers.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&broker)
     }
 
     /// Records a sign of life of `broker` in its `incarnation`.
@@ -80,6 +121,7 @@ impl Detector {
             last_heard: Instant::now(),
             incarnation: 0,
             alive: false,
+            stopped: Vec::new(),
         });
         p.last_heard = Instant::now();
         let restarted = p.incarnation != incarnation;

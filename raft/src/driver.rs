@@ -153,6 +153,7 @@ impl Driver {
         let mut heartbeats = 0u64;
         let mut campaigns = 0u64;
         let mut leaders = 0u64;
+        let mut stopped = Vec::new();
         for g in &hosted {
             let id = g.group_id();
             let b = g.brief();
@@ -160,6 +161,7 @@ impl Driver {
             t.generation = generation;
             export(id, g.as_ref(), &b, t);
             if !b.running {
+                stopped.push(id);
                 continue;
             }
             if b.is_leader {
@@ -180,17 +182,19 @@ impl Driver {
                 continue;
             }
             if let Some(lb) = b.leader_broker
-                && !self.detector.is_watched(lb)
+                && !self.peers.contains(lb)
             {
                 // A follower learns its membership from the log and sends nothing to its
                 // leader, so nothing else would start watching the leader's broker.
                 for (broker, addr) in g.status().members {
-                    if !self.detector.is_watched(broker) {
+                    if !self.peers.contains(broker) {
                         let _ = self.peers.get(broker, &addr);
                     }
                 }
             }
-            let leader_dead = b.leader_broker.is_some_and(|lb| !self.detector.is_alive(lb));
+            let leader_dead = b
+                .leader_broker
+                .is_some_and(|lb| !self.detector.is_alive(lb) || self.detector.is_stopped(lb, id));
             if b.leader_broker.is_some() && !leader_dead && g.heard_leader() {
                 t.campaign_at = None;
                 continue;
@@ -219,6 +223,8 @@ impl Driver {
             }
         }
         tracked.retain(|_, t| t.generation == generation);
+        stopped.sort_unstable();
+        self.detector.set_local_stopped(stopped);
         metrics::gauge!(m::DRIVER_GROUPS).set(hosted.len() as f64);
         metrics::gauge!(m::DRIVER_LEADERS).set(leaders as f64);
         metrics::counter!(m::DRIVER_HEARTBEATS).increment(heartbeats);

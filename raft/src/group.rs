@@ -336,10 +336,9 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
         if leader == self.replica || !self.heard_leader.load(Ordering::Relaxed) {
             return false;
         }
-        m.membership_config
-            .membership()
-            .get_node(&leader)
-            .is_some_and(|n| self.detector.is_alive(n.broker_id))
+        m.membership_config.membership().get_node(&leader).is_some_and(|n| {
+            self.detector.is_alive(n.broker_id) && !self.detector.is_stopped(n.broker_id, self.id)
+        })
     }
 
     /// This replica's answer refusing a pre-vote.
@@ -660,6 +659,7 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let detector = self.detector.clone();
         let heard = self.heard_leader.clone();
         let sounding = (!pre_vote).then(|| self.sounding());
+        let group = self.id;
         tokio::spawn(
             async move {
                 tokio::time::sleep(delay).await;
@@ -671,10 +671,10 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
                     let m = m.borrow_watched();
                     let leader_alive = heard.load(Ordering::Relaxed)
                         && m.current_leader.is_some_and(|l| {
-                            m.membership_config
-                                .membership()
-                                .get_node(&l)
-                                .is_some_and(|n| detector.is_alive(n.broker_id))
+                            m.membership_config.membership().get_node(&l).is_some_and(|n| {
+                                detector.is_alive(n.broker_id)
+                                    && !detector.is_stopped(n.broker_id, group)
+                            })
                         });
                     // A pre-vote cannot depose a leader that still holds its lease; a forced
                     // campaign (after a peer's death) must not run while a live leader is known.

@@ -571,3 +571,20 @@ async fn stopping_the_leader_replica_hands_leadership_over() {
     assert_eq!(c.applied(9).len(), 2);
     assert!(c.applied(9).values().all(|a| a.entries == 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_whose_core_stops_on_a_live_broker_is_replaced() {
+    let c = Cluster::start(3, LogConfig::default()).await;
+    c.must_create_group(4, &[1, 2, 3]).await;
+    assert_eq!(c.must_leader(4, SECS(20)).await, 1);
+    let first = c.must_write(4, payload(4, 0, 10), SECS(10)).await;
+    c.must_apply(4, first.index, SECS(10)).await;
+    // The leader's Raft core stops (as on a storage failure) while its broker stays up and
+    // keeps answering probes; the group is idle, so nothing else would tell the followers.
+    let leader = c.node(1).group(4).unwrap();
+    c.node(1).run(move |_, _| async move { leader.raft().shutdown().await.unwrap() }).await;
+    assert_eq!(c.node(1).group(4).unwrap().metrics().state, openraft::ServerState::Shutdown);
+    let next = c.must_write_among(4, &[2, 3], payload(4, 1, 10), SECS(20)).await;
+    assert!(next > first);
+    assert!(c.node(1).node.as_ref().unwrap().is_peer_alive(2), "broker 1 is up all along");
+}

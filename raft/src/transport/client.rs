@@ -108,6 +108,12 @@ impl Peers {
         }
     }
 
+    /// Whether this node has a channel to (and probes) `broker`.
+    pub fn contains(&self, broker: u64) -> bool {
+        broker == self.me
+            || self.peers.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&broker)
+    }
+
     /// This node's broker id.
     pub fn me(&self) -> u64 {
         self.me
@@ -213,6 +219,7 @@ async fn probe_loop(p: Probe) {
             let resp = resp.into_inner();
             if resp.broker_id == broker {
                 detector.heard_from(broker, resp.incarnation);
+                detector.record_stopped(broker, resp.stopped_groups);
             } else {
                 tracing::warn!(
                     broker,

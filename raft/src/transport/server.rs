@@ -143,6 +143,7 @@ impl RaftTransport for TransportService {
         Ok(Response::new(pb::ProbeResponse {
             broker_id: self.broker_id,
             incarnation: self.incarnation,
+            stopped_groups: self.detector.local_stopped(),
         }))
     }
 }
