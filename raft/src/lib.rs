@@ -47,18 +47,22 @@
 //! are shared read-only — see the closing note):
 //! - openraft's tick is off (`enable_tick/heartbeat/elect = false`). The node's driver sends
 //!   a group heartbeat only while the group has something to tell (uncommitted entries, an
-//!   unseen commit index, a lagging follower); an idle group sends nothing at all. Its
-//!   leader's quorum lease lapses, so the first write after a quiet period renews it with
-//!   one heartbeat round (`Group::write`).
+//!   unseen commit index, a lagging follower); an idle group sends nothing at all. The
+//!   leader lease is long (8 × the election timeout's upper bound, `RaftTiming::lease`) so
+//!   an overloaded cluster keeps writing; the first write after a longer quiet period renews
+//!   it with one heartbeat round (`Group::write`).
 //! - Liveness comes from the broker-pair failure detector: probes every
-//!   `detector-interval-ms`, and any traffic from a peer counts as a sign of life. When a
-//!   broker is seen dead (or restarted: its incarnation changed), the survivors of the
-//!   groups it led campaign at once, ranked per group; voters whose own detector agrees the
-//!   leader is dead grant the vote without waiting out the dead leader's lease.
+//!   `detector-interval-ms`, and any traffic from a peer counts as a sign of life; probe
+//!   answers also list groups whose Raft core stopped on a live broker. When a leader's
+//!   broker is seen dead (or restarted, or its group stopped), the surviving voters campaign
+//!   at once, ranked per group. A survivor first sounds the others (a pre-vote answered by
+//!   the transport, by log and term), so one whose log is behind never bumps the term in the
+//!   way of one that can win; voters whose own detector agrees the leader is gone grant the
+//!   real vote without waiting out its lease.
 //! - Leader restore is off: a restarted leader wins an election again, so a leader that lost
 //!   unsynced entries (`flush = interval`) cannot reuse their log ids.
 //! - A live leader (or a follower of one) refuses pre-votes: with no heartbeats, idle groups
-//!   hold no lease for openraft's own pre-vote check to go by.
+//!   hold no fresh lease for openraft's own pre-vote check to go by.
 //! - Snapshots describe the retention point chosen by the state machine, never the head
 //!   (`StateMachine::build_snapshot`); `Group::compact` snapshots and purges up to it.
 

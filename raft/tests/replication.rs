@@ -86,6 +86,16 @@ async fn many_groups_replicate_identically() {
         (groups * entries) as f64 / secs
     );
 
+    // Heartbeats of many groups bound for one peer travel together.
+    let (mut heartbeats, mut rpcs) = (0, 0);
+    for b in 1..=3 {
+        let s = c.node(b).node.as_ref().unwrap().transport_stats();
+        heartbeats += s.heartbeats;
+        rpcs += s.heartbeat_rpcs;
+    }
+    eprintln!("{heartbeats} group heartbeats in {rpcs} RPCs");
+    assert!(heartbeats > rpcs, "heartbeats were not coalesced: {heartbeats} in {rpcs} RPCs");
+
     for (&g, last) in &lasts {
         c.must_apply(g, last.index, SECS(60)).await;
         let applied = c.applied(g);
