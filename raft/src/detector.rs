@@ -38,6 +38,9 @@ pub(crate) struct Detector {
     events: mpsc::UnboundedSender<PeerEvent>,
     /// Groups whose core stopped on this broker (answered to probes).
     local_stopped: Mutex<Vec<u64>>,
+    /// Groups stopped or deleted here on purpose; announced like stopped ones until
+    /// created again, so their followers do not wait on a leader that is gone.
+    local_removed: Mutex<std::collections::BTreeSet<u64>>,
 }
 
 impl Detector {
@@ -53,6 +56,7 @@ impl Detector {
                 peers: Mutex::new(HashMap::new()),
                 events: tx,
                 local_stopped: Mutex::new(Vec::new()),
+                local_removed: Mutex::new(std::collections::BTreeSet::new()),
             },
             rx,
         )
@@ -78,9 +82,23 @@ impl Detector {
         *self.local_stopped.lock().unwrap_or_else(|p| p.into_inner()) = groups;
     }
 
-    /// Groups whose core stopped on this broker.
+    /// Groups whose core stopped, or that were stopped or deleted, on this broker (sorted).
     pub fn local_stopped(&self) -> Vec<u64> {
-        self.local_stopped.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        let mut out = self.local_stopped.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        out.extend(self.local_removed.lock().unwrap_or_else(|p| p.into_inner()).iter());
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Marks `group` as no longer hosted here (or hosted again, `removed == false`).
+    pub fn set_removed(&self, group: u64, removed: bool) {
+        let mut set = self.local_removed.lock().unwrap_or_else(|p| p.into_inner());
+        if removed {
+            set.insert(group);
+        } else {
+            set.remove(&group);
+        }
     }
 
     /// Records which groups' cores stopped on `broker` (from its probe answer).

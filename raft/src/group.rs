@@ -75,6 +75,8 @@ pub(crate) struct GroupInner<A: App, S: StateMachine<A>> {
     pub seen_replicas: Mutex<BTreeSet<ReplicaId>>,
     /// openraft's leader lease (the election timeout's upper bound).
     pub lease: Duration,
+    /// How long one heartbeat round may take.
+    pub heartbeat_timeout: Duration,
     /// Held while a lease renewal runs.
     pub renewing: tokio::sync::Mutex<()>,
     pub span: tracing::Span,
@@ -173,7 +175,10 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
                 .as_ref()
                 .is_some_and(|t| openraft::Instant::elapsed(&**t) < lease / 2)
         };
-        let deadline = std::time::Instant::now() + lease * 5;
+        // Bounded by round-trip timing, not by the (long) lease: a deposed or cut-off leader
+        // must not hold writers for long.
+        let round = self.inner.heartbeat_timeout;
+        let deadline = std::time::Instant::now() + round * 3;
         loop {
             if self.metrics().state != ServerState::Leader || fresh(&self.metrics()) {
                 return Ok(());
@@ -181,7 +186,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
             let sent = <openraft::TokioInstant as openraft::Instant>::now();
             raft.trigger().heartbeat().await.map_err(|e| stopped(g, e))?;
             let acked = raft
-                .wait(Some(lease / 2))
+                .wait(Some(round))
                 .metrics(
                     |m| {
                         m.state != ServerState::Leader
@@ -360,21 +365,33 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let membership = m.membership_config.membership();
-        let voters: Vec<(ReplicaId, ReplicaNode)> = membership
-            .voter_ids()
-            .filter(|v| *v != self.replica)
-            .filter_map(|v| Some((v, membership.get_node(&v)?.clone())))
+        // During a membership change a vote needs a majority of each configuration.
+        let configs: Vec<BTreeSet<ReplicaId>> = membership.get_joint_config().clone();
+        let nodes: Vec<(ReplicaId, ReplicaNode)> = configs
+            .iter()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|v| **v != self.replica)
+            .filter_map(|v| Some((*v, membership.get_node(v)?.clone())))
             .collect();
-        // A majority of all voters (the others and this one).
-        let quorum = voters.len().div_ceil(2) + 1;
         let vote = pb::Vote { term: m.current_term + 1, voted_for: self.replica, committed: false };
         let last = wire::opt_log_id_to_pb(self.log.last_log_id().as_ref());
         let (group, me, broker) = (self.id, self.replica, self.peers.me());
         let peers = self.peers.clone();
+        let detector = self.detector.clone();
         let timeout = self.detector.timeout();
         async move {
-            let asks = voters.into_iter().map(|(target, node)| {
-                let peer = peers.get(node.broker_id, &node.addr);
+            let mut asks = futures::stream::FuturesUnordered::new();
+            for (target, node) in nodes {
+                // A broker held dead cannot vote: do not wait out a connect timeout on it.
+                if !detector.is_alive(node.broker_id) {
+                    continue;
+                }
+                let Ok(peer) = peers.get(node.broker_id, &node.addr) else { continue };
+                if peer.cut.load(Ordering::Relaxed) {
+                    continue;
+                }
                 let req = pb::VoteRequest {
                     address: Some(pb::Address { group, target, from: me, from_broker: broker }),
                     vote: Some(vote),
@@ -382,19 +399,32 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
                     leadership_transfer: false,
                     pre_vote: true,
                 };
-                async move {
-                    let Ok(peer) = peer else { return false };
+                asks.push(async move {
+                    peer.counters.rpcs.fetch_add(1, Ordering::Relaxed);
                     let mut client = peer.client.clone();
                     let mut request = tonic::Request::new(req);
                     request.set_timeout(timeout);
-                    matches!(
+                    let granted = matches!(
                         tokio::time::timeout(timeout, client.vote(request)).await,
                         Ok(Ok(r)) if r.get_ref().vote_granted
-                    )
+                    );
+                    (target, granted)
+                });
+            }
+            let mut yes: BTreeSet<ReplicaId> = BTreeSet::from([me]);
+            let quorum = |yes: &BTreeSet<ReplicaId>| {
+                configs.iter().all(|c| c.iter().filter(|v| yes.contains(v)).count() * 2 > c.len())
+            };
+            // Done as soon as a quorum would grant.
+            while let Some((target, granted)) = asks.next().await {
+                if granted {
+                    yes.insert(target);
+                    if quorum(&yes) {
+                        return true;
+                    }
                 }
-            });
-            let granted = futures::future::join_all(asks).await.into_iter().filter(|g| *g).count();
-            granted + 1 >= quorum
+            }
+            quorum(&yes)
         }
         .boxed()
     }
@@ -690,11 +720,18 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
                 // log is behind), and then blocks the survivor that could at that term.
                 // Sound the other voters first, as a pre-vote would (openraft's own pre-vote
                 // waits out the dead leader's lease on this side).
-                if let Some(sounding) = sounding
-                    && !sounding.await
-                {
-                    tracing::debug!("campaign called off: no quorum would vote for this replica");
-                    return;
+                if let Some(sounding) = sounding {
+                    if !sounding.await {
+                        tracing::debug!("campaign called off: no quorum would vote for this one");
+                        return;
+                    }
+                    // The sounding took a round trip: another survivor may have won meanwhile.
+                    let m = raft.metrics();
+                    let m = m.borrow_watched();
+                    if m.current_term != term || m.state == ServerState::Leader {
+                        tracing::debug!("campaign called off: the group moved on");
+                        return;
+                    }
                 }
                 tracing::info!(pre_vote, "campaigning");
                 let _ = raft.trigger().elect(pre_vote).await;

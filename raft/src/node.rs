@@ -252,6 +252,7 @@ impl RaftNode {
             heard_leader: Arc::new(AtomicBool::new(false)),
             seen_replicas: Mutex::new(BTreeSet::new()),
             lease: self.inner.config.timing.lease(),
+            heartbeat_timeout: self.inner.config.timing.heartbeat_timeout(),
             renewing: tokio::sync::Mutex::new(()),
             span,
         });
@@ -276,6 +277,9 @@ impl RaftNode {
                 }
             }
         };
+        if inserted {
+            self.inner.detector.set_removed(group, false);
+        }
         if !inserted {
             // Created concurrently by another caller: this instance never served.
             let _ = inner.raft.shutdown().await;
@@ -297,6 +301,7 @@ impl RaftNode {
             .remove(&group)
             .ok_or(Error::UnknownGroup(group))?;
         g.shutdown().await;
+        self.inner.detector.set_removed(group, true);
         Ok(())
     }
 
