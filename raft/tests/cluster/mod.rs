@@ -405,25 +405,8 @@ impl Cluster {
 
     /// Writes through the leader of `g`, retrying on leader changes until `timeout`.
     pub async fn must_write(&self, g: u64, data: TestData, timeout: Duration) -> LogId {
-        let deadline = Instant::now() + timeout;
-        loop {
-            assert!(Instant::now() < deadline, "group {g}: write not accepted within {timeout:?}");
-            let Some(b) = self.leader_of(g) else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            let group = self.node(b).group(g).unwrap();
-            let d = data.clone();
-            let res = tokio::time::timeout(
-                Duration::from_secs(3),
-                self.node(b).run(move |_, _| async move { group.write(d).await }),
-            )
-            .await;
-            match res {
-                Ok(Ok((log_id, _))) => return log_id,
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
+        let up: Vec<u64> = self.nodes.iter().filter(|n| n.is_up()).map(|n| n.id).collect();
+        self.must_write_among(g, &up, data, timeout).await
     }
 
     /// Writes through whichever of `brokers` leads `g` (a side of a partition), retrying on
