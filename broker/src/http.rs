@@ -1,0 +1,1 @@
+//! HTTP side port (being written).
