@@ -163,6 +163,74 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         }
     }
 
+    /// Submits `data` for replication without waiting for it; the returned future resolves
+    /// with its log id and the state machine's response once it is committed and applied.
+    /// Proposals submitted one after another enter the log in that order, and only while
+    /// this replica leads the term it led at submission (else they fail `NOT_LEADER`).
+    pub async fn propose(
+        &self,
+        data: A::Data,
+    ) -> Result<impl Future<Output = Result<(LogId, A::Response), Error>> + Send + 'static, Error>
+    {
+        let g = self.inner.id;
+        let m = self.metrics();
+        if m.state != ServerState::Leader {
+            return Err(Error::NotLeader { group: g, leader: self.leader() });
+        }
+        let fresh = m
+            .last_quorum_acked
+            .as_ref()
+            .is_some_and(|t| openraft::Instant::elapsed(&**t) < self.inner.lease / 2);
+        if !fresh {
+            self.renew_lease().await?;
+        }
+        let (responder, rx) = openraft::impls::ProgressResponder::complete_only();
+        self.inner
+            .raft
+            .write(data)
+            .with_leader(crate::types::CommittedLeaderId::new(m.current_term))
+            .responder(responder)
+            .await
+            .map_err(|e| Error::Stopped { group: g, detail: e.to_string() })?;
+        let group = self.clone();
+        Ok(async move {
+            match rx.await {
+                Ok(Ok(r)) => Ok((r.log_id, r.data)),
+                Ok(Err(e)) => Err(group.write_error(g, e)),
+                Err(_) => Err(Error::Stopped { group: g, detail: "proposal dropped".into() }),
+            }
+        })
+    }
+
+    /// Whether this replica leads and has applied an entry of its own term: every entry of
+    /// earlier terms is then applied too, so state read from the state machine is complete.
+    pub fn is_leader_ready(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        m.state == ServerState::Leader
+            && m.last_applied.as_ref().is_some_and(|l| l.committed_leader_id().term == m.current_term)
+    }
+
+    /// Waits up to `timeout` for [`Group::is_leader_ready`]; false if this replica stops
+    /// leading or time runs out.
+    pub async fn wait_leader_ready(&self, timeout: Duration) -> bool {
+        let ready = self
+            .inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.state != ServerState::Leader
+                        || m.last_applied
+                            .as_ref()
+                            .is_some_and(|l| l.committed_leader_id().term == m.current_term)
+                },
+                "leader ready",
+            )
+            .await;
+        ready.is_ok() && self.is_leader_ready()
+    }
+
     /// Sends heartbeat rounds until a quorum has acknowledged one (one renewal at a time
     /// per group; concurrent writers wait for it).
     async fn renew_lease(&self) -> Result<(), Error> {
@@ -213,13 +281,26 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         e: RaftError<TypeConfig<A>, ClientWriteError<TypeConfig<A>>>,
     ) -> Error {
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+            RaftError::APIError(e) => self.write_error(g, e),
+            other => Error::Stopped { group: g, detail: other.to_string() },
+        }
+    }
+
+    fn write_error(&self, g: GroupId, e: ClientWriteError<TypeConfig<A>>) -> Error {
+        match e {
+            ClientWriteError::ForwardToLeader(f) => {
                 Error::NotLeader { group: g, leader: f.leader_id.zip(f.leader_node) }
             }
-            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
+            ClientWriteError::ChangeMembershipError(c) => {
                 Error::Membership { group: g, detail: c.to_string() }
             }
-            other => Error::Stopped { group: g, detail: other.to_string() },
+            // The entry may still commit through the new leader: the outcome is unknown.
+            e @ ClientWriteError::LogEntryDiscarded(_) => {
+                Error::Timeout { group: g, detail: e.to_string() }
+            }
+            ClientWriteError::PreconditionFailed(_) => {
+                Error::NotLeader { group: g, leader: self.leader() }
+            }
         }
     }
 

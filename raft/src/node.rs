@@ -38,6 +38,15 @@ use crate::types::GroupId;
 use crate::types::ReplicaId;
 use crate::wire::pb::raft_transport_server::RaftTransportServer;
 
+/// The tonic server type of the Raft transport.
+pub type TransportServer = RaftTransportServer<TransportService>;
+
+fn transport_server(service: TransportService) -> TransportServer {
+    RaftTransportServer::new(service)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(256 << 20)
+}
+
 /// Identity and timing of a node.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -64,6 +73,7 @@ struct NodeInner {
     peers: Arc<Peers>,
     detector: Arc<Detector>,
     raft_config: Arc<openraft::Config>,
+    service: TransportService,
     server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     driver: JoinHandle<()>,
 }
@@ -88,6 +98,25 @@ impl RaftNode {
         log: LogRuntime,
         listener: TcpListener,
     ) -> Result<RaftNode, Error> {
+        Self::start_inner(config, log, Some(listener)).await
+    }
+
+    /// Starts the node without a server of its own: the caller serves
+    /// [`RaftNode::transport_service`] on its gRPC server (one port for clients and Raft).
+    pub async fn start_embedded(config: NodeConfig, log: LogRuntime) -> Result<RaftNode, Error> {
+        Self::start_inner(config, log, None).await
+    }
+
+    /// The Raft transport as a tonic service, with the message limits Raft needs.
+    pub fn transport_service(&self) -> TransportServer {
+        transport_server(self.inner.service.clone())
+    }
+
+    async fn start_inner(
+        config: NodeConfig,
+        log: LogRuntime,
+        listener: Option<TcpListener>,
+    ) -> Result<RaftNode, Error> {
         config.timing.validate()?;
         let raft_config = Arc::new(config.timing.openraft_config(&config.cluster)?);
         crate::metrics::describe_replication();
@@ -108,25 +137,24 @@ impl RaftNode {
             incarnation,
             heartbeat_deadline: config.timing.heartbeat_timeout(),
         };
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let server = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .initial_stream_window_size(4 << 20)
-            .initial_connection_window_size(32 << 20)
-            .http2_keepalive_interval(Some(Duration::from_secs(10)))
-            .add_service(
-                RaftTransportServer::new(service)
-                    .max_decoding_message_size(256 << 20)
-                    .max_encoding_message_size(256 << 20),
-            )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                let _ = stop_rx.await;
-            });
         let broker_id = config.broker_id;
-        let server = tokio::spawn(async move {
-            if let Err(e) = server.await {
-                tracing::error!(broker = broker_id, "raft transport server failed: {e}");
-            }
+        let server = listener.map(|listener| {
+            let (stop_tx, stop_rx) = oneshot::channel();
+            let server = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .initial_stream_window_size(4 << 20)
+                .initial_connection_window_size(32 << 20)
+                .http2_keepalive_interval(Some(Duration::from_secs(10)))
+                .add_service(transport_server(service.clone()))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                    let _ = stop_rx.await;
+                });
+            let task = tokio::spawn(async move {
+                if let Err(e) = server.await {
+                    tracing::error!(broker = broker_id, "raft transport server failed: {e}");
+                }
+            });
+            (stop_tx, task)
         });
         let driver = Driver {
             timing: config.timing.clone(),
@@ -145,7 +173,8 @@ impl RaftNode {
                 peers,
                 detector,
                 raft_config,
-                server: Mutex::new(Some((stop_tx, server))),
+                service,
+                server: Mutex::new(server),
                 driver,
             }),
         })

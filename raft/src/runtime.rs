@@ -141,6 +141,19 @@ impl LogRuntime {
         Ok(())
     }
 
+    /// Ids of the groups with a log directory under this runtime (hosted or not), sorted.
+    pub fn stored_groups(&self) -> Result<Vec<GroupId>, Error> {
+        let mut ids = Vec::new();
+        for ent in std::fs::read_dir(self.inner.root.join("groups"))? {
+            let name = ent?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.parse::<u64>().ok()) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// The log settings in force.
     pub fn config(&self) -> &LogConfig {
         &self.inner.config

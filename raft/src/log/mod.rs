@@ -82,6 +82,23 @@ impl From<&EntryHeader> for EntryLocation {
     }
 }
 
+/// One segment file as seen by retention: what it holds and how big it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// Raft index of its first entry.
+    pub first_index: u64,
+    /// Log id of its last entry, if it holds any.
+    pub last: Option<LogId>,
+    /// Record offset of its first entry.
+    pub base_offset: i64,
+    /// Record offset after its last entry.
+    pub next_offset: i64,
+    /// Largest record timestamp in it (`i64::MIN` if none).
+    pub max_timestamp: i64,
+    /// Bytes of entries in the file.
+    pub bytes: u64,
+}
+
 /// What opening a log found on disk.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RecoveryStats {
@@ -324,6 +341,29 @@ impl<A: App> SegmentLog<A> {
     /// Number of segment files (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         lock(&self.shared.state).segments.len()
+    }
+
+    /// The segment files in index order; the last one is the active segment.
+    pub fn segments(&self) -> Vec<SegmentInfo> {
+        let st = lock(&self.shared.state);
+        st.segments
+            .iter()
+            .map(|s| SegmentInfo {
+                first_index: s.first_index,
+                last: s.last.map(|(i, t)| log_id(t, i)),
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                max_timestamp: s.max_timestamp,
+                bytes: s.size,
+            })
+            .collect()
+    }
+
+    /// Reads the retained entries with indexes in `[start, end)`, from the tail cache or the
+    /// segment files. Entries before the first retained one are skipped, not an error.
+    pub async fn read(&self, start: u64, end: u64) -> io::Result<Vec<Entry<A>>> {
+        let mut reader = self.clone();
+        reader.try_get_log_entries(start..end).await
     }
 
     /// The entry holding record `offset`, if it is retained.

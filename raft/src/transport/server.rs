@@ -22,14 +22,18 @@ use crate::wire::pb::raft_transport_server::RaftTransport;
 /// Groups hosted by a node, by id.
 pub(crate) type Groups = RwLock<HashMap<GroupId, Arc<dyn GroupRpc>>>;
 
-pub(crate) struct TransportService {
-    pub groups: Arc<Groups>,
-    pub detector: Arc<Detector>,
-    pub broker_id: u64,
-    pub incarnation: u64,
+/// The Raft transport's gRPC service of one node. Serve it with
+/// [`crate::RaftNode::transport_service`] on a server shared with other services, or let
+/// [`crate::RaftNode::start`] serve it on its own listener.
+#[derive(Clone)]
+pub struct TransportService {
+    pub(crate) groups: Arc<Groups>,
+    pub(crate) detector: Arc<Detector>,
+    pub(crate) broker_id: u64,
+    pub(crate) incarnation: u64,
     /// How long one group may take to answer its heartbeat in a batch: a slow group must
     /// not hold up the answers of every other group on the link.
-    pub heartbeat_deadline: std::time::Duration,
+    pub(crate) heartbeat_deadline: std::time::Duration,
 }
 
 impl TransportService {
