@@ -1,5 +1,153 @@
-//! rafka-broker: the Kafka-style broker on top of rafka-raft (work in progress).
+//! rafka-broker: the Kafka-style broker on top of rafka-raft. It gives Raft entries meaning
+//! (record batches, controller commands) and serves clients over gRPC.
+//!
+//! Map of the crate:
+//! - [`broker`]: [`Broker`], one running broker: Raft node, controller replica, hosted
+//!   partitions, routing of requests to the replica that serves them.
+//! - [`controller`]: Raft group 0 — brokers, topics, replica placement, producer ids
+//!   ([`controller::state`]), partition leaders learnt from heartbeats ([`controller::live`]).
+//! - [`partition`]: one partition replica — its state machine (next offset, producer table,
+//!   checkpoints, snapshots at the retention point), produce with idempotence, fetch and
+//!   offset lookups, retention.
+//! - [`tasks`]: background loops — reconciler, heartbeats to the controller, retention,
+//!   metrics refresh.
+//! - [`server`]: the gRPC services (`Data`, `Admin`, the internal service); the Raft transport
+//!   shares the same port.
+//! - [`topic`]: topic names and per-topic configs. [`error`]: the one mapping to wire codes.
+//! - [`config`]: layered configuration. [`http`]: `/metrics`, `/healthz`, `/readyz`.
+//!   [`telemetry`]: tracing and the Prometheus recorder. [`metrics`]: metric names.
+//!
+//! Entry point: [`run`] takes bound listeners, the config and a shutdown future.
 
+pub mod broker;
 pub mod config;
+pub mod controller;
+pub mod error;
 pub mod http;
+pub mod metrics;
+pub mod partition;
+pub mod server;
+pub mod tasks;
 pub mod telemetry;
+pub mod topic;
+
+/// Generated code of the brokers' internal contract (`proto/internal.proto`).
+#[allow(clippy::all, missing_docs)]
+pub mod internal {
+    tonic::include_proto!("rafka.internal.v1");
+}
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use broker::Broker;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+struct BrokerHealth(Arc<Broker>);
+
+impl http::Health for BrokerHealth {
+    fn live(&self) -> bool {
+        !self.0.is_stopping()
+    }
+
+    fn ready(&self) -> Result<(), String> {
+        self.0.readiness()
+    }
+}
+
+/// Runs a broker on bound listeners (gRPC: clients and Raft; HTTP: metrics and health)
+/// until `shutdown` resolves, then shuts down gracefully: leaderships are handed off,
+/// partition state is checkpointed, servers stop.
+pub async fn run(
+    grpc: TcpListener,
+    http_listener: TcpListener,
+    config: config::BrokerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let prometheus = telemetry::install_metrics_recorder()?;
+    let upkeep = telemetry::spawn_upkeep(prometheus.clone());
+    metrics::describe();
+    let grace = Duration::from_millis(config.shutdown_timeout_ms);
+    let broker = Broker::start(config).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = {
+        let b = broker.clone();
+        let mut stop = stop_rx.clone();
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .initial_stream_window_size(4 << 20)
+            .initial_connection_window_size(32 << 20)
+            .http2_keepalive_interval(Some(Duration::from_secs(10)))
+            .add_service(b.node.transport_service())
+            .add_service(
+                rafka_proto::v1::data_server::DataServer::new(server::data::DataService {
+                    broker: b.clone(),
+                })
+                .max_decoding_message_size(80 << 20)
+                .max_encoding_message_size(80 << 20),
+            )
+            .add_service(rafka_proto::v1::admin_server::AdminServer::new(
+                server::admin::AdminService { broker: b.clone() },
+            ))
+            .add_service(internal::internal_server::InternalServer::new(server::InternalService {
+                broker: b.clone(),
+            }))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+    };
+    let server = tokio::spawn(server);
+    let http_task = {
+        let mut stop = stop_rx.clone();
+        tokio::spawn(http::serve(
+            http_listener,
+            prometheus,
+            Arc::new(BrokerHealth(broker.clone())),
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ))
+    };
+    let loops = [
+        tokio::spawn(tasks::reconcile_loop(broker.clone())),
+        tokio::spawn(tasks::heartbeat_loop(broker.clone())),
+        tokio::spawn(tasks::retention_loop(broker.clone())),
+        tokio::spawn(tasks::metrics_loop(broker.clone())),
+    ];
+    tracing::info!(broker = broker.id, addr = %broker.address, "broker started");
+    tokio::select! {
+        _ = shutdown => tracing::info!("shutting down"),
+        r = server => {
+            // The server ending by itself is a failure (the port died).
+            anyhow::bail!("gRPC server stopped: {r:?}");
+        }
+    }
+    let graceful = async {
+        broker.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        for l in &loops {
+            l.abort();
+        }
+        broker.node.clone().shutdown().await;
+        let parts: Vec<_> =
+            broker.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for p in parts {
+            let sm = p.group.state_machine();
+            if let Err(e) = sm.lock().unwrap_or_else(|p| p.into_inner()).checkpoint() {
+                tracing::warn!(partition = %p.name, "final checkpoint failed: {e}");
+            }
+        }
+    };
+    if tokio::time::timeout(grace, graceful).await.is_err() {
+        tracing::warn!(
+            "graceful shutdown took longer than {} ms; stopping anyway",
+            grace.as_millis()
+        );
+    }
+    let _ = stop_tx.send(true);
+    let _ = http_task.await;
+    upkeep.abort();
+    tracing::info!("broker stopped");
+    Ok(())
+}

@@ -1,5 +1,47 @@
-//! `rafka-broker`: the broker binary (being written).
+//! `rafka-broker`: runs one broker. With no arguments: a single-node cluster with data in
+//! `./rafka-data`, gRPC on 127.0.0.1:9092 and HTTP on 127.0.0.1:9644. SIGTERM or Ctrl-C shut
+//! it down gracefully.
 
-fn main() {
-    println!("rafka-broker {}", env!("CARGO_PKG_VERSION"));
+use anyhow::Context;
+use clap::Parser;
+use rafka_broker::config::Args;
+use rafka_broker::config::BrokerConfig;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = match BrokerConfig::load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("rafka-broker: {e}");
+            std::process::exit(2);
+        }
+    };
+    rafka_broker::telemetry::init_tracing(config.log_format, &config.log_level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let grpc = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
+        let http = tokio::net::TcpListener::bind(&config.http)
+            .await
+            .with_context(|| format!("cannot listen on {} (--http)", config.http))?;
+        tracing::info!(
+            node_id = config.node_id,
+            listen = %config.listen,
+            http = %config.http,
+            data_dir = %config.data_dir.display(),
+            "starting rafka-broker {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        rafka_broker::run(grpc, http, config, shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -1,4 +1,7 @@
-//! `RecordBatch` checksum and validation.
+//! `RecordBatch` construction, checksum, validation and decoding.
+//!
+//! Producers call [`build`]; the broker calls [`validate`] (no decompression: it stores the
+//! bytes as sent); consumers call [`validate`] and then [`records`] on every fetched batch.
 //!
 //! # Format
 //!
@@ -7,14 +10,41 @@
 //! `magic u32 | producer_id i64 | producer_epoch i32 | base_sequence i32 | base_timestamp i64 |
 //! max_timestamp i64 | record_count u32 | compression u32` followed by the `records` bytes.
 
+use std::io::Read;
+
+use bytes::Bytes;
 use prost::Message;
 
 use crate::v1::Compression;
 use crate::v1::ErrorCode;
+use crate::v1::Record;
 use crate::v1::RecordBatch;
+use crate::v1::RecordHeader;
+use crate::v1::Records;
 
 /// The batch format version this crate writes and accepts.
 pub const MAGIC: u32 = 1;
+
+/// The most bytes [`records`] will decompress one batch into. A batch is at most
+/// `max.message.bytes` compressed, but a few KiB of zstd can claim gigabytes: a decompression
+/// bomb must be refused, not allocated.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+/// zstd level [`build`] compresses with (zstd's own default).
+const ZSTD_LEVEL: i32 = 3;
+
+/// A record to put into a batch with [`build`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewRecord {
+    /// Optional key; `None` is a null key.
+    pub key: Option<Bytes>,
+    /// The value; may be empty.
+    pub value: Bytes,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    /// Application headers, in order.
+    pub headers: Vec<(String, Bytes)>,
+}
 
 /// What the broker needs to know about a valid batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +75,14 @@ pub enum BatchError {
     Timestamps { base: i64, max: i64 },
     #[error("inconsistent producer fields: id {id}, epoch {epoch}, base sequence {seq}")]
     Producer { id: i64, epoch: i32, seq: i32 },
+    #[error("records block does not decompress: {0}")]
+    Decompress(String),
+    #[error(
+        "records block decompresses to more than {limit} bytes (refused as a decompression bomb)"
+    )]
+    DecompressedTooLarge { limit: usize },
+    #[error("record_count says {expected} records but the records block holds {actual}")]
+    RecordCount { expected: u32, actual: usize },
 }
 
 impl BatchError {
@@ -75,6 +113,103 @@ pub fn checksum(b: &RecordBatch) -> u32 {
 /// Sets `b.crc` from its content.
 pub fn seal(b: &mut RecordBatch) {
     b.crc = checksum(b);
+}
+
+/// Builds a sealed batch (checksum set) of `records`.
+///
+/// `producer` is `(producer id, epoch, base sequence)` for an idempotent producer; `None`
+/// writes -1 into all three. The base timestamp is the smallest record timestamp, and each
+/// record stores its distance from it. An empty `records` gives a batch [`validate`] refuses.
+pub fn build(
+    records: &[NewRecord],
+    producer: Option<(i64, i32, i32)>,
+    compression: Compression,
+) -> RecordBatch {
+    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
+    let block = Records {
+        records: records
+            .iter()
+            .map(|r| Record {
+                timestamp_delta: r.timestamp - base_timestamp,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| RecordHeader { key: k.clone(), value: v.clone() })
+                    .collect(),
+            })
+            .collect(),
+    }
+    .encode_to_vec();
+    let block = match compression {
+        Compression::None => block,
+        Compression::Lz4 => lz4_flex::compress_prepend_size(&block),
+        // Compressing an in-memory buffer has no I/O to fail; an error here is a zstd bug.
+        Compression::Zstd => zstd::encode_all(&block[..], ZSTD_LEVEL).expect("zstd compression"),
+    };
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
+    let mut b = RecordBatch {
+        magic: MAGIC,
+        producer_id,
+        producer_epoch,
+        base_sequence,
+        base_timestamp,
+        max_timestamp,
+        record_count: u32::try_from(records.len()).expect("more than u32::MAX records"),
+        compression: compression as i32,
+        crc: 0,
+        records: block.into(),
+    };
+    seal(&mut b);
+    b
+}
+
+/// Decompresses and decodes the records of `b`, refusing more than
+/// [`MAX_DECOMPRESSED_BYTES`] and a record count that disagrees with `b.record_count`.
+///
+/// Does not verify the checksum: call [`validate`] on the encoded batch first.
+pub fn records(b: &RecordBatch) -> Result<Records, BatchError> {
+    let compression = Compression::try_from(b.compression)
+        .map_err(|_| BatchError::UnknownCompression(b.compression))?;
+    let block: Bytes = match compression {
+        Compression::None => b.records.clone(),
+        Compression::Lz4 => {
+            // lz4_flex allocates whatever the size prefix claims: check it first.
+            let prefix = b.records.get(..4).ok_or_else(|| {
+                BatchError::Decompress("lz4 block shorter than its size prefix".into())
+            })?;
+            let size = u32::from_le_bytes(prefix.try_into().expect("4 bytes")) as usize;
+            if size > MAX_DECOMPRESSED_BYTES {
+                return Err(BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES });
+            }
+            lz4_flex::decompress_size_prepended(&b.records)
+                .map_err(|e| BatchError::Decompress(format!("lz4: {e}")))?
+                .into()
+        }
+        Compression::Zstd => {
+            let decoder = zstd::stream::read::Decoder::new(&b.records[..])
+                .map_err(|e| BatchError::Decompress(format!("zstd: {e}")))?;
+            let mut out = Vec::new();
+            decoder
+                .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| BatchError::Decompress(format!("zstd: {e}")))?;
+            if out.len() > MAX_DECOMPRESSED_BYTES {
+                return Err(BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES });
+            }
+            out.into()
+        }
+    };
+    let decoded = Records::decode(block).map_err(|e| BatchError::Decode(e.to_string()))?;
+    if decoded.records.len() != b.record_count as usize {
+        return Err(BatchError::RecordCount {
+            expected: b.record_count,
+            actual: decoded.records.len(),
+        });
+    }
+    Ok(decoded)
 }
 
 /// Checks size, structure and checksum of an encoded batch without decompressing it.
@@ -155,6 +290,145 @@ mod tests {
         };
         seal(&mut b);
         b
+    }
+
+    fn sample_records() -> Vec<NewRecord> {
+        (0..50)
+            .map(|i: usize| NewRecord {
+                key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
+                value: Bytes::from(format!("value-{i}-").repeat(i % 7 + 1)),
+                // Not monotonic: the smallest timestamp is not the first record's.
+                timestamp: 1_700_000_000_000 + 3 * i as i64 - if i == 10 { 500 } else { 0 },
+                headers: if i % 5 == 0 {
+                    vec![("h".into(), Bytes::from_static(b"x")), ("h".into(), Bytes::new())]
+                } else {
+                    vec![]
+                },
+            })
+            .collect()
+    }
+
+    /// The records of `b` back as [`NewRecord`]s with absolute timestamps.
+    fn decoded(b: &RecordBatch) -> Vec<NewRecord> {
+        records(b)
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| NewRecord {
+                key: r.key,
+                value: r.value,
+                timestamp: b.base_timestamp + r.timestamp_delta,
+                headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+            })
+            .collect()
+    }
+
+    const ALL: [Compression; 3] = [Compression::None, Compression::Lz4, Compression::Zstd];
+
+    #[test]
+    fn build_and_records_round_trip_for_every_compression() {
+        let input = sample_records();
+        for compression in ALL {
+            for producer in [None, Some((7, 2, 100))] {
+                let bytes = build(&input, producer, compression).encode_to_vec();
+                let info = validate(&bytes, 1 << 20).unwrap();
+                assert_eq!(info.record_count, 50);
+                assert_eq!(info.max_timestamp, 1_700_000_000_147);
+                let (id, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+                assert_eq!(
+                    (info.producer_id, info.producer_epoch, info.base_sequence),
+                    (id, epoch, seq)
+                );
+                let b = RecordBatch::decode(&bytes[..]).unwrap();
+                assert_eq!(b.base_timestamp, 1_700_000_000_000 + 30 - 500);
+                assert_eq!(b.compression, compression as i32);
+                assert_eq!(decoded(&b), input, "{compression:?} {producer:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn compressed_blocks_are_smaller() {
+        let plain = build(&sample_records(), None, Compression::None).records.len();
+        for compression in [Compression::Lz4, Compression::Zstd] {
+            let packed = build(&sample_records(), None, compression).records.len();
+            assert!(packed < plain, "{compression:?}: {packed} bytes, uncompressed {plain}");
+        }
+    }
+
+    #[test]
+    fn empty_build_is_refused_by_validate() {
+        let bytes = build(&[], None, Compression::None).encode_to_vec();
+        assert_eq!(validate(&bytes, 1 << 20), Err(BatchError::NoRecords));
+    }
+
+    #[test]
+    fn corrupt_compressed_blocks_are_errors_not_panics() {
+        for compression in [Compression::Lz4, Compression::Zstd] {
+            let good = build(&sample_records(), None, compression);
+            for len in 0..good.records.len() {
+                let mut b = good.clone();
+                b.records = good.records.slice(..len);
+                assert!(records(&b).is_err(), "{compression:?} truncated to {len} bytes");
+            }
+            // A flipped byte may land in a literal and decode to other values: only a panic
+            // (or a huge allocation) is a failure here.
+            for i in 0..good.records.len() {
+                let mut bad = good.records.to_vec();
+                bad[i] ^= 0xff;
+                let mut b = good.clone();
+                b.records = bad.into();
+                let _ = records(&b);
+            }
+            let mut b = good.clone();
+            b.records = Bytes::from_static(b"\x10\0\0\0definitely not compressed data");
+            assert!(
+                matches!(records(&b), Err(BatchError::Decompress(_))),
+                "{compression:?}: {:?}",
+                records(&b)
+            );
+            assert_eq!(BatchError::Decompress(String::new()).code(), ErrorCode::InvalidRecord);
+        }
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused() {
+        let mut b = build(&sample_records(), None, Compression::Lz4);
+        let mut block = b.records.to_vec();
+        block[..4].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        b.records = block.into();
+        let err = records(&b).unwrap_err();
+        assert_eq!(err, BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES });
+        assert!(err.to_string().contains("decompression bomb"), "{err}");
+
+        let zeros = vec![0u8; MAX_DECOMPRESSED_BYTES + 1];
+        let mut b = build(&sample_records(), None, Compression::Zstd);
+        b.records = zstd::encode_all(&zeros[..], 1).unwrap().into();
+        assert!(b.records.len() < 64 << 10, "bomb is {} bytes", b.records.len());
+        assert_eq!(
+            records(&b),
+            Err(BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES })
+        );
+    }
+
+    #[test]
+    fn record_count_must_match_the_block() {
+        for compression in ALL {
+            let mut b = build(&sample_records(), None, compression);
+            b.record_count = 49;
+            seal(&mut b);
+            assert!(validate(&b.encode_to_vec(), 1 << 20).is_ok(), "validate does not decompress");
+            let err = records(&b).unwrap_err();
+            assert_eq!(err, BatchError::RecordCount { expected: 49, actual: 50 });
+            assert_eq!(err.code(), ErrorCode::InvalidRecord);
+        }
+    }
+
+    #[test]
+    fn unknown_compression_is_refused_by_records() {
+        let mut b = build(&sample_records(), None, Compression::None);
+        b.compression = 9;
+        assert_eq!(records(&b), Err(BatchError::UnknownCompression(9)));
     }
 
     #[test]

@@ -169,7 +169,8 @@ pub fn decode_entry<A: App>(header: &EntryHeader, rec: Bytes) -> io::Result<Entr
     Ok(Entry::<A> { log_id: log_id(header.term, header.index), payload })
 }
 
-pub(crate) fn encode_membership(m: &Membership, buf: &mut BytesMut) {
+/// Appends the stored form of a membership config to `buf`.
+pub fn encode_membership(m: &Membership, buf: &mut BytesMut) {
     let configs = m.get_joint_config();
     buf.put_u32_le(configs.len() as u32);
     for config in configs {
@@ -188,7 +189,8 @@ pub(crate) fn encode_membership(m: &Membership, buf: &mut BytesMut) {
     }
 }
 
-pub(crate) fn decode_membership(mut b: Bytes) -> io::Result<Membership> {
+/// Decodes a membership config written by [`encode_membership`].
+pub fn decode_membership(mut b: Bytes) -> io::Result<Membership> {
     fn need(b: &Bytes, n: usize) -> io::Result<()> {
         if b.remaining() < n { Err(invalid("membership truncated")) } else { Ok(()) }
     }

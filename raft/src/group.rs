@@ -208,7 +208,9 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         let m = self.inner.raft.metrics();
         let m = m.borrow_watched();
         m.state == ServerState::Leader
-            && m.last_applied.as_ref().is_some_and(|l| l.committed_leader_id().term == m.current_term)
+            && m.last_applied
+                .as_ref()
+                .is_some_and(|l| l.committed_leader_id().term == m.current_term)
     }
 
     /// Waits up to `timeout` for [`Group::is_leader_ready`]; false if this replica stops

@@ -62,6 +62,7 @@ pub struct NodeConfig {
 
 /// The multi-raft runtime of one broker. Dropping it without [`RaftNode::shutdown`] aborts
 /// its tasks with the tokio runtime.
+#[derive(Clone)]
 pub struct RaftNode {
     inner: Arc<NodeInner>,
 }

@@ -1,0 +1,284 @@
+//! [`Broker`]: one broker's Raft node, controller replica, hosted partitions and the
+//! background loops that keep them in line with the controller (reconciler, heartbeats,
+//! retention).
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rafka_proto::ErrorCode;
+use rafka_raft::LogRuntime;
+use rafka_raft::NodeConfig;
+use rafka_raft::RaftNode;
+use rafka_raft::ReplicaNode;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use crate::config::BrokerConfig;
+use crate::controller::CONTROLLER_GROUP;
+use crate::controller::Command;
+use crate::controller::CommandEntry;
+use crate::controller::ControllerGroup;
+use crate::controller::ControllerSm;
+use crate::controller::ControllerState;
+use crate::controller::Outcome;
+use crate::controller::live::LiveView;
+use crate::controller::state::TopicRecord;
+use crate::error::Error;
+use crate::error::Result;
+use crate::partition::Partition;
+use crate::topic::TopicConfig;
+
+/// Header set on admin requests a broker forwards to the controller leader, so a stale
+/// leader hint never makes requests bounce between brokers.
+pub const FORWARDED_HEADER: &str = "x-rafka-forwarded";
+
+/// One running broker.
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub id: u64,
+    /// Advertised client (and Raft) address.
+    pub address: String,
+    pub node: RaftNode,
+    pub controller: ControllerGroup,
+    pub controller_state: watch::Receiver<Arc<ControllerState>>,
+    /// Filled on the controller leader from broker heartbeats.
+    pub live: LiveView,
+    /// Hosted partition replicas by group id.
+    pub partitions: RwLock<HashMap<u64, Arc<Partition>>>,
+    pub(crate) channels: std::sync::Mutex<HashMap<String, Channel>>,
+    pub(crate) stopping: AtomicBool,
+    /// Wakes the heartbeat loop early (leadership changed).
+    pub(crate) heartbeat_now: tokio::sync::Notify,
+}
+
+impl Broker {
+    /// Opens storage, starts the Raft node and the controller replica.
+    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+        let id = config.node_id;
+        let address = config.advertise_addr().to_string();
+        let cluster = config.initial_cluster()?;
+        std::fs::create_dir_all(config.data_dir.join("partitions"))?;
+        let log = LogRuntime::open(&config.data_dir, config.log.clone())?;
+        let node = RaftNode::start_embedded(
+            NodeConfig {
+                broker_id: id,
+                advertise_addr: address.clone(),
+                cluster: "rafka".into(),
+                timing: config.raft.clone(),
+            },
+            log,
+        )
+        .await?;
+        for (peer, addr) in &cluster {
+            if *peer != id {
+                node.add_peer(*peer, addr)?;
+            }
+        }
+        let (sm, controller_state) = ControllerSm::new();
+        let controller = node.create_group(CONTROLLER_GROUP, id, sm).await?;
+        let broker = Arc::new(Broker {
+            config,
+            id,
+            address,
+            node,
+            controller,
+            controller_state,
+            live: LiveView::default(),
+            partitions: RwLock::default(),
+            channels: Default::default(),
+            stopping: AtomicBool::new(false),
+            heartbeat_now: tokio::sync::Notify::new(),
+        });
+        broker.bootstrap_controller(cluster);
+        Ok(broker)
+    }
+
+    /// A fresh controller replica initialises the group: the lowest founding broker at once,
+    /// the others only if the group still has no log after an election timeout (that broker
+    /// may be down). Initialising with the same members everywhere is safe in Raft.
+    fn bootstrap_controller(self: &Arc<Self>, cluster: BTreeMap<u64, String>) {
+        let members: BTreeMap<u64, ReplicaNode> = cluster
+            .iter()
+            .map(|(id, addr)| (*id, ReplicaNode { broker_id: *id, addr: addr.clone() }))
+            .collect();
+        let first = *cluster.keys().next().expect("cluster has this broker");
+        let delay = if first == self.id {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(self.config.raft.election_timeout_max_ms * 2)
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if this.controller.metrics().last_log_index.is_none() {
+                match this.controller.initialize(members).await {
+                    Ok(()) => tracing::info!("controller group initialised"),
+                    Err(e) => tracing::debug!("controller already initialised: {e}"),
+                }
+            }
+        });
+    }
+
+    /// The latest controller state this replica applied.
+    pub fn state(&self) -> Arc<ControllerState> {
+        self.controller_state.borrow().clone()
+    }
+
+    /// Whether this broker's controller replica leads the controller group.
+    pub fn is_controller(&self) -> bool {
+        self.controller.is_leader()
+    }
+
+    /// The controller leader's broker id and address.
+    pub fn controller_leader(&self) -> Option<(u64, String)> {
+        self.controller.leader().map(|(_, n)| (n.broker_id, n.addr))
+    }
+
+    /// `NOT_CONTROLLER` pointing at the controller leader.
+    pub fn not_controller(&self) -> Error {
+        let mut e = Error::new(
+            ErrorCode::NotController,
+            match self.controller_leader() {
+                Some((b, a)) => {
+                    format!("broker {} is not the controller; it is broker {b} at {a}", self.id)
+                }
+                None => "the controller has no leader right now".to_string(),
+            },
+        );
+        e.leader = self
+            .controller_leader()
+            .map(|(broker_id, address)| rafka_proto::v1::LeaderHint { broker_id, address });
+        e
+    }
+
+    /// Proposes a controller command; only on the controller leader.
+    pub async fn propose(&self, cmd: Command) -> Result<Outcome> {
+        if !self.is_controller() {
+            return Err(self.not_controller());
+        }
+        match self.controller.write(CommandEntry::new(&cmd)).await {
+            Ok((_, Outcome::Refused { code, message })) => Err(Error::new(code, message)),
+            Ok((_, out)) => Ok(out),
+            Err(rafka_raft::Error::NotLeader { .. }) => Err(self.not_controller()),
+            Err(e) => Err(Error::from_raft("controller", e)),
+        }
+    }
+
+    /// A cached gRPC channel to `addr`.
+    pub fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::new(ErrorCode::Unknown, format!("bad address {addr}: {e}")))?
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_millis(self.config.request_timeout_ms))
+            .connect_lazy();
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Whether `broker` is alive as far as this broker can tell.
+    pub fn is_alive(&self, broker: u64) -> bool {
+        broker == self.id
+            || self.node.is_peer_alive(broker)
+            || self.live.heard_within(
+                broker,
+                Duration::from_millis(self.config.raft.detector_timeout_ms * 4),
+            )
+    }
+
+    /// The hosted replica of `group`, if any.
+    pub fn partition(&self, group: u64) -> Option<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&group).cloned()
+    }
+
+    /// Resolves `topic`/`partition` to its record and group.
+    pub fn lookup(&self, topic: &str, partition: u32) -> Result<(TopicRecord, u64)> {
+        let state = self.state();
+        let Some(t) = state.topics.get(topic) else {
+            if crate::topic::validate_name(topic, true).is_err() {
+                return Err(Error::new(
+                    ErrorCode::InvalidTopic,
+                    format!("invalid topic name {topic:?}"),
+                ));
+            }
+            return Err(Error::new(
+                ErrorCode::UnknownTopic,
+                format!("topic {topic} does not exist"),
+            ));
+        };
+        let Some(p) = t.partitions.get(partition as usize) else {
+            return Err(Error::new(
+                ErrorCode::UnknownPartition,
+                format!(
+                    "topic {topic} has {} partitions; no partition {partition}",
+                    t.partitions.len()
+                ),
+            ));
+        };
+        Ok((t.clone(), p.group))
+    }
+
+    /// The hosted replica serving `topic`/`partition`, or `NOT_LEADER` toward a broker that
+    /// hosts one.
+    pub fn route(&self, topic: &str, partition: u32) -> Result<(TopicRecord, Arc<Partition>)> {
+        let (t, group) = self.lookup(topic, partition)?;
+        match self.partition(group) {
+            Some(p) => Ok((t, p)),
+            None => {
+                let what = format!("{topic}-{partition}");
+                let state = self.state();
+                // Not hosted here: point at a replica's broker (the client asks again there
+                // and gets the exact leader).
+                let hint = t.partitions[partition as usize]
+                    .replicas
+                    .iter()
+                    .find(|r| self.is_alive(r.broker))
+                    .and_then(|r| state.brokers.get(&r.broker))
+                    .map(|b| (b.id, b.address.clone()));
+                Err(Error::not_leader(&what, hint))
+            }
+        }
+    }
+
+    /// The effective config of a topic.
+    pub fn topic_config(&self, t: &TopicRecord) -> TopicConfig {
+        TopicConfig::resolve(&self.config.topic_defaults, &t.configs)
+            .unwrap_or_else(|_| TopicConfig::from_defaults(&self.config.topic_defaults))
+    }
+
+    /// Whether the broker is shutting down.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// Ready = the controller has a leader and every partition assigned here is hosted.
+    pub fn readiness(&self) -> std::result::Result<(), String> {
+        if self.is_stopping() {
+            return Err("shutting down".into());
+        }
+        if self.controller.leader().is_none() {
+            return Err("the controller has no leader".into());
+        }
+        let state = self.state();
+        let hosted = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        let missing = state
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.replicas.iter().any(|r| r.broker == self.id))
+            .filter(|p| !hosted.contains_key(&p.group))
+            .count();
+        if missing > 0 {
+            return Err(format!("{missing} assigned partitions not loaded yet"));
+        }
+        Ok(())
+    }
+}

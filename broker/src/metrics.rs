@@ -1,0 +1,60 @@
+//! Metric names of the broker (`rafka_broker_*`, `rafka_partition_*`, `rafka_controller_*`),
+//! described once by [`describe`].
+
+/// Requests handled, by `rpc` and error `code` (NONE for success).
+pub const REQUESTS: &str = "rafka_broker_requests_total";
+/// Request latency in seconds, by `rpc`.
+pub const REQUEST_SECONDS: &str = "rafka_broker_request_duration_seconds";
+/// Record-batch bytes accepted by Produce.
+pub const PRODUCE_BYTES: &str = "rafka_broker_produce_bytes_total";
+/// Records accepted by Produce.
+pub const PRODUCE_RECORDS: &str = "rafka_broker_produce_records_total";
+/// Record-batch bytes returned by Fetch and Subscribe.
+pub const FETCH_BYTES: &str = "rafka_broker_fetch_bytes_total";
+/// High watermark of a hosted partition replica, by `partition`.
+pub const PARTITION_HIGH_WATERMARK: &str = "rafka_partition_high_watermark";
+/// Log start offset of a hosted partition replica.
+pub const PARTITION_LOG_START_OFFSET: &str = "rafka_partition_log_start_offset";
+/// Bytes of a hosted replica's segment files.
+pub const PARTITION_LOG_SIZE_BYTES: &str = "rafka_partition_log_size_bytes";
+/// Segment files of a hosted replica.
+pub const PARTITION_SEGMENTS: &str = "rafka_partition_segments";
+/// 1 when this broker leads the partition.
+pub const PARTITION_LEADER: &str = "rafka_partition_leader";
+/// 1 when this broker leads the controller group.
+pub const CONTROLLER_LEADER: &str = "rafka_controller_leader";
+/// Topics in the controller state.
+pub const CONTROLLER_TOPICS: &str = "rafka_controller_topics";
+/// Registered brokers.
+pub const CONTROLLER_BROKERS: &str = "rafka_controller_brokers";
+/// Raft index of the controller state this broker applied.
+pub const CONTROLLER_VERSION: &str = "rafka_controller_state_version";
+
+/// Describes every broker metric to the installed recorder.
+pub fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(REQUESTS, "Requests handled, by rpc and error code.");
+    metrics::describe_histogram!(REQUEST_SECONDS, Unit::Seconds, "Request latency, by rpc.");
+    metrics::describe_counter!(PRODUCE_BYTES, Unit::Bytes, "Record-batch bytes produced.");
+    metrics::describe_counter!(PRODUCE_RECORDS, "Records produced.");
+    metrics::describe_counter!(FETCH_BYTES, Unit::Bytes, "Record-batch bytes fetched.");
+    metrics::describe_gauge!(PARTITION_HIGH_WATERMARK, "High watermark per hosted partition.");
+    metrics::describe_gauge!(PARTITION_LOG_START_OFFSET, "Log start offset per hosted partition.");
+    metrics::describe_gauge!(
+        PARTITION_LOG_SIZE_BYTES,
+        Unit::Bytes,
+        "Log size per hosted partition."
+    );
+    metrics::describe_gauge!(PARTITION_SEGMENTS, "Segment files per hosted partition.");
+    metrics::describe_gauge!(PARTITION_LEADER, "1 when this broker leads the partition.");
+    metrics::describe_gauge!(CONTROLLER_LEADER, "1 when this broker leads the controller.");
+    metrics::describe_gauge!(CONTROLLER_TOPICS, "Topics in the controller state.");
+    metrics::describe_gauge!(CONTROLLER_BROKERS, "Registered brokers.");
+    metrics::describe_gauge!(CONTROLLER_VERSION, "Applied controller state version.");
+}
+
+/// Counts one request and its latency.
+pub fn request(rpc: &'static str, code: rafka_proto::ErrorCode, started: std::time::Instant) {
+    metrics::counter!(REQUESTS, "rpc" => rpc, "code" => code.as_str_name()).increment(1);
+    metrics::histogram!(REQUEST_SECONDS, "rpc" => rpc).record(started.elapsed().as_secs_f64());
+}

@@ -1,0 +1,313 @@
+//! One hosted partition replica: its Raft group, produce with idempotence, fetch, offset
+//! lookups and retention.
+//!
+//! Idempotence (DESIGN.md "Idempotent producers"): the leader checks a batch's producer
+//! epoch and sequence against the applied producer table plus its own in-flight proposals,
+//! under one lock per partition, and proposes in that order. A new leader accepts no
+//! produce until it has applied an entry of its own term ([`rafka_raft::Group::is_leader_ready`]),
+//! so every batch an old leader replicated is in the table before a retry is checked: the
+//! retry is answered with the original offset instead of being written twice.
+
+pub mod entry;
+mod read;
+pub mod retention;
+pub mod sm;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+use rafka_proto::ErrorCode;
+use rafka_proto::batch::BatchInfo;
+use rafka_proto::v1;
+use rafka_raft::EntryPayload;
+use rafka_raft::Group;
+use rafka_raft::LogId;
+use tokio::sync::watch;
+
+pub use entry::PartitionEntry;
+pub use sm::Applied;
+pub use sm::PartitionSm;
+pub use sm::RetentionPoint;
+
+use crate::error::Error;
+use crate::error::Result;
+
+/// The Raft application of partition groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionApp;
+
+impl rafka_raft::App for PartitionApp {
+    type Data = PartitionEntry;
+    /// Base offset given to the applied batch (-1 for blank and membership entries).
+    type Response = i64;
+}
+
+/// A partition group handle.
+pub type PartitionGroup = Group<PartitionApp, PartitionSm>;
+
+/// The result of one in-flight idempotent batch, shared with retries that arrive while it
+/// is still being replicated.
+type Outcome = watch::Receiver<Option<Result<i64>>>;
+
+struct InflightBatch {
+    first_seq: i64,
+    last_seq: i64,
+    outcome: Outcome,
+}
+
+struct InflightProducer {
+    epoch: i32,
+    batches: Vec<InflightBatch>,
+}
+
+/// Idempotent proposals of the current leader term that are not applied yet.
+#[derive(Default)]
+struct Inflight {
+    term: u64,
+    producers: HashMap<i64, InflightProducer>,
+}
+
+/// Topic-level limits a partition enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_message_bytes: usize,
+}
+
+/// One partition replica hosted by this broker.
+pub struct Partition {
+    /// `topic-partition`, for messages.
+    pub name: String,
+    pub group: PartitionGroup,
+    applied: watch::Receiver<Applied>,
+    inflight: Arc<tokio::sync::Mutex<Inflight>>,
+    retention: Arc<Mutex<Option<RetentionPoint>>>,
+}
+
+/// A batch read back for a consumer.
+pub struct ReadBatch {
+    pub base_offset: i64,
+    pub batch: Bytes,
+}
+
+/// What a read returns.
+pub struct ReadResult {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub batches: Vec<ReadBatch>,
+    /// Offset after the last batch returned (the requested offset if none).
+    pub next_offset: i64,
+}
+
+impl Partition {
+    /// Wraps a hosted group.
+    pub fn new(
+        name: String,
+        group: PartitionGroup,
+        applied: watch::Receiver<Applied>,
+        retention: Arc<Mutex<Option<RetentionPoint>>>,
+    ) -> Partition {
+        Partition { name, group, applied, inflight: Arc::default(), retention }
+    }
+
+    fn leader_error(&self) -> Error {
+        Error::not_leader(&self.name, self.group.leader().map(|(_, n)| (n.broker_id, n.addr)))
+    }
+
+    /// The applied high watermark and index.
+    pub fn applied(&self) -> Applied {
+        *self.applied.borrow()
+    }
+
+    /// First retained offset.
+    pub fn log_start_offset(&self) -> i64 {
+        self.group.log().log_start_offset()
+    }
+
+    /// Appends a validated batch. With `wait` (acks=all) returns its base offset once
+    /// committed and applied; otherwise -1 once proposed.
+    pub async fn produce(
+        &self,
+        info: BatchInfo,
+        batch: Bytes,
+        wait: bool,
+        timeout: Duration,
+    ) -> Result<i64> {
+        if !self.group.is_leader() {
+            return Err(self.leader_error());
+        }
+        if !self.group.is_leader_ready()
+            && !self.group.wait_leader_ready(timeout.min(Duration::from_secs(5))).await
+        {
+            return Err(self.leader_error());
+        }
+        let entry = PartitionEntry { info, batch };
+        let outcome = if info.producer_id < 0 {
+            let fut =
+                self.group.propose(entry).await.map_err(|e| Error::from_raft(&self.name, e))?;
+            let name = self.name.clone();
+            let (tx, rx) = watch::channel(None);
+            tokio::spawn(async move {
+                let r = fut.await.map(|(_, base)| base).map_err(|e| Error::from_raft(&name, e));
+                let _ = tx.send(Some(r));
+            });
+            rx
+        } else {
+            match self.propose_idempotent(entry).await? {
+                Ok(base) => return Ok(base),
+                Err(outcome) => outcome,
+            }
+        };
+        if !wait {
+            return Ok(-1);
+        }
+        wait_outcome(outcome, timeout, &self.name).await
+    }
+
+    /// Checks and proposes an idempotent batch. `Ok(Ok(offset))` for a duplicate of an
+    /// applied batch, `Ok(Err(outcome))` to wait for.
+    async fn propose_idempotent(
+        &self,
+        entry: PartitionEntry,
+    ) -> Result<std::result::Result<i64, Outcome>> {
+        let info = entry.info;
+        let pid = info.producer_id;
+        let first = info.base_sequence as i64;
+        let last = entry.last_sequence();
+        let mut inflight = self.inflight.lock().await;
+        let term = self.group.metrics().current_term;
+        if inflight.term != term {
+            // Proposals of an earlier term are either applied by now (they are in the
+            // table) or lost: nothing of them may be trusted.
+            inflight.term = term;
+            inflight.producers.clear();
+        }
+        let applied =
+            self.group.state_machine().lock().unwrap_or_else(|p| p.into_inner()).producer(pid);
+        let pending = inflight.producers.get(&pid);
+        if let Some(p) = pending
+            && p.epoch == info.producer_epoch
+            && let Some(b) = p.batches.iter().find(|b| b.first_seq == first && b.last_seq == last)
+        {
+            return Ok(Err(b.outcome.clone()));
+        }
+        if let Some(a) = &applied
+            && a.epoch == info.producer_epoch
+            && let Some(b) = a.batches.iter().find(|b| b.first_seq == first && b.last_seq == last)
+        {
+            return Ok(Ok(b.base_offset));
+        }
+        let (epoch, last_seq) = match (pending, &applied) {
+            (Some(p), _) => (Some(p.epoch), p.batches.last().map_or(-1, |b| b.last_seq)),
+            (None, Some(a)) => (Some(a.epoch), a.last_seq()),
+            (None, None) => (None, -1),
+        };
+        match epoch {
+            Some(e) if info.producer_epoch < e => {
+                return Err(Error::new(
+                    ErrorCode::ProducerFenced,
+                    format!(
+                        "{}: producer {pid} epoch {} is fenced by epoch {e}",
+                        self.name, info.producer_epoch
+                    ),
+                ));
+            }
+            Some(e) if info.producer_epoch == e => {
+                if first != last_seq + 1 {
+                    return Err(Error::new(
+                        ErrorCode::OutOfOrderSequence,
+                        format!(
+                            "{}: producer {pid} sent sequence {first}, expected {}",
+                            self.name,
+                            last_seq + 1
+                        ),
+                    ));
+                }
+            }
+            _ => {
+                if first != 0 {
+                    return Err(Error::new(
+                        ErrorCode::OutOfOrderSequence,
+                        format!(
+                            "{}: producer {pid} epoch {} must start at sequence 0, sent {first}",
+                            self.name, info.producer_epoch
+                        ),
+                    ));
+                }
+            }
+        }
+        if last > i32::MAX as i64 {
+            return Err(Error::new(
+                ErrorCode::OutOfOrderSequence,
+                format!("{}: producer {pid} sequence overflows; re-initialise it", self.name),
+            ));
+        }
+        let fut = self.group.propose(entry).await.map_err(|e| Error::from_raft(&self.name, e))?;
+        let (tx, rx) = watch::channel(None);
+        let p = inflight
+            .producers
+            .entry(pid)
+            .or_insert(InflightProducer { epoch: info.producer_epoch, batches: Vec::new() });
+        if p.epoch != info.producer_epoch {
+            *p = InflightProducer { epoch: info.producer_epoch, batches: Vec::new() };
+        }
+        p.batches.push(InflightBatch { first_seq: first, last_seq: last, outcome: rx.clone() });
+        drop(inflight);
+        let name = self.name.clone();
+        let this = self.inflight_cleanup();
+        tokio::spawn(async move {
+            let r = fut.await.map(|(_, base)| base).map_err(|e| Error::from_raft(&name, e));
+            let failed = r.is_err();
+            let _ = tx.send(Some(r));
+            this.done(term, pid, first, failed).await;
+        });
+        Ok(Err(rx))
+    }
+
+    fn inflight_cleanup(&self) -> InflightCleanup {
+        InflightCleanup { inflight: self.inflight.clone() }
+    }
+}
+
+/// Removes a finished proposal from the in-flight table. A failed one drops the producer's
+/// whole in-flight state: later sequences cannot be trusted to follow it.
+struct InflightCleanup {
+    inflight: Arc<tokio::sync::Mutex<Inflight>>,
+}
+
+impl InflightCleanup {
+    async fn done(&self, term: u64, pid: i64, first: i64, failed: bool) {
+        let mut inflight = self.inflight.lock().await;
+        if inflight.term != term {
+            return;
+        }
+        if failed {
+            inflight.producers.remove(&pid);
+            return;
+        }
+        if let Some(p) = inflight.producers.get_mut(&pid) {
+            p.batches.retain(|b| b.first_seq != first);
+            if p.batches.is_empty() {
+                inflight.producers.remove(&pid);
+            }
+        }
+    }
+}
+
+async fn wait_outcome(mut outcome: Outcome, timeout: Duration, name: &str) -> Result<i64> {
+    let waited = tokio::time::timeout(timeout, outcome.wait_for(|o| o.is_some())).await;
+    match waited {
+        Ok(Ok(r)) => r.clone().expect("checked by wait_for"),
+        Ok(Err(_)) => Err(Error::new(
+            ErrorCode::RequestTimedOut,
+            format!("{name}: the proposal was dropped; outcome unknown"),
+        )),
+        Err(_) => Err(Error::new(
+            ErrorCode::RequestTimedOut,
+            format!("{name}: not committed within {} ms; outcome unknown", timeout.as_millis()),
+        )),
+    }
+}

@@ -1,0 +1,136 @@
+//! Reading a partition: fetch from an offset (long poll), offset lookups.
+
+use super::*;
+
+/// Entries read from the log per step of a fetch.
+const READ_STEP: u64 = 64;
+
+impl Partition {
+    /// Whether this replica may serve reads: the leader always, a follower when the client
+    /// opted in.
+    fn check_readable(&self, allow_follower: bool) -> Result<()> {
+        if allow_follower || self.group.is_leader() { Ok(()) } else { Err(self.leader_error()) }
+    }
+
+    /// Reads committed batches from `offset`: at least one batch if any is committed at or
+    /// after it, then more up to `max_bytes`. At the high watermark it waits up to `max_wait`
+    /// for new data.
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        max_wait: Duration,
+        allow_follower: bool,
+    ) -> Result<ReadResult> {
+        self.check_readable(allow_follower)?;
+        let mut applied = self.applied.clone();
+        let start = self.log_start_offset();
+        let hw = applied.borrow().high_watermark;
+        if offset < start || offset > hw {
+            return Err(Error::new(
+                ErrorCode::OffsetOutOfRange,
+                format!("{}: offset {offset} is outside [{start}, {hw}]", self.name),
+            ));
+        }
+        if offset == hw && !max_wait.is_zero() {
+            let _ = tokio::time::timeout(max_wait, applied.wait_for(|a| a.high_watermark > offset))
+                .await;
+        }
+        let now = *applied.borrow();
+        let mut out = ReadResult {
+            high_watermark: now.high_watermark,
+            log_start_offset: self.log_start_offset(),
+            batches: Vec::new(),
+            next_offset: offset,
+        };
+        if offset >= now.high_watermark {
+            return Ok(out);
+        }
+        let log = self.group.log();
+        let Some(loc) = log.find_offset(offset).await.map_err(|e| self.io_error(e))? else {
+            // Retention removed it between the check and the lookup.
+            return Err(Error::new(
+                ErrorCode::OffsetOutOfRange,
+                format!("{}: offset {offset} is no longer retained", self.name),
+            ));
+        };
+        let mut bytes = 0usize;
+        let mut next_index = loc.index;
+        let mut next_offset = loc.base_offset;
+        'read: while next_index <= now.index && next_offset < now.high_watermark {
+            let end = (next_index + READ_STEP).min(now.index + 1);
+            let entries = log.read(next_index, end).await.map_err(|e| self.io_error(e))?;
+            if entries.is_empty() {
+                break;
+            }
+            for e in entries {
+                next_index = e.log_id.index + 1;
+                if let EntryPayload::Normal(p) = e.payload {
+                    if !out.batches.is_empty() && bytes + p.batch.len() > max_bytes {
+                        break 'read;
+                    }
+                    bytes += p.batch.len();
+                    out.batches.push(ReadBatch { base_offset: next_offset, batch: p.batch });
+                    next_offset += p.info.record_count as i64;
+                    if next_offset >= now.high_watermark {
+                        break 'read;
+                    }
+                }
+            }
+        }
+        out.next_offset = next_offset.max(offset);
+        Ok(out)
+    }
+
+    /// ListOffsets: `(offset, timestamp)`; timestamp -1 unless looked up by time.
+    pub async fn list_offset(
+        &self,
+        spec: &v1::offset_spec::Spec,
+        allow_follower: bool,
+    ) -> Result<(i64, i64)> {
+        self.check_readable(allow_follower)?;
+        let hw = self.applied().high_watermark;
+        match *spec {
+            v1::offset_spec::Spec::Earliest(_) => Ok((self.log_start_offset(), -1)),
+            v1::offset_spec::Spec::Latest(_) => Ok((hw, -1)),
+            v1::offset_spec::Spec::Timestamp(ts) => self.offset_for_time(ts, hw).await,
+        }
+    }
+
+    async fn offset_for_time(&self, ts: i64, hw: i64) -> Result<(i64, i64)> {
+        let log = self.group.log();
+        let Some(loc) = log.find_timestamp(ts).await.map_err(|e| self.io_error(e))? else {
+            return Ok((hw, -1));
+        };
+        if loc.base_offset >= hw {
+            return Ok((hw, -1));
+        }
+        let entries = log.read(loc.index, loc.index + 1).await.map_err(|e| self.io_error(e))?;
+        let Some(EntryPayload::Normal(p)) = entries.into_iter().next().map(|e| e.payload) else {
+            return Ok((loc.base_offset, loc.max_timestamp));
+        };
+        // The batch's max timestamp reaches `ts`: find its first record that does.
+        let batch = v1::RecordBatch::decode(p.batch.clone()).map_err(|e| {
+            Error::new(ErrorCode::StorageError, format!("{}: stored batch: {e}", self.name))
+        })?;
+        let records = rafka_proto::batch::records(&batch).map_err(|e| {
+            Error::new(ErrorCode::StorageError, format!("{}: stored batch: {e}", self.name))
+        })?;
+        for (i, r) in records.records.iter().enumerate() {
+            let t = batch.base_timestamp.saturating_add(r.timestamp_delta);
+            if t >= ts {
+                return Ok((loc.base_offset + i as i64, t));
+            }
+        }
+        Ok((loc.base_offset, loc.max_timestamp))
+    }
+
+    fn io_error(&self, e: std::io::Error) -> Error {
+        Error::new(ErrorCode::StorageError, format!("{}: {e}", self.name))
+    }
+
+    /// The last applied log id (for retention).
+    pub fn last_applied(&self) -> Option<LogId> {
+        self.group.metrics().last_applied
+    }
+}

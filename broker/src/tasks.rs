@@ -1,0 +1,272 @@
+//! The broker's background loops: the reconciler (host exactly the partitions the controller
+//! assigns here), heartbeats to the controller leader, retention, and the metrics refresh.
+//! Each is level-triggered: it compares what is with what should be on every pass, so it
+//! converges after crashes, restarts and missed notifications.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rafka_raft::ReplicaNode;
+
+use crate::broker::Broker;
+use crate::controller::Command;
+use crate::controller::live::PartitionLive;
+use crate::controller::state::BrokerRecord;
+use crate::controller::state::PartitionRecord;
+use crate::internal;
+use crate::metrics as m;
+use crate::partition::Partition;
+use crate::partition::PartitionSm;
+use crate::partition::retention::Retention;
+
+/// Entries a follower may trail the leader by and still count as in sync.
+const IN_SYNC_MAX_LAG: u64 = 1000;
+
+/// Hosts the assigned partitions and deletes those of deleted topics, on every change of
+/// the controller state and every second.
+pub async fn reconcile_loop(b: Arc<Broker>) {
+    let mut rx = b.controller_state.clone();
+    while !b.is_stopping() {
+        reconcile(&b).await;
+        tokio::select! {
+            _ = rx.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+async fn reconcile(b: &Arc<Broker>) {
+    let state = b.state();
+    for t in state.topics.values() {
+        for (i, p) in t.partitions.iter().enumerate() {
+            if p.replicas.iter().any(|r| r.broker == b.id) && b.partition(p.group).is_none() {
+                let name = format!("{}-{i}", t.name);
+                if let Err(e) = host_partition(b, &name, p).await {
+                    tracing::warn!(partition = %name, "cannot host partition yet: {e}");
+                }
+            }
+        }
+    }
+    let hosted: Vec<u64> =
+        b.partitions.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
+    let stored = b.node.log_runtime().stored_groups().unwrap_or_default();
+    for group in hosted.into_iter().chain(stored) {
+        if group == crate::controller::CONTROLLER_GROUP || !state.deleted_groups.contains(&group) {
+            continue;
+        }
+        let removed = b.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&group);
+        let name = removed.as_ref().map_or(format!("group {group}"), |p| p.name.clone());
+        drop(removed);
+        match b.node.delete_group(group, Duration::from_secs(10)).await {
+            Ok(()) => {
+                let _ = std::fs::remove_file(checkpoint_path(b, group));
+                tracing::info!(partition = %name, group, "deleted the data of a deleted topic");
+            }
+            Err(e) => tracing::warn!(partition = %name, group, "cannot delete yet: {e}"),
+        }
+    }
+}
+
+fn checkpoint_path(b: &Broker, group: u64) -> std::path::PathBuf {
+    b.config.data_dir.join("partitions").join(format!("{group}.json"))
+}
+
+async fn host_partition(b: &Arc<Broker>, name: &str, p: &PartitionRecord) -> anyhow::Result<()> {
+    let state = b.state();
+    let mine = p.replicas.iter().find(|r| r.broker == b.id).expect("assigned here");
+    let retention = Arc::default();
+    let (sm, applied) = PartitionSm::open(checkpoint_path(b, p.group), Arc::clone(&retention))?;
+    let mut members = BTreeMap::new();
+    for r in &p.replicas {
+        let broker = state
+            .brokers
+            .get(&r.broker)
+            .ok_or_else(|| anyhow::anyhow!("replica broker {} is not registered", r.broker))?;
+        if r.broker != b.id {
+            b.node.add_peer(r.broker, &broker.address)?;
+        }
+        members
+            .insert(r.replica, ReplicaNode { broker_id: r.broker, addr: broker.address.clone() });
+    }
+    let group = b.node.create_group(p.group, mine.replica, sm).await?;
+    let part = Arc::new(Partition::new(name.to_string(), group.clone(), applied, retention));
+    b.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, part);
+    if group.metrics().last_log_index.is_none() {
+        // A new group: its first replica initialises it at once; the others only if it still
+        // has no log after an election timeout (that broker may be down).
+        let delay = if p.replicas[0].broker == b.id {
+            Duration::ZERO
+        } else {
+            Duration::from_millis(b.config.raft.election_timeout_max_ms * 2)
+        };
+        let name = name.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            if group.metrics().last_log_index.is_none()
+                && let Err(e) = group.initialize(members).await
+            {
+                tracing::debug!(partition = %name, "already initialised: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// What this broker leads, for the controller.
+fn leading(b: &Broker) -> Vec<internal::PartitionReport> {
+    let parts: Vec<Arc<Partition>> =
+        b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let mut out = Vec::new();
+    for p in parts {
+        if !p.group.is_leader() {
+            continue;
+        }
+        let metrics = p.group.metrics();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let membership = metrics.membership_config.membership().clone();
+        let mut in_sync = vec![b.id];
+        if let Some(replication) = &metrics.replication {
+            for (replica, matched) in replication {
+                let Some(node) = membership.get_node(replica) else { continue };
+                let matched = matched.as_ref().map_or(0, |l| l.index);
+                if node.broker_id != b.id && matched + IN_SYNC_MAX_LAG >= last {
+                    in_sync.push(node.broker_id);
+                }
+            }
+        }
+        in_sync.sort_unstable();
+        in_sync.dedup();
+        out.push(internal::PartitionReport {
+            group: p.group.id(),
+            term: metrics.current_term,
+            in_sync,
+            high_watermark: p.applied().high_watermark,
+            log_start_offset: p.log_start_offset(),
+        });
+    }
+    out
+}
+
+/// Sends a heartbeat to the controller leader every half second.
+pub async fn heartbeat_loop(b: Arc<Broker>) {
+    while !b.is_stopping() {
+        let req = internal::BrokerHeartbeatRequest {
+            broker_id: b.id,
+            address: b.address.clone(),
+            rack: b.config.rack.clone(),
+            leading: leading(&b),
+        };
+        if b.is_controller() {
+            handle_heartbeat(&b, req);
+        } else if let Some((_, addr)) = b.controller_leader()
+            && let Ok(ch) = b.channel(&addr)
+        {
+            let mut client = internal::internal_client::InternalClient::new(ch);
+            if let Err(e) = client.broker_heartbeat(req).await {
+                tracing::debug!("heartbeat to the controller at {addr} failed: {e}");
+            }
+        }
+        tokio::select! {
+            _ = b.heartbeat_now.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// The controller leader's side of a heartbeat: liveness, leaderships, registration.
+pub fn handle_heartbeat(
+    b: &Arc<Broker>,
+    req: internal::BrokerHeartbeatRequest,
+) -> internal::BrokerHeartbeatResponse {
+    if !b.is_controller() {
+        return internal::BrokerHeartbeatResponse {
+            accepted: false,
+            message: format!("broker {} is not the controller leader", b.id),
+        };
+    }
+    let leading = req
+        .leading
+        .iter()
+        .map(|p| PartitionLive {
+            group: p.group,
+            leader: req.broker_id,
+            term: p.term,
+            in_sync: p.in_sync.clone(),
+            high_watermark: p.high_watermark,
+            log_start_offset: p.log_start_offset,
+        })
+        .collect();
+    b.live.report(req.broker_id, leading);
+    let state = b.state();
+    let record = BrokerRecord {
+        id: req.broker_id,
+        address: req.address.clone(),
+        rack: (!req.rack.is_empty()).then(|| req.rack.clone()),
+    };
+    if state.brokers.get(&req.broker_id) != Some(&record) || state.cluster_id.is_empty() {
+        let b = b.clone();
+        tokio::spawn(async move {
+            let cluster_id = format!("{:016x}", rand::random::<u64>());
+            match b.propose(Command::RegisterBroker { broker: record, cluster_id }).await {
+                Ok(_) => {
+                    tracing::info!(broker = req.broker_id, addr = %req.address, "broker registered")
+                }
+                Err(e) => tracing::debug!("registering broker {} failed: {e}", req.broker_id),
+            }
+        });
+    }
+    internal::BrokerHeartbeatResponse { accepted: true, message: String::new() }
+}
+
+/// Enforces retention on every hosted partition, every `retention-check-interval-ms`.
+pub async fn retention_loop(b: Arc<Broker>) {
+    let every = Duration::from_millis(b.config.retention_check_interval_ms);
+    while !b.is_stopping() {
+        tokio::time::sleep(every).await;
+        let state = b.state();
+        let parts: Vec<Arc<Partition>> =
+            b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for p in parts {
+            let Some((t, _)) = state.partition_of_group(p.group.id()) else { continue };
+            let c = b.topic_config(t);
+            let r = Retention { retention_ms: c.retention_ms, retention_bytes: c.retention_bytes };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            if let Err(e) = p.enforce_retention(r, now, Duration::from_secs(30)).await {
+                tracing::warn!(partition = %p.name, "retention failed: {e}");
+            }
+        }
+    }
+}
+
+/// Refreshes the per-partition and controller gauges every few seconds.
+pub async fn metrics_loop(b: Arc<Broker>) {
+    while !b.is_stopping() {
+        let parts: Vec<Arc<Partition>> =
+            b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for p in parts {
+            let labels = [("partition", p.name.clone())];
+            let segments = p.group.log().segments();
+            metrics::gauge!(m::PARTITION_HIGH_WATERMARK, &labels)
+                .set(p.applied().high_watermark as f64);
+            metrics::gauge!(m::PARTITION_LOG_START_OFFSET, &labels)
+                .set(p.log_start_offset() as f64);
+            metrics::gauge!(m::PARTITION_LOG_SIZE_BYTES, &labels)
+                .set(segments.iter().map(|s| s.bytes).sum::<u64>() as f64);
+            metrics::gauge!(m::PARTITION_SEGMENTS, &labels).set(segments.len() as f64);
+            metrics::gauge!(m::PARTITION_LEADER, &labels).set(if p.group.is_leader() {
+                1.0
+            } else {
+                0.0
+            });
+        }
+        let state = b.state();
+        metrics::gauge!(m::CONTROLLER_LEADER).set(if b.is_controller() { 1.0 } else { 0.0 });
+        metrics::gauge!(m::CONTROLLER_TOPICS).set(state.topics.len() as f64);
+        metrics::gauge!(m::CONTROLLER_BROKERS).set(state.brokers.len() as f64);
+        metrics::gauge!(m::CONTROLLER_VERSION).set(state.version as f64);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+}

@@ -1,0 +1,54 @@
+//! The side port with the real global recorder of `telemetry`, in its own test binary because
+//! the recorder is process-wide.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rafka_broker::http::Health;
+use rafka_broker::telemetry;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
+
+struct Up;
+
+impl Health for Up {
+    fn live(&self) -> bool {
+        true
+    }
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn metrics_endpoint_serves_the_global_recorder() {
+    let handle = telemetry::install_metrics_recorder().unwrap();
+    // A second call (e.g. a test harness and main both setting up) gets the same recorder.
+    let again = telemetry::install_metrics_recorder().unwrap();
+    let upkeep = telemetry::spawn_upkeep(again);
+    metrics::histogram!("rafka_test_fsync_seconds").record(0.002);
+    metrics::counter!("rafka_test_appends_total").increment(3);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(rafka_broker::http::serve(listener, handle, Arc::new(Up), async {
+        let _ = stopped.await;
+    }));
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).await.unwrap();
+    assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
+    assert!(raw.contains("rafka_test_appends_total 3"), "{raw}");
+    assert!(raw.contains("rafka_test_fsync_seconds_bucket{le=\"0.0025\"} 1"), "{raw}");
+    assert!(raw.contains("rafka_test_fsync_seconds_bucket{le=\"0.001\"} 0"), "{raw}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    upkeep.abort();
+}
