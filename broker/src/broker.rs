@@ -268,6 +268,9 @@ impl Broker {
             return Err("the controller has no leader".into());
         }
         let state = self.state();
+        if !state.brokers.contains_key(&self.id) {
+            return Err("this broker is not registered with the controller yet".into());
+        }
         let hosted = self.partitions.read().unwrap_or_else(|p| p.into_inner());
         let missing = state
             .topics

@@ -58,7 +58,7 @@ pub const MAX_MESSAGE_BYTES_LIMIT: u64 = 64 << 20;
 /// Prefix of the environment variables read as configuration.
 const ENV_PREFIX: &str = "RAFKA_";
 /// `RAFKA_*` variables of other tools (tests, benchmarks), never read as configuration.
-const ENV_RESERVED: [&str; 2] = ["TEST_", "BENCH_"];
+const ENV_RESERVED: [&str; 4] = ["TEST_", "BENCH_", "BOOTSTRAP", "BROKER_BIN"];
 
 /// Everything a broker process is configured with. See the module doc for the layers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +91,9 @@ pub struct BrokerConfig {
     pub retention_check_interval_ms: u64,
     /// Bound on a graceful shutdown; the process exits when it passes.
     pub shutdown_timeout_ms: u64,
+    /// How often a broker hands leaderships back to preferred replicas (the first replica
+    /// placement chose), so leaders spread evenly again after failovers.
+    pub leader_balance_interval_ms: u64,
     /// Segmented-log settings (`[log]`).
     pub log: rafka_raft::LogConfig,
     /// Failure-detection and election timing (`[raft]`); the same on every broker.
@@ -115,6 +118,7 @@ impl Default for BrokerConfig {
             fetch_max_bytes: 1 << 20,
             retention_check_interval_ms: 30_000,
             shutdown_timeout_ms: 10_000,
+            leader_balance_interval_ms: 10_000,
             log: rafka_raft::LogConfig::default(),
             raft: rafka_raft::RaftTiming::default(),
             topic_defaults: TopicDefaults::default(),
@@ -247,6 +251,14 @@ pub enum ConfigError {
     /// of the wrong type. figment's message names the key and the layer.
     #[error("config: {0}")]
     Load(Box<figment::Error>),
+    /// The `--config` file cannot be read.
+    #[error("config: cannot read the --config file {path}: {source}")]
+    File {
+        /// The path given.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// A key that names no setting: a typo, or a setting of another version.
     #[error("config: unknown key `{key}` in {origin}{hint}")]
     UnknownKey {
@@ -298,7 +310,14 @@ impl BrokerConfig {
         args: &Args,
         env: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<BrokerConfig, ConfigError> {
-        let file = args.config.as_ref().map(Toml::file_exact);
+        let file = match &args.config {
+            // figment would report a missing file as a bare "No such file or directory".
+            Some(path) => match std::fs::metadata(path) {
+                Ok(_) => Some(FileLayer(Toml::file_exact(path))),
+                Err(source) => return Err(ConfigError::File { path: path.clone(), source }),
+            },
+            None => None,
+        };
         Self::load_from(layers(file, EnvLayer::from_vars(env), args))
     }
 
@@ -309,7 +328,11 @@ impl BrokerConfig {
         let config: BrokerConfig = figment.extract()?;
         config.validate().map_err(|e| match e {
             ConfigError::Invalid { key, reason, origin: None } => {
-                let origin = figment.find_metadata(&key).map(|md| describe_origin(md, &key));
+                // A table (`log`, `raft`) may mix layers; name a layer only for a plain value.
+                let origin = match figment.find_value(&key) {
+                    Ok(Value::Dict(..)) | Err(_) => None,
+                    Ok(_) => figment.find_metadata(&key).map(|md| describe_origin(md, &key)),
+                };
                 ConfigError::Invalid { key, reason, origin }
             }
             e => e,
@@ -346,6 +369,7 @@ impl BrokerConfig {
             ("request-timeout-ms", self.request_timeout_ms),
             ("retention-check-interval-ms", self.retention_check_interval_ms),
             ("shutdown-timeout-ms", self.shutdown_timeout_ms),
+            ("leader-balance-interval-ms", self.leader_balance_interval_ms),
             ("fetch-max-bytes", u64::from(self.fetch_max_bytes)),
         ] {
             if value == 0 {
@@ -483,12 +507,26 @@ fn check_host_port(addr: &str) -> Result<(), String> {
 }
 
 /// The layers in order, lowest first. `file` is `None` without `--config`.
-fn layers(file: Option<Data<Toml>>, env: EnvLayer, args: &Args) -> Figment {
+fn layers(file: Option<FileLayer>, env: EnvLayer, args: &Args) -> Figment {
     let mut figment = Figment::new();
     if let Some(file) = file {
         figment = figment.merge(file);
     }
     figment.merge(env).merge(FlagLayer(args))
+}
+
+/// The `--config` file as a figment layer whose errors give keys as written in the file
+/// (`log.flush`, not figment's `default.log.flush`).
+struct FileLayer(Data<Toml>);
+
+impl Provider for FileLayer {
+    fn metadata(&self) -> Metadata {
+        self.0.metadata().interpolater(|_: &Profile, keys: &[&str]| keys.join("."))
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        self.0.data()
+    }
 }
 
 /// The defaults as a figment value: the schema the layers are checked against.
@@ -557,6 +595,7 @@ fn unknown_key(
 fn describe_origin(md: &Metadata, dotted: &str) -> String {
     match &md.source {
         Some(source) => format!("{} {source}", md.name),
+        // Env and flags: name the variable or flag, which is what the operator wrote.
         None => {
             let keys: Vec<&str> = dotted.split('.').collect();
             format!("{} {}", md.name, md.interpolate(&Profile::Default, &keys))

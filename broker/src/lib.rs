@@ -69,6 +69,8 @@ pub async fn run(
     let prometheus = telemetry::install_metrics_recorder()?;
     let upkeep = telemetry::spawn_upkeep(prometheus.clone());
     metrics::describe();
+    rafka_raft::metrics::describe();
+    rafka_raft::metrics::describe_replication();
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
     let broker = Broker::start(config).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -115,6 +117,7 @@ pub async fn run(
         tokio::spawn(tasks::heartbeat_loop(broker.clone())),
         tokio::spawn(tasks::retention_loop(broker.clone())),
         tokio::spawn(tasks::metrics_loop(broker.clone())),
+        tokio::spawn(tasks::leader_balance_loop(broker.clone())),
     ];
     tracing::info!(broker = broker.id, addr = %broker.address, "broker started");
     tokio::select! {

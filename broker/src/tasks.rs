@@ -241,6 +241,42 @@ pub async fn retention_loop(b: Arc<Broker>) {
     }
 }
 
+/// Preferred-leader balancing (Kafka's `auto.leader.rebalance`): placement spreads the first
+/// replicas of partitions evenly, so a broker leading a partition whose first replica is
+/// another live, caught-up broker hands leadership back to it. After failovers and restarts
+/// leaderships therefore return to an even spread.
+pub async fn leader_balance_loop(b: Arc<Broker>) {
+    let every = Duration::from_millis(b.config.leader_balance_interval_ms);
+    while !b.is_stopping() {
+        tokio::time::sleep(every).await;
+        let state = b.state();
+        let parts: Vec<Arc<Partition>> =
+            b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for p in parts {
+            if !p.group.is_leader_ready() {
+                continue;
+            }
+            let Some((t, i)) = state.partition_of_group(p.group.id()) else { continue };
+            let preferred = t.partitions[i as usize].replicas[0];
+            if preferred.broker == b.id || !b.node.is_peer_alive(preferred.broker) {
+                continue;
+            }
+            let m = p.group.metrics();
+            let last = m.last_log_index.unwrap_or(0);
+            let caught_up = m.replication.as_ref().is_some_and(|r| {
+                r.get(&preferred.replica).is_some_and(|l| l.as_ref().map_or(0, |l| l.index) >= last)
+            });
+            if !caught_up {
+                continue;
+            }
+            tracing::info!(partition = %p.name, to = preferred.broker, "handing leadership to the preferred replica");
+            if let Err(e) = p.group.transfer_leadership(preferred.replica, every).await {
+                tracing::debug!(partition = %p.name, "leadership transfer failed: {e}");
+            }
+        }
+    }
+}
+
 /// Refreshes the per-partition and controller gauges every few seconds.
 pub async fn metrics_loop(b: Arc<Broker>) {
     while !b.is_stopping() {

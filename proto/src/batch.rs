@@ -295,11 +295,11 @@ mod tests {
     fn sample_records() -> Vec<NewRecord> {
         (0..50)
             .map(|i: usize| NewRecord {
-                key: (i % 2 == 0).then(|| Bytes::from(format!("key-{i}"))),
+                key: i.is_multiple_of(2).then(|| Bytes::from(format!("key-{i}"))),
                 value: Bytes::from(format!("value-{i}-").repeat(i % 7 + 1)),
                 // Not monotonic: the smallest timestamp is not the first record's.
                 timestamp: 1_700_000_000_000 + 3 * i as i64 - if i == 10 { 500 } else { 0 },
-                headers: if i % 5 == 0 {
+                headers: if i.is_multiple_of(5) {
                     vec![("h".into(), Bytes::from_static(b"x")), ("h".into(), Bytes::new())]
                 } else {
                     vec![]

@@ -44,6 +44,7 @@ macro_rules! on_controller {
                     fwd.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
                     AdminClient::new(ch).$method(fwd).await
                 }
+                #[allow(clippy::needless_update)]
                 _ => Ok(Response::new(v1::$resp {
                     error: Some(b.not_controller().to_proto()),
                     ..Default::default()
