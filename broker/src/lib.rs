@@ -18,6 +18,33 @@
 //!   [`telemetry`]: tracing and the Prometheus recorder. [`metrics`]: metric names.
 //!
 //! Entry point: [`run`] takes bound listeners, the config and a shutdown future.
+//!
+//! Decisions (DESIGN.md is shared read-only; they are recorded here and in the issue's
+//! closing note):
+//! - One port per broker carries clients (`Data`, `Admin`) and Raft traffic between brokers,
+//!   so `--initial-cluster id=host:port` names exactly the addresses clients use too.
+//! - Founding brokers bootstrap the controller group: the lowest id initialises it at once,
+//!   the others only if it still has no log after two election timeouts. A new partition
+//!   group is initialised the same way by its first replica (then the others). Raft allows
+//!   identical initialisation on several replicas, so a founding broker being down never
+//!   blocks a group.
+//! - Partition leaders, in-sync replicas and high watermarks reach the controller leader by
+//!   broker heartbeats (every 500 ms), never through its log; `Metadata` and
+//!   `DescribeTopic` are answered there (other brokers forward admin requests once).
+//! - The controller state lives in memory and is rebuilt by re-applying the controller log
+//!   on restart (it holds only metadata changes). Deleted topics leave their group ids as
+//!   tombstones, so a broker deletes data only for groups known to be deleted — never
+//!   because its controller replica has not caught up yet.
+//! - A partition's state (next offset, producer table, membership history) is checkpointed
+//!   every 4096 entries or 32 MiB; restart re-applies only the log after the checkpoint.
+//!   Snapshots at the retention point carry the head producer table: applying a
+//!   producer's batches is monotone, so replaying the retained entries over it is harmless.
+//! - Retention runs on every replica independently (purging is local in Raft).
+//! - Idempotent producers: sequences are checked at the leader against the applied table
+//!   plus in-flight proposals of its term, under one lock per partition; proposals are
+//!   submitted in order (`Group::propose`) and waited for outside the lock.
+//! - Topic configs: `retention.ms`, `retention.bytes`, `max.message.bytes`; segment size and
+//!   roll time are broker-wide (`[log]`), because one log runtime serves all partitions.
 
 pub mod broker;
 pub mod config;
