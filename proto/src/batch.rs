@@ -71,6 +71,8 @@ pub enum BatchError {
     UnknownCompression(i32),
     #[error("batch checksum mismatch: header says {expected:#010x}, content gives {actual:#010x}")]
     Checksum { expected: u32, actual: u32 },
+    #[error("record {index} has timestamp delta {delta}, outside the batch's [{base}, {max}]")]
+    RecordTimestamp { index: usize, delta: i64, base: i64, max: i64 },
     #[error("max_timestamp {max} is below base_timestamp {base}")]
     Timestamps { base: i64, max: i64 },
     #[error("inconsistent producer fields: id {id}, epoch {epoch}, base sequence {seq}")]
@@ -251,6 +253,28 @@ pub fn validate(bytes: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError>
         producer_epoch: b.producer_epoch,
         base_sequence: b.base_sequence,
     })
+}
+
+/// [`validate`], then decompresses and decodes the records and checks them against the
+/// header: the count, and every record timestamp within `[base_timestamp, max_timestamp]`.
+/// What a broker runs before storing a batch, so consumers never meet a batch they cannot
+/// read.
+pub fn validate_records(bytes: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError> {
+    let info = validate(bytes, max_bytes)?;
+    let b = RecordBatch::decode(bytes).map_err(|e| BatchError::Decode(e.to_string()))?;
+    let records = records(&b)?;
+    for (i, r) in records.records.iter().enumerate() {
+        let ts = b.base_timestamp.checked_add(r.timestamp_delta);
+        if ts.is_none_or(|ts| ts < b.base_timestamp || ts > b.max_timestamp) {
+            return Err(BatchError::RecordTimestamp {
+                index: i,
+                delta: r.timestamp_delta,
+                base: b.base_timestamp,
+                max: b.max_timestamp,
+            });
+        }
+    }
+    Ok(info)
 }
 
 #[cfg(test)]
@@ -461,6 +485,32 @@ mod tests {
             }
         }
         assert!(refused > bytes.len() * 6, "only {refused} flips refused");
+    }
+
+    #[test]
+    fn validate_records_checks_count_and_timestamps() {
+        let bytes = sample().encode_to_vec();
+        assert_eq!(validate_records(&bytes, 1 << 20).unwrap().record_count, 2);
+        let mut b = sample();
+        b.max_timestamp = 1_004; // record 1 is at 1_005
+        seal(&mut b);
+        assert!(matches!(
+            validate_records(&b.encode_to_vec(), 1 << 20),
+            Err(BatchError::RecordTimestamp { index: 1, .. })
+        ));
+        let mut b = sample();
+        b.record_count = 3;
+        seal(&mut b);
+        let e = validate_records(&b.encode_to_vec(), 1 << 20).unwrap_err();
+        assert!(matches!(e, BatchError::RecordCount { .. }), "{e}");
+        assert_eq!(e.code(), ErrorCode::InvalidRecord);
+        let mut b = sample();
+        b.records = b"\xff\xff garbage".to_vec().into();
+        seal(&mut b);
+        assert_eq!(
+            validate_records(&b.encode_to_vec(), 1 << 20).unwrap_err().code(),
+            ErrorCode::InvalidRecord
+        );
     }
 
     #[test]

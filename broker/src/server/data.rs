@@ -51,7 +51,8 @@ impl DataService {
         self.available()?;
         let (t, p) = self.broker.route(&req.topic, req.partition)?;
         let cfg = self.broker.topic_config(&t);
-        let info = rafka_proto::batch::validate(&req.batch, cfg.max_message_bytes as usize)?;
+        let info =
+            rafka_proto::batch::validate_records(&req.batch, cfg.max_message_bytes as usize)?;
         let acks = v1::Acks::try_from(req.acks).map_err(|_| {
             Error::new(ErrorCode::InvalidRequest, format!("unknown acks value {}", req.acks))
         })?;
