@@ -212,6 +212,11 @@ async fn run(c: &Cluster, partitions: usize) {
                     let r = client.produce(req).await.expect("produce rpc").into_inner();
                     assert!(r.error.as_ref().is_none_or(|e| e.is_ok()), "produce: {:?}", r.error);
                     lat.push(t.elapsed());
+                    if std::env::var("RAFKA_BENCH_SLOW").is_ok()
+                        && t.elapsed() > Duration::from_millis(20)
+                    {
+                        eprintln!("slow {:?} at {:?}", t.elapsed(), t);
+                    }
                 }
                 lat
             }));

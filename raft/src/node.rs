@@ -16,7 +16,6 @@ use openraft::async_runtime::watch::WatchReceiver;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::Instrument;
 
 use crate::detector::Detector;
@@ -147,9 +146,14 @@ impl RaftNode {
                 .initial_connection_window_size(32 << 20)
                 .http2_keepalive_interval(Some(Duration::from_secs(10)))
                 .add_service(transport_server(service.clone()))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
-                    let _ = stop_rx.await;
-                });
+                // `Server::tcp_nodelay` does not reach sockets of a listener we pass in: without
+                // TCP_NODELAY, a response's frames wait for the peer's delayed ACK (~40 ms).
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async {
+                        let _ = stop_rx.await;
+                    },
+                );
             let task = tokio::spawn(async move {
                 if let Err(e) = server.await {
                     tracing::error!(broker = broker_id, "raft transport server failed: {e}");
