@@ -177,11 +177,14 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         if m.state != ServerState::Leader {
             return Err(Error::NotLeader { group: g, leader: self.leader() });
         }
+        // A lone voter is its own quorum: it has no lease to renew (no heartbeat of its would
+        // ever be acknowledged).
+        let alone = m.membership_config.membership().voter_ids().count() <= 1;
         let fresh = m
             .last_quorum_acked
             .as_ref()
             .is_some_and(|t| openraft::Instant::elapsed(&**t) < self.inner.lease / 2);
-        if !fresh {
+        if !alone && !fresh {
             self.renew_lease().await?;
         }
         let (responder, rx) = openraft::impls::ProgressResponder::complete_only();
