@@ -168,6 +168,7 @@ pub async fn run(
             broker.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         for p in parts {
             let sm = p.group.state_machine();
+            // Skipped when not everything applied is durable: a restart re-applies the rest.
             if let Err(e) = sm.lock().unwrap_or_else(|p| p.into_inner()).checkpoint() {
                 tracing::warn!(partition = %p.name, "final checkpoint failed: {e}");
             }

@@ -60,7 +60,9 @@ async fn reconcile(b: &Arc<Broker>) {
         drop(removed);
         match b.node.delete_group(group, Duration::from_secs(10)).await {
             Ok(()) => {
-                let _ = std::fs::remove_file(checkpoint_path(b, group));
+                for f in PartitionSm::files(&checkpoint_path(b, group)) {
+                    let _ = std::fs::remove_file(f);
+                }
                 tracing::info!(partition = %name, group, "deleted the data of a deleted topic");
             }
             Err(e) => tracing::warn!(partition = %name, group, "cannot delete yet: {e}"),
@@ -76,7 +78,9 @@ async fn host_partition(b: &Arc<Broker>, name: &str, p: &PartitionRecord) -> any
     let state = b.state();
     let mine = p.replicas.iter().find(|r| r.broker == b.id).expect("assigned here");
     let retention = Arc::default();
-    let (sm, applied) = PartitionSm::open(checkpoint_path(b, p.group), Arc::clone(&retention))?;
+    let log_handle: crate::partition::sm::LogHandle = Arc::default();
+    let (sm, applied) =
+        PartitionSm::open(checkpoint_path(b, p.group), log_handle.clone(), Arc::clone(&retention))?;
     let mut members = BTreeMap::new();
     for r in &p.replicas {
         let broker = state
@@ -90,6 +94,7 @@ async fn host_partition(b: &Arc<Broker>, name: &str, p: &PartitionRecord) -> any
             .insert(r.replica, ReplicaNode { broker_id: r.broker, addr: broker.address.clone() });
     }
     let group = b.node.create_group(p.group, mine.replica, sm).await?;
+    let _ = log_handle.set(group.log().clone());
     let part = Arc::new(Partition::new(name.to_string(), group.clone(), applied, retention));
     b.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, part);
     if group.metrics().last_log_index.is_none() {

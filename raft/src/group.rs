@@ -172,9 +172,21 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         data: A::Data,
     ) -> Result<impl Future<Output = Result<(LogId, A::Response), Error>> + Send + 'static, Error>
     {
+        let term = self.metrics().current_term;
+        self.propose_in_term(data, term).await
+    }
+
+    /// [`Group::propose`], refused (`NOT_LEADER`) unless this replica leads `term`: a caller
+    /// that checked state under one term never proposes into another.
+    pub async fn propose_in_term(
+        &self,
+        data: A::Data,
+        term: u64,
+    ) -> Result<impl Future<Output = Result<(LogId, A::Response), Error>> + Send + 'static, Error>
+    {
         let g = self.inner.id;
         let m = self.metrics();
-        if m.state != ServerState::Leader {
+        if m.state != ServerState::Leader || m.current_term != term {
             return Err(Error::NotLeader { group: g, leader: self.leader() });
         }
         // A lone voter is its own quorum: it has no lease to renew (no heartbeat of its would
@@ -191,7 +203,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         self.inner
             .raft
             .write(data)
-            .with_leader(crate::types::CommittedLeaderId::new(m.current_term))
+            .with_leader(crate::types::CommittedLeaderId::new(term))
             .responder(responder)
             .await
             .map_err(|e| Error::Stopped { group: g, detail: e.to_string() })?;

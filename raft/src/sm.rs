@@ -59,6 +59,12 @@ pub trait StateMachine<A: App>: Send + 'static {
     /// entries after it are applied again).
     fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)>;
 
+    /// The record offset after the last applied entry, for apps with record offsets
+    /// ([`App::RECORD_OFFSETS`]); `None` (the default) when the app does not track it.
+    fn applied_next_offset(&mut self) -> Option<i64> {
+        None
+    }
+
     /// Applies one committed entry, in log order. Blank and membership entries are applied
     /// too (they advance the applied log id and carry no records).
     fn apply(&mut self, entry: Entry<A>) -> io::Result<A::Response>;
@@ -106,7 +112,16 @@ impl<A: App, S: StateMachine<A>> RaftStateMachine<TypeConfig<A>> for SmAdapter<A
     type SnapshotBuilder = SnapshotBuilder<S>;
 
     async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
-        lock_sm(&self.sm).applied_state()
+        let mut sm = lock_sm(&self.sm);
+        let (applied, membership) = sm.applied_state()?;
+        // A state machine restored from its own checkpoint may be ahead of the local log
+        // (the checkpoint was written after an entry was applied, the crash cut the log
+        // before it): openraft then purges the log up to the applied entry, which needs the
+        // record offset that follows it.
+        if let (Some(last), Some(next)) = (applied, sm.applied_next_offset()) {
+            self.log.set_snapshot_offset(last.index, next);
+        }
+        Ok((applied, membership))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>

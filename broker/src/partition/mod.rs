@@ -178,7 +178,13 @@ impl Partition {
         let first = info.base_sequence as i64;
         let last = entry.last_sequence();
         let mut inflight = self.inflight.lock().await;
+        // Checked again under the lock, with the term it holds for: the applied table is
+        // complete only once this leader applied an entry of its own term, and the proposal
+        // below is fenced to that same term.
         let term = self.group.metrics().current_term;
+        if !self.group.is_leader_ready() || self.group.metrics().current_term != term {
+            return Err(self.leader_error());
+        }
         if inflight.term != term {
             // Proposals of an earlier term are either applied by now (they are in the
             // table) or lost: nothing of them may be trusted.
@@ -245,7 +251,11 @@ impl Partition {
                 format!("{}: producer {pid} sequence overflows; re-initialise it", self.name),
             ));
         }
-        let fut = self.group.propose(entry).await.map_err(|e| Error::from_raft(&self.name, e))?;
+        let fut = self
+            .group
+            .propose_in_term(entry, term)
+            .await
+            .map_err(|e| Error::from_raft(&self.name, e))?;
         let (tx, rx) = watch::channel(None);
         let p = inflight
             .producers
@@ -262,7 +272,7 @@ impl Partition {
             let r = fut.await.map(|(_, base)| base).map_err(|e| Error::from_raft(&name, e));
             let failed = r.is_err();
             let _ = tx.send(Some(r));
-            this.done(term, pid, first, failed).await;
+            this.done(term, pid, info.producer_epoch, first, failed).await;
         });
         Ok(Err(rx))
     }
@@ -279,9 +289,13 @@ struct InflightCleanup {
 }
 
 impl InflightCleanup {
-    async fn done(&self, term: u64, pid: i64, first: i64, failed: bool) {
+    async fn done(&self, term: u64, pid: i64, epoch: i32, first: i64, failed: bool) {
         let mut inflight = self.inflight.lock().await;
         if inflight.term != term {
+            return;
+        }
+        // Only the producer incarnation that proposed: a newer epoch's batches stay.
+        if inflight.producers.get(&pid).is_none_or(|p| p.epoch != epoch) {
             return;
         }
         if failed {

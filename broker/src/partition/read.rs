@@ -64,6 +64,12 @@ impl Partition {
                 break;
             }
             for e in entries {
+                // Retention may purge between the lookup and the read (or two reads): the
+                // log then skips what it no longer holds, and counting offsets on from there
+                // would label batches wrongly. Stop at the gap.
+                if e.log_id.index != next_index {
+                    break 'read;
+                }
                 next_index = e.log_id.index + 1;
                 if let EntryPayload::Normal(p) = e.payload {
                     if !out.batches.is_empty() && bytes + p.batch.len() > max_bytes {
@@ -79,6 +85,12 @@ impl Partition {
             }
         }
         out.next_offset = next_offset.max(offset);
+        if out.batches.is_empty() && next_index == loc.index {
+            return Err(Error::new(
+                ErrorCode::OffsetOutOfRange,
+                format!("{}: offset {offset} is no longer retained", self.name),
+            ));
+        }
         Ok(out)
     }
 

@@ -45,7 +45,10 @@ impl Partition {
             return None;
         }
         let segments = self.group.log().segments();
-        let applied = self.applied().index;
+        // Only what is applied and durable here: the snapshot at the point is written before
+        // the purge, and must not describe entries a crash could still take away.
+        let flushed = self.group.log().flushed_log_id().map_or(0, |l| l.index);
+        let applied = self.applied().index.min(flushed);
         let mut remaining: i64 = segments.iter().map(|s| s.bytes as i64).sum();
         let mut point = None;
         // The active (last) segment is never deleted.

@@ -19,12 +19,14 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use bytes::BytesMut;
 use rafka_raft::Entry;
 use rafka_raft::EntryPayload;
 use rafka_raft::LogId;
+use rafka_raft::SegmentLog;
 use rafka_raft::SnapshotData;
 use rafka_raft::SnapshotMeta;
 use rafka_raft::StateMachine;
@@ -147,38 +149,82 @@ struct Checkpoint {
     /// the membership in force there.
     memberships: Vec<MembershipRepr>,
     producers: BTreeMap<i64, ProducerState>,
-    snapshot: Option<StoredSnapshot>,
 }
+
+/// The log of this replica, known once its group is created: checkpoints wait until what
+/// they describe is durable in it.
+pub type LogHandle = Arc<OnceLock<SegmentLog<PartitionApp>>>;
 
 /// The state machine of one partition replica.
 pub struct PartitionSm {
     state: Checkpoint,
+    /// The latest snapshot built or installed; persisted in its own file
+    /// (`<group>.snapshot.json`) as soon as it exists, because the log is purged after it.
+    snapshot: Option<StoredSnapshot>,
     path: PathBuf,
+    log: LogHandle,
     since_checkpoint: (u64, u64),
     applied_tx: watch::Sender<Applied>,
     retention: Arc<Mutex<Option<RetentionPoint>>>,
 }
 
+fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> io::Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: bad partition state file: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Replaces `path` atomically and durably: write a temp file, fsync, rename, fsync the dir.
+fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> io::Result<()> {
+    let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 impl PartitionSm {
     /// Opens the state of a replica, from its checkpoint file if there is one.
+    ///
+    /// `path` is the checkpoint file (`<group>.json`); the snapshot lives beside it.
     pub fn open(
         path: PathBuf,
+        log: LogHandle,
         retention: Arc<Mutex<Option<RetentionPoint>>>,
     ) -> io::Result<(PartitionSm, watch::Receiver<Applied>)> {
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}: bad partition checkpoint: {e}", path.display()),
-                )
-            })?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Checkpoint::default(),
-            Err(e) => return Err(e),
-        };
+        let state = read_json(&path)?.unwrap_or_default();
+        let snapshot = read_json(&path.with_extension("snapshot.json"))?;
         let (applied_tx, rx) = watch::channel(Applied::default());
-        let mut sm = PartitionSm { state, path, since_checkpoint: (0, 0), applied_tx, retention };
+        let mut sm = PartitionSm {
+            state,
+            snapshot,
+            path,
+            log,
+            since_checkpoint: (0, 0),
+            applied_tx,
+            retention,
+        };
         sm.publish();
         Ok((sm, rx))
+    }
+
+    /// Both state files of the replica whose checkpoint is `path`.
+    pub fn files(path: &std::path::Path) -> [PathBuf; 2] {
+        [path.to_path_buf(), path.with_extension("snapshot.json")]
     }
 
     /// The applied producer state of `producer_id`, if any.
@@ -191,21 +237,32 @@ impl PartitionSm {
         self.state.next_offset
     }
 
-    /// Writes the checkpoint file now (also done periodically on apply).
-    pub fn checkpoint(&mut self) -> io::Result<()> {
-        let bytes = serde_json::to_vec(&self.state).map_err(io::Error::other)?;
-        let tmp = self.path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
+    /// Writes the checkpoint file if every applied entry is durable in the local log (openraft
+    /// applies entries a quorum committed, which may still be in flight to this replica's
+    /// disk: a checkpoint must never describe more than a crash leaves). Returns whether it
+    /// wrote. Also done periodically on apply.
+    pub fn checkpoint(&mut self) -> io::Result<bool> {
+        let applied = self.state.last_applied.map_or(0, |l| l.index);
+        let durable =
+            self.log.get().and_then(|l| l.flushed_log_id()).is_some_and(|f| f.index >= applied);
+        if !durable {
+            return Ok(false);
         }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        self.write_checkpoint()?;
+        Ok(true)
+    }
+
+    fn write_checkpoint(&mut self) -> io::Result<()> {
+        write_json(&self.path, &self.state)?;
         self.since_checkpoint = (0, 0);
         Ok(())
+    }
+
+    fn write_snapshot(&mut self) -> io::Result<()> {
+        match &self.snapshot {
+            Some(s) => write_json(&self.path.with_extension("snapshot.json"), s),
+            None => Ok(()),
+        }
     }
 
     fn publish(&mut self) {
@@ -263,6 +320,10 @@ impl StateMachine<PartitionApp> for PartitionSm {
         Ok((self.state.last_applied.map(Into::into), self.latest_membership()?))
     }
 
+    fn applied_next_offset(&mut self) -> Option<i64> {
+        Some(self.state.next_offset)
+    }
+
     fn apply(&mut self, entry: Entry<PartitionApp>) -> io::Result<i64> {
         let id = entry.log_id;
         let mut bytes = 0;
@@ -294,6 +355,12 @@ impl StateMachine<PartitionApp> for PartitionSm {
         let Some(point) = point else {
             return Err(io::Error::other("no retention point set: nothing to snapshot"));
         };
+        // Never move the snapshot back (an installed one may be newer than this point).
+        if let Some(s) = &self.snapshot
+            && LogId::from(s.last_log_id) >= point.log_id
+        {
+            return self.current_snapshot()?.ok_or_else(|| io::Error::other("snapshot vanished"));
+        }
         let applied = self.state.last_applied.map_or(0, |l| l.index);
         if point.log_id.index > applied {
             return Err(io::Error::other(format!(
@@ -323,13 +390,14 @@ impl StateMachine<PartitionApp> for PartitionSm {
             next_offset: point.next_offset,
             body: serde_json::to_vec(&body).map_err(io::Error::other)?,
         };
-        self.state.snapshot = Some(stored);
-        self.checkpoint()?;
+        self.snapshot = Some(stored);
+        // Durable before openraft purges the log up to it.
+        self.write_snapshot()?;
         self.current_snapshot()?.ok_or_else(|| io::Error::other("snapshot vanished"))
     }
 
     fn current_snapshot(&mut self) -> io::Result<Option<(SnapshotMeta, SnapshotData)>> {
-        let Some(s) = &self.state.snapshot else {
+        let Some(s) = &self.snapshot else {
             return Ok(None);
         };
         let meta = SnapshotMeta {
@@ -356,16 +424,127 @@ impl StateMachine<PartitionApp> for PartitionSm {
             next_offset: data.next_offset,
             memberships: vec![membership.clone()],
             producers: body.producers.clone(),
-            snapshot: Some(StoredSnapshot {
-                last_log_id: last.into(),
-                membership,
-                snapshot_id: format!("{}-{}", last.committed_leader_id().term, last.index),
-                next_offset: data.next_offset,
-                body: data.data.to_vec(),
-            }),
         };
-        self.checkpoint()?;
+        self.snapshot = Some(StoredSnapshot {
+            last_log_id: last.into(),
+            membership,
+            snapshot_id: format!("{}-{}", last.committed_leader_id().term, last.index),
+            next_offset: data.next_offset,
+            body: data.data.to_vec(),
+        });
+        // The log is purged up to the snapshot after this: both files first. The checkpoint
+        // describes exactly the snapshot, which the leader's quorum holds.
+        self.write_snapshot()?;
+        self.write_checkpoint()?;
         self.publish();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use rafka_proto::batch::BatchInfo;
+    use rafka_raft::ReplicaNode;
+
+    use super::*;
+    use crate::partition::PartitionEntry;
+
+    fn membership() -> Membership {
+        let nodes = BTreeMap::from([(7, ReplicaNode { broker_id: 1, addr: "h:1".into() })]);
+        Membership::new(vec![BTreeSet::from([7])], nodes).unwrap()
+    }
+
+    fn batch(producer: i64, seq: i32, count: u32) -> rafka_raft::types::Payload<PartitionApp> {
+        EntryPayload::Normal(PartitionEntry {
+            info: BatchInfo {
+                record_count: count,
+                max_timestamp: 0,
+                producer_id: producer,
+                producer_epoch: if producer < 0 { -1 } else { 0 },
+                base_sequence: if producer < 0 { -1 } else { seq },
+            },
+            batch: Bytes::from_static(b"b"),
+        })
+    }
+
+    fn open(dir: &std::path::Path) -> (PartitionSm, Arc<Mutex<Option<RetentionPoint>>>) {
+        let retention = Arc::default();
+        let (sm, _) =
+            PartitionSm::open(dir.join("1.json"), Arc::default(), Arc::clone(&retention)).unwrap();
+        (sm, retention)
+    }
+
+    #[test]
+    fn offsets_producers_and_no_checkpoint_without_a_durable_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _) = open(dir.path());
+        sm.apply(Entry::<PartitionApp> {
+            log_id: log_id(1, 1),
+            payload: EntryPayload::Membership(membership()),
+        })
+        .unwrap();
+        assert_eq!(
+            sm.apply(Entry::<PartitionApp> { log_id: log_id(1, 2), payload: batch(-1, 0, 3) })
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            sm.apply(Entry::<PartitionApp> { log_id: log_id(1, 3), payload: batch(5, 0, 2) })
+                .unwrap(),
+            3
+        );
+        assert_eq!(
+            sm.apply(Entry::<PartitionApp> { log_id: log_id(1, 4), payload: batch(5, 2, 2) })
+                .unwrap(),
+            5
+        );
+        // Replaying an older batch over a newer table changes nothing (snapshot install).
+        sm.apply(Entry::<PartitionApp> { log_id: log_id(1, 5), payload: batch(5, 0, 2) }).unwrap();
+        let p = sm.producer(5).unwrap();
+        assert_eq!(p.last_seq(), 3);
+        assert_eq!(p.batches.len(), 2);
+        assert_eq!(sm.next_offset(), 9);
+        assert_eq!(sm.applied_next_offset(), Some(9));
+        // No log attached: nothing is known durable, so no checkpoint may be written.
+        assert!(!sm.checkpoint().unwrap());
+        assert!(!dir.path().join("1.json").exists());
+    }
+
+    #[test]
+    fn snapshots_persist_at_once_and_never_move_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, retention) = open(dir.path());
+        sm.apply(Entry::<PartitionApp> {
+            log_id: log_id(1, 1),
+            payload: EntryPayload::Membership(membership()),
+        })
+        .unwrap();
+        for i in 2..=10 {
+            sm.apply(Entry::<PartitionApp> { log_id: log_id(1, i), payload: batch(-1, 0, 1) })
+                .unwrap();
+        }
+        assert!(sm.build_snapshot().is_err(), "no retention point, no snapshot");
+        *retention.lock().unwrap() = Some(RetentionPoint { log_id: log_id(1, 6), next_offset: 5 });
+        let (meta, data) = sm.build_snapshot().unwrap();
+        assert_eq!(meta.last_log_id, Some(log_id(1, 6)));
+        assert_eq!(data.next_offset, 5);
+        *retention.lock().unwrap() = Some(RetentionPoint { log_id: log_id(1, 4), next_offset: 3 });
+        let (meta, _) = sm.build_snapshot().unwrap();
+        assert_eq!(meta.last_log_id, Some(log_id(1, 6)), "an older point keeps the snapshot");
+        // The snapshot file survives a restart on its own.
+        let (mut reopened, _) = open(dir.path());
+        let (meta, data) = reopened.current_snapshot().unwrap().unwrap();
+        assert_eq!(meta.last_log_id, Some(log_id(1, 6)));
+        assert_eq!(data.next_offset, 5);
+        // Installing it elsewhere gives that state, checkpointed.
+        let other = tempfile::tempdir().unwrap();
+        let (mut follower, _) = open(other.path());
+        follower.install_snapshot(&meta, data).unwrap();
+        assert_eq!(follower.next_offset(), 5);
+        let (mut again, _) = open(other.path());
+        assert_eq!(again.applied_state().unwrap().0, Some(log_id(1, 6)));
+        assert_eq!(again.next_offset(), 5);
     }
 }

@@ -78,14 +78,28 @@ impl AdminService {
             ));
         }
         let live: Vec<u64> = state.brokers.keys().copied().filter(|id| b.is_alive(*id)).collect();
+        // The default is capped by the brokers the cluster has (registered or founding), not
+        // by those alive right now: a topic created while a broker restarts must not end up
+        // with fewer replicas for good.
+        let founding = b.config.initial_cluster().map_or(1, |c| c.len());
+        let brokers = state.brokers.len().max(founding);
         let rf = match req.replication_factor {
-            0 => (b.config.topic_defaults.replication_factor as usize).min(live.len()).max(1),
+            0 => (b.config.topic_defaults.replication_factor as usize).min(brokers).max(1),
             n => n as usize,
         };
-        if rf > live.len() {
+        if rf > brokers {
             return Err(Error::new(
                 ErrorCode::InvalidReplicationFactor,
-                format!("replication factor {rf} exceeds the {} live brokers", live.len()),
+                format!("replication factor {rf} exceeds the {brokers} brokers of the cluster"),
+            ));
+        }
+        if rf > live.len() {
+            return Err(Error::new(
+                ErrorCode::NotEnoughReplicas,
+                format!(
+                    "replication factor {rf} needs {rf} live brokers; {} are alive",
+                    live.len()
+                ),
             ));
         }
         let placement = placement::place(&state, &live, req.partitions, rf);
