@@ -52,8 +52,8 @@ pub struct Broker {
     pub partitions: RwLock<HashMap<u64, Arc<Partition>>>,
     pub(crate) channels: std::sync::Mutex<HashMap<String, Channel>>,
     pub(crate) stopping: AtomicBool,
-    /// Wakes the heartbeat loop early (leadership changed).
-    pub(crate) heartbeat_now: tokio::sync::Notify,
+    /// Groups whose deletion is under way (one task each).
+    pub(crate) deleting: std::sync::Mutex<std::collections::HashSet<u64>>,
 }
 
 impl Broker {
@@ -92,7 +92,7 @@ impl Broker {
             partitions: RwLock::default(),
             channels: Default::default(),
             stopping: AtomicBool::new(false),
-            heartbeat_now: tokio::sync::Notify::new(),
+            deleting: Default::default(),
         });
         broker.bootstrap_controller(cluster);
         Ok(broker)

@@ -131,7 +131,7 @@ pub async fn run(
                 },
             )
     };
-    let server = tokio::spawn(server);
+    let mut server = tokio::spawn(server);
     let http_task = {
         let mut stop = stop_rx.clone();
         tokio::spawn(http::serve(
@@ -151,13 +151,14 @@ pub async fn run(
         tokio::spawn(tasks::leader_balance_loop(broker.clone())),
     ];
     tracing::info!(broker = broker.id, addr = %broker.address, "broker started");
-    tokio::select! {
-        _ = shutdown => tracing::info!("shutting down"),
-        r = server => {
-            // The server ending by itself is a failure (the port died).
-            anyhow::bail!("gRPC server stopped: {r:?}");
+    let failed = tokio::select! {
+        _ = shutdown => {
+            tracing::info!("shutting down");
+            None
         }
-    }
+        // The server ending by itself is a failure (the port died): still shut down in order.
+        r = &mut server => Some(format!("gRPC server stopped: {r:?}")),
+    };
     let graceful = async {
         broker.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         for l in &loops {
@@ -181,8 +182,16 @@ pub async fn run(
         );
     }
     let _ = stop_tx.send(true);
+    if failed.is_none() {
+        let _ = server.await;
+    }
     let _ = http_task.await;
     upkeep.abort();
-    tracing::info!("broker stopped");
-    Ok(())
+    match failed {
+        Some(why) => anyhow::bail!(why),
+        None => {
+            tracing::info!("broker stopped");
+            Ok(())
+        }
+    }
 }

@@ -55,18 +55,27 @@ async fn reconcile(b: &Arc<Broker>) {
         if group == crate::controller::CONTROLLER_GROUP || !state.deleted_groups.contains(&group) {
             continue;
         }
-        let removed = b.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&group);
-        let name = removed.as_ref().map_or(format!("group {group}"), |p| p.name.clone());
-        drop(removed);
-        match b.node.delete_group(group, Duration::from_secs(10)).await {
-            Ok(()) => {
-                for f in PartitionSm::files(&checkpoint_path(b, group)) {
-                    let _ = std::fs::remove_file(f);
-                }
-                tracing::info!(partition = %name, group, "deleted the data of a deleted topic");
-            }
-            Err(e) => tracing::warn!(partition = %name, group, "cannot delete yet: {e}"),
+        // One task per group: a deletion waits for in-flight requests (a long poll holds its
+        // partition up to 30 s) and must not hold up hosting other partitions.
+        if !b.deleting.lock().unwrap_or_else(|p| p.into_inner()).insert(group) {
+            continue;
         }
+        let b = b.clone();
+        tokio::spawn(async move {
+            let removed = b.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&group);
+            let name = removed.as_ref().map_or(format!("group {group}"), |p| p.name.clone());
+            drop(removed);
+            match b.node.delete_group(group, Duration::from_secs(35)).await {
+                Ok(()) => {
+                    for f in PartitionSm::files(&checkpoint_path(&b, group)) {
+                        let _ = std::fs::remove_file(f);
+                    }
+                    tracing::info!(partition = %name, group, "deleted the data of a deleted topic");
+                }
+                Err(e) => tracing::warn!(partition = %name, group, "cannot delete yet: {e}"),
+            }
+            b.deleting.lock().unwrap_or_else(|p| p.into_inner()).remove(&group);
+        });
     }
 }
 
@@ -172,10 +181,7 @@ pub async fn heartbeat_loop(b: Arc<Broker>) {
                 tracing::debug!("heartbeat to the controller at {addr} failed: {e}");
             }
         }
-        tokio::select! {
-            _ = b.heartbeat_now.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
