@@ -183,7 +183,9 @@ pub async fn run(
     }
     let _ = stop_tx.send(true);
     if failed.is_none() {
-        let _ = server.await;
+        // Graceful server shutdown waits for open connections (peers, clients with
+        // keep-alive) to close: give them a moment, not forever.
+        let _ = tokio::time::timeout(Duration::from_secs(1), server).await;
     }
     let _ = http_task.await;
     upkeep.abort();
