@@ -94,6 +94,14 @@ impl Partition {
         Ok(out)
     }
 
+    /// Waits up to `timeout` for the high watermark to pass `hw`; returns whether it did.
+    pub async fn wait_high_watermark_above(&self, hw: i64, timeout: Duration) -> bool {
+        let mut applied = self.applied.clone();
+        tokio::time::timeout(timeout, applied.wait_for(|a| a.high_watermark > hw))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// ListOffsets: `(offset, timestamp)`; timestamp -1 unless looked up by time.
     pub async fn list_offset(
         &self,

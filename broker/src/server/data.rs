@@ -81,7 +81,20 @@ impl DataService {
             n => (n as usize).min(MAX_FETCH_BYTES),
         };
         let wait = Duration::from_millis(req.max_wait_ms as u64).min(MAX_FETCH_WAIT);
-        let r = p.read(req.offset, max_bytes, wait, req.allow_follower).await?;
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut r = p.read(req.offset, max_bytes, wait, req.allow_follower).await?;
+        // min_bytes: keep waiting (up to max_wait) until that much is there to return.
+        loop {
+            let bytes: usize = r.batches.iter().map(|b| b.batch.len()).sum();
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if bytes >= req.min_bytes as usize || bytes >= max_bytes || left.is_zero() {
+                break;
+            }
+            if !p.wait_high_watermark_above(r.high_watermark, left).await {
+                break;
+            }
+            r = p.read(req.offset, max_bytes, Duration::ZERO, req.allow_follower).await?;
+        }
         let bytes: usize = r.batches.iter().map(|b| b.batch.len()).sum();
         metrics::counter!(m::FETCH_BYTES).increment(bytes as u64);
         Ok(v1::FetchResponse {
