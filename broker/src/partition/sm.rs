@@ -277,8 +277,18 @@ impl PartitionSm {
         });
     }
 
-    fn apply_batch(&mut self, e: &super::PartitionEntry) -> i64 {
+    fn apply_batch(&mut self, index: u64, e: &super::PartitionEntry) -> io::Result<i64> {
         let base = self.state.next_offset;
+        // DESIGN.md: offsets are a function of the log, computed by the log on append and
+        // again here; they must agree (checked whenever the entry is still cached).
+        if let Some(logged) = self.log.get().and_then(|l| l.cached_base_offset(index))
+            && logged != base
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("entry {index}: the log gives offset {logged}, the state machine {base}"),
+            ));
+        }
         self.state.next_offset += e.info.record_count as i64;
         let info = &e.info;
         if info.producer_id >= 0 {
@@ -304,7 +314,7 @@ impl PartitionSm {
                 }
             }
         }
-        base
+        Ok(base)
     }
 
     fn latest_membership(&self) -> io::Result<StoredMembership> {
@@ -331,7 +341,7 @@ impl StateMachine<PartitionApp> for PartitionSm {
             EntryPayload::Blank => -1,
             EntryPayload::Normal(e) => {
                 bytes = e.batch.len() as u64;
-                self.apply_batch(e)
+                self.apply_batch(id.index, e)?
             }
             EntryPayload::Membership(m) => {
                 self.state.memberships.push(MembershipRepr::new(Some(id), m));

@@ -338,6 +338,15 @@ impl<A: App> SegmentLog<A> {
         lock(&self.shared.state).snapshot_offset = Some((last_index, next_offset));
     }
 
+    /// The record offset of entry `index` if it is still in the tail cache (no IO): lets a
+    /// state machine check on apply that it counts offsets exactly as the log does.
+    pub fn cached_base_offset(&self, index: u64) -> Option<i64> {
+        let st = lock(&self.shared.state);
+        let first = st.tail.front()?.header.index;
+        let c = st.tail.get(index.checked_sub(first)? as usize)?;
+        (c.header.index == index).then_some(c.header.base_offset)
+    }
+
     /// Number of segment files (for tests and metrics).
     pub fn segment_count(&self) -> usize {
         lock(&self.shared.state).segments.len()
