@@ -291,6 +291,41 @@ async fn run(c: &Cluster, partitions: usize) {
     );
 }
 
+/// The disk's own figure for the same pattern, measured in the same run: three writers (one
+/// per broker) each appending `batch_bytes` and fdatasyncing, as a replica does per batch at
+/// one request in flight; reported as client MB/s (one third of the bytes written).
+fn raw_disk(dir: &Path, batch_bytes: usize, total_mb: usize) {
+    use std::io::Write;
+    let per_writer = (total_mb << 20) / 4;
+    let started = Instant::now();
+    let writers: Vec<_> = (0..3)
+        .map(|i| {
+            let path = dir.join(format!("raw-{i}"));
+            std::thread::spawn(move || {
+                let mut f = std::fs::File::create(&path).unwrap();
+                let buf = vec![7u8; batch_bytes];
+                let mut written = 0;
+                while written < per_writer {
+                    f.write_all(&buf).unwrap();
+                    f.sync_data().unwrap();
+                    written += batch_bytes;
+                }
+                drop(f);
+                let _ = std::fs::remove_file(&path);
+                written
+            })
+        })
+        .collect();
+    let bytes: usize = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "raw disk 3 writers x ({batch_bytes} B write + fdatasync): {:.1} MB/s written, \
+         {:.1} MB/s per replica set",
+        bytes as f64 / 1e6 / secs,
+        bytes as f64 / 3.0 / 1e6 / secs
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let counts: Vec<usize> = if args.is_empty() {
@@ -302,6 +337,7 @@ fn main() {
         .unwrap_or_else(|_| std::env::temp_dir().display().to_string());
     let dir = tempfile::Builder::new().prefix("rafka-bench-").tempdir_in(Path::new(&base)).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    raw_disk(dir.path(), RECORD * env_num("RAFKA_BENCH_BATCH", 16), env_num("RAFKA_BENCH_MB", 256));
     let cluster = start_cluster(dir);
     rt.block_on(async {
         for n in counts {
