@@ -67,15 +67,24 @@ async fn reconcile(b: &Arc<Broker>) {
             drop(removed);
             match b.node.delete_group(group, Duration::from_secs(35)).await {
                 Ok(()) => {
-                    for f in PartitionSm::files(&checkpoint_path(&b, group)) {
-                        let _ = std::fs::remove_file(f);
-                    }
+                    remove_state_files(&b, group);
                     tracing::info!(partition = %name, group, "deleted the data of a deleted topic");
                 }
                 Err(e) => tracing::warn!(partition = %name, group, "cannot delete yet: {e}"),
             }
             b.deleting.lock().unwrap_or_else(|p| p.into_inner()).remove(&group);
         });
+    }
+}
+
+/// Removes `<group>.json`, `<group>.snapshot.json` and any temp file a crash left behind.
+fn remove_state_files(b: &Broker, group: u64) {
+    let prefix = format!("{group}.");
+    let Ok(dir) = std::fs::read_dir(b.config.data_dir.join("partitions")) else { return };
+    for ent in dir.flatten() {
+        if ent.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            let _ = std::fs::remove_file(ent.path());
+        }
     }
 }
 

@@ -184,7 +184,8 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> io::Resu
 /// Replaces `path` atomically and durably: write a temp file, fsync, rename, fsync the dir.
 fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
-    let tmp = path.with_extension("tmp");
+    // Unique: a background checkpoint may be writing beside a synchronous one.
+    let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
@@ -222,11 +223,6 @@ impl PartitionSm {
         Ok((sm, rx))
     }
 
-    /// Both state files of the replica whose checkpoint is `path`.
-    pub fn files(path: &std::path::Path) -> [PathBuf; 2] {
-        [path.to_path_buf(), path.with_extension("snapshot.json")]
-    }
-
     /// The applied producer state of `producer_id`, if any.
     pub fn producer(&self, producer_id: i64) -> Option<ProducerState> {
         self.state.producers.get(&producer_id).cloned()
@@ -250,6 +246,31 @@ impl PartitionSm {
         }
         self.write_checkpoint()?;
         Ok(true)
+    }
+
+    /// The periodic checkpoint: serialized here, written and fsynced off the state-machine
+    /// task (it runs on a runtime worker). Two writes of one partition may land out of order;
+    /// an older checkpoint only means a longer replay, as both describe durable state.
+    fn checkpoint_in_background(&mut self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            if let Err(e) = self.checkpoint() {
+                tracing::warn!("partition checkpoint failed: {e}");
+            }
+            return;
+        };
+        let applied = self.state.last_applied.map_or(0, |l| l.index);
+        let durable =
+            self.log.get().and_then(|l| l.flushed_log_id()).is_some_and(|f| f.index >= applied);
+        if !durable {
+            return;
+        }
+        self.since_checkpoint = (0, 0);
+        let (path, state) = (self.path.clone(), self.state.clone());
+        handle.spawn_blocking(move || {
+            if let Err(e) = write_json(&path, &state) {
+                tracing::warn!(path = %path.display(), "partition checkpoint failed: {e}");
+            }
+        });
     }
 
     fn write_checkpoint(&mut self) -> io::Result<()> {
@@ -354,7 +375,8 @@ impl StateMachine<PartitionApp> for PartitionSm {
         if self.since_checkpoint.0 >= CHECKPOINT_ENTRIES
             || self.since_checkpoint.1 >= CHECKPOINT_BYTES
         {
-            self.checkpoint()?;
+            // Skipped while not durable yet: tried again on the next apply.
+            self.checkpoint_in_background();
         }
         self.publish();
         Ok(base)

@@ -68,6 +68,11 @@ impl DataService {
     }
 
     async fn fetch(&self, req: &v1::FetchRequest) -> Result<v1::FetchResponse> {
+        self.fetch_next(req).await.map(|(resp, _)| resp)
+    }
+
+    /// Fetch, and the offset after the last batch returned.
+    async fn fetch_next(&self, req: &v1::FetchRequest) -> Result<(v1::FetchResponse, i64)> {
         self.available()?;
         let (_, p) = self.broker.route(&req.topic, req.partition)?;
         if req.offset < 0 {
@@ -97,7 +102,7 @@ impl DataService {
         }
         let bytes: usize = r.batches.iter().map(|b| b.batch.len()).sum();
         metrics::counter!(m::FETCH_BYTES).increment(bytes as u64);
-        Ok(v1::FetchResponse {
+        let resp = v1::FetchResponse {
             error: Some(v1::Error::none()),
             high_watermark: r.high_watermark,
             log_start_offset: r.log_start_offset,
@@ -106,7 +111,8 @@ impl DataService {
                 .into_iter()
                 .map(|b| v1::FetchedBatch { base_offset: b.base_offset, batch: b.batch })
                 .collect(),
-        })
+        };
+        Ok((resp, r.next_offset))
     }
 
     async fn list_offsets(&self, req: &v1::ListOffsetsRequest) -> Result<(i64, i64)> {
@@ -172,17 +178,16 @@ impl Data for DataService {
                     min_bytes: 0,
                     allow_follower: false,
                 };
-                let r = svc.fetch(&fetch).await;
+                let r = svc.fetch_next(&fetch).await;
                 let (resp, done) = match r {
-                    Ok(resp) if resp.batches.is_empty() => {
+                    Ok((resp, _)) if resp.batches.is_empty() => {
                         if tx.is_closed() {
                             return;
                         }
                         continue;
                     }
-                    Ok(resp) => {
-                        let last = resp.batches.last().expect("non-empty");
-                        offset = next_offset(last).max(offset);
+                    Ok((resp, next)) => {
+                        offset = next.max(offset);
                         (resp, false)
                     }
                     Err(e) => (
@@ -249,11 +254,4 @@ impl Data for DataService {
             producer_epoch,
         }))
     }
-}
-
-/// Offset after a fetched batch (its record count is in the batch header).
-fn next_offset(b: &v1::FetchedBatch) -> i64 {
-    use prost::Message;
-    let count = v1::RecordBatch::decode(b.batch.clone()).map_or(1, |rb| rb.record_count.max(1));
-    b.base_offset + count as i64
 }
