@@ -1,4 +1,40 @@
-//! rafka-client: the Rust client of rafka (Client, Producer, Consumer, Admin) over the gRPC
-//! contract of `rafka-proto`, and the `rafka` command-line tool.
+//! rafka-client: the Rust client of rafka over the gRPC contract of `rafka-proto`, and the
+//! `rafka` command-line tool.
 //!
-//! This crate is being built up issue by issue; today it holds only the CLI's entry point.
+//! - [`client`]: [`Client`] and [`ClientConfig`] — one channel per broker, the metadata cache,
+//!   routing to partition leaders (following `NOT_LEADER` hints) and the single retry policy
+//!   (per-request timeout, exponential backoff with jitter, total deadline, retriable errors
+//!   only).
+//! - [`data`]: the low-level data calls on [`Client`] — [`Client::produce_batch`],
+//!   [`Client::fetch`], [`Client::list_offset`], [`Client::init_producer`].
+//! - [`admin`]: [`Admin`] — create, delete, list, describe and alter topics; describe the
+//!   cluster; metadata. Returns plain structs such as [`TopicDescription`].
+//! - [`metadata`]: plain views of brokers, topics and partitions ([`ClusterMetadata`]).
+//! - [`error`]: [`Error`] with a stable [`Error::code`] and [`Error::is_retriable`].
+//!
+//! The Producer and Consumer come later; batches are built with `rafka_proto::batch::build`.
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod client;
+pub mod data;
+pub mod error;
+pub mod metadata;
+
+pub use admin::Admin;
+pub use admin::ClusterDescription;
+pub use admin::TopicDescription;
+pub use admin::TopicListing;
+pub use client::Client;
+pub use client::ClientConfig;
+pub use data::FetchResult;
+pub use data::OffsetSpec;
+pub use error::Error;
+pub use error::Result;
+pub use metadata::BrokerDescription;
+pub use metadata::ClusterMetadata;
+pub use metadata::PartitionDescription;
+pub use metadata::TopicMetadata;
+pub use rafka_proto::ErrorCode;
+pub use rafka_proto::v1::Acks;

@@ -1,0 +1,570 @@
+//! [`Client`]: connections, the metadata cache, routing and the one retry policy.
+//!
+//! Every RPC goes through `Client::call_partition` (to the partition's leader) or
+//! `Client::call_any` (to any broker). Both apply the per-request timeout and retry only
+//! retriable errors ([`Error::is_retriable`]), with exponential backoff and jitter, until the
+//! operation's total deadline. A `NOT_LEADER` answer moves the cached leader to the broker its
+//! hint names; without a hint, `LEADER_NOT_AVAILABLE` and transport failures mark the
+//! metadata stale so the next attempt refreshes it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rafka_proto::ErrorCode;
+use rafka_proto::ErrorExt;
+use rafka_proto::v1;
+use rafka_proto::v1::admin_client::AdminClient;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use tonic::transport::Endpoint;
+
+use crate::error::Error;
+use crate::error::Result;
+use crate::metadata::ClusterMetadata;
+
+/// The largest gRPC message the client accepts (a fetch may return many batches).
+const MAX_MESSAGE_SIZE: usize = 256 << 20;
+
+/// How a [`Client`] talks to the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// Brokers to ask first, `host:port` each; one live broker is enough.
+    pub bootstrap: Vec<String>,
+    /// Bound on one RPC to one broker (a fetch adds its `max_wait`).
+    pub request_timeout: Duration,
+    /// Bound on one operation, retries included.
+    pub total_timeout: Duration,
+    /// Bound on opening a connection.
+    pub connect_timeout: Duration,
+    /// First pause between retries; doubled after each failed attempt.
+    pub retry_backoff_initial: Duration,
+    /// Largest pause between retries.
+    pub retry_backoff_max: Duration,
+    /// Cached metadata older than this is refreshed before use.
+    pub metadata_max_age: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            bootstrap: Vec::new(),
+            request_timeout: Duration::from_secs(10),
+            total_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(2),
+            retry_backoff_initial: Duration::from_millis(50),
+            retry_backoff_max: Duration::from_secs(1),
+            metadata_max_age: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The default config with brokers from `"host:port[,host:port...]"`.
+    pub fn new(bootstrap: &str) -> Result<ClientConfig> {
+        let bootstrap =
+            bootstrap.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from);
+        let config = ClientConfig { bootstrap: bootstrap.collect(), ..ClientConfig::default() };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that the config can work.
+    pub fn validate(&self) -> Result<()> {
+        if self.bootstrap.is_empty() {
+            return Err(Error::NoBrokers);
+        }
+        for addr in &self.bootstrap {
+            let ok = addr.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0)
+            });
+            if !ok {
+                return Err(Error::InvalidConfig(format!("bootstrap address {addr:?}")));
+            }
+        }
+        for (name, d) in [
+            ("request_timeout", self.request_timeout),
+            ("total_timeout", self.total_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("retry_backoff_initial", self.retry_backoff_initial),
+        ] {
+            if d.is_zero() {
+                return Err(Error::InvalidConfig(format!("{name} must be positive")));
+            }
+        }
+        if self.retry_backoff_max < self.retry_backoff_initial {
+            return Err(Error::InvalidConfig(
+                "retry_backoff_max is below retry_backoff_initial".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A connection to a rafka cluster. Cheap to clone: clones share connections and metadata.
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ClientConfig,
+    /// One channel per broker address, reused by every call to it.
+    channels: Mutex<HashMap<String, Channel>>,
+    metadata: Mutex<Cache>,
+    /// Rotates `call_any` over the known brokers.
+    next: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Cache {
+    metadata: ClusterMetadata,
+    /// When `metadata` was fetched; `None` when it must be fetched before use.
+    fresh_since: Option<Instant>,
+}
+
+/// Responses that carry an `Error` message.
+pub(crate) trait HasError {
+    /// The response's error, if any (absent means success).
+    fn error(&self) -> Option<&v1::Error>;
+}
+
+macro_rules! has_error {
+    ($($t:ty),* $(,)?) => {$(
+        impl HasError for $t {
+            fn error(&self) -> Option<&v1::Error> {
+                self.error.as_ref()
+            }
+        }
+    )*};
+}
+
+has_error!(
+    v1::ProduceResponse,
+    v1::FetchResponse,
+    v1::ListOffsetsResponse,
+    v1::InitProducerResponse,
+    v1::CreateTopicResponse,
+    v1::DeleteTopicResponse,
+    v1::AlterTopicConfigResponse,
+    v1::ListTopicsResponse,
+    v1::DescribeTopicResponse,
+    v1::MetadataResponse,
+    v1::DescribeClusterResponse,
+);
+
+/// The error of a response as a `Result`, keeping a `NOT_LEADER` hint apart.
+fn check<T: HasError>(resp: T) -> std::result::Result<T, (Error, Option<v1::LeaderHint>)> {
+    match resp.error() {
+        Some(e) if !e.is_ok() => {
+            Err((Error::broker(e.error_code(), e.message.clone()), e.leader.clone()))
+        }
+        _ => Ok(resp),
+    }
+}
+
+/// The retry policy of one operation: its deadline and the next pause.
+struct Retry {
+    start: Instant,
+    deadline: Instant,
+    backoff: Duration,
+    max: Duration,
+}
+
+impl Retry {
+    fn new(config: &ClientConfig) -> Retry {
+        let start = Instant::now();
+        Retry {
+            start,
+            deadline: start + config.total_timeout,
+            backoff: config.retry_backoff_initial,
+            max: config.retry_backoff_max,
+        }
+    }
+
+    /// Hands back `err` when it is fatal or the deadline has passed; otherwise sleeps the
+    /// backoff (with up to 50% jitter, never past the deadline) so the caller can try again.
+    async fn on_error(&mut self, err: Error) -> Result<()> {
+        if !err.is_retriable() {
+            return Err(err);
+        }
+        let now = Instant::now();
+        if now >= self.deadline {
+            return Err(Error::Timeout(format!(
+                "gave up after {:?}; last error: {err}",
+                now - self.start
+            )));
+        }
+        let half = self.backoff.as_millis() as u64 / 2;
+        let pause = self.backoff / 2 + Duration::from_millis(rand::random::<u64>() % (half + 1));
+        tracing::debug!(error = %err, ?pause, "retrying");
+        tokio::time::sleep_until((now + pause).min(self.deadline)).await;
+        self.backoff = (self.backoff * 2).min(self.max);
+        Ok(())
+    }
+}
+
+impl Client {
+    /// Connects to the cluster through `bootstrap` (`"host:port[,host:port...]"`) with the
+    /// default config; succeeds once any bootstrap broker answers `Metadata`.
+    pub async fn connect(bootstrap: &str) -> Result<Client> {
+        Client::with_config(ClientConfig::new(bootstrap)?).await
+    }
+
+    /// Connects with `config`; succeeds once any bootstrap broker answers `Metadata`.
+    pub async fn with_config(config: ClientConfig) -> Result<Client> {
+        config.validate()?;
+        let client = Client {
+            inner: Arc::new(Inner {
+                config,
+                channels: Mutex::default(),
+                metadata: Mutex::default(),
+                next: AtomicUsize::new(0),
+            }),
+        };
+        client.refresh_metadata().await?;
+        Ok(client)
+    }
+
+    /// The config this client runs with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.config
+    }
+
+    /// The cached cluster metadata, refreshed first when older than `metadata_max_age` or
+    /// marked stale.
+    pub async fn metadata(&self) -> Result<ClusterMetadata> {
+        if self.fresh_metadata().is_none() {
+            self.refresh_metadata().await?;
+        }
+        Ok(self.inner.metadata.lock().unwrap().metadata.clone())
+    }
+
+    /// Fetches all metadata now (with retries) and caches it.
+    pub async fn refresh_metadata(&self) -> Result<ClusterMetadata> {
+        let resp = self
+            .call_any(|ch| async move {
+                admin(ch).metadata(v1::MetadataRequest { topics: Vec::new() }).await
+            })
+            .await?;
+        Ok(self.store_metadata(resp))
+    }
+
+    /// The leader of `topic`/`partition` as `(broker id, address)`, from the cache (refreshed
+    /// when old). `UNKNOWN_TOPIC`, `UNKNOWN_PARTITION` or `LEADER_NOT_AVAILABLE` otherwise.
+    pub async fn leader_for(&self, topic: &str, partition: u32) -> Result<(u64, String)> {
+        let md = self.metadata().await?;
+        leader_in(&md, topic, partition)
+    }
+
+    /// Marks the cached metadata stale: the next routed call fetches it again.
+    pub fn invalidate_metadata(&self) {
+        self.inner.metadata.lock().unwrap().fresh_since = None;
+    }
+
+    fn fresh_metadata(&self) -> Option<ClusterMetadata> {
+        let cache = self.inner.metadata.lock().unwrap();
+        let fresh = cache.fresh_since?.elapsed() < self.inner.config.metadata_max_age;
+        fresh.then(|| cache.metadata.clone())
+    }
+
+    fn store_metadata(&self, resp: v1::MetadataResponse) -> ClusterMetadata {
+        let md = ClusterMetadata::from(resp);
+        let mut cache = self.inner.metadata.lock().unwrap();
+        cache.metadata = md.clone();
+        cache.fresh_since = Some(Instant::now());
+        md
+    }
+
+    /// The cached channel to `addr`, created (lazily connecting) on first use.
+    fn channel(&self, addr: &str) -> Result<Channel> {
+        let mut channels = self.inner.channels.lock().unwrap();
+        if let Some(c) = channels.get(addr) {
+            return Ok(c.clone());
+        }
+        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| Error::InvalidConfig(format!("broker address {addr:?}: {e}")))?;
+        let c = endpoint
+            .connect_timeout(self.inner.config.connect_timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        channels.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Known brokers first, then bootstrap addresses, taken in turn so retries spread out.
+    fn any_addr(&self) -> Result<String> {
+        let mut addrs: Vec<String> = {
+            let cache = self.inner.metadata.lock().unwrap();
+            cache.metadata.brokers.iter().map(|b| b.address.clone()).collect()
+        };
+        for b in &self.inner.config.bootstrap {
+            if !addrs.contains(b) {
+                addrs.push(b.clone());
+            }
+        }
+        if addrs.is_empty() {
+            return Err(Error::NoBrokers);
+        }
+        let i = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        Ok(addrs[i % addrs.len()].clone())
+    }
+
+    /// Runs one RPC to `addr` within the per-request timeout (plus `extra`) and the deadline.
+    async fn attempt<T, Fut>(
+        &self,
+        addr: &str,
+        retry: &Retry,
+        extra: Duration,
+        fut: Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let left = retry.deadline.saturating_duration_since(Instant::now());
+        let limit = (self.inner.config.request_timeout + extra).min(left);
+        let r = match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r.map(tonic::Response::into_inner),
+            Err(_) => Err(tonic::Status::deadline_exceeded(format!("no answer within {limit:?}"))),
+        };
+        r.map_err(|s| {
+            if Error::Transport(s.clone()).is_retriable() {
+                // Reconnect afresh next time; the broker may have restarted elsewhere.
+                self.inner.channels.lock().unwrap().remove(addr);
+            }
+            Error::Transport(s)
+        })
+    }
+
+    /// Sends a request any broker can answer, moving to the next broker after a retriable
+    /// failure, until success, a fatal error or the deadline.
+    pub(crate) async fn call_any<T, F, Fut>(&self, mut call: F) -> Result<T>
+    where
+        T: HasError,
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut retry = Retry::new(&self.inner.config);
+        loop {
+            let r = async {
+                let addr = self.any_addr()?;
+                let resp = self.attempt(&addr, &retry, Duration::ZERO, call(self.channel(&addr)?));
+                check(resp.await?).map_err(|(e, _)| e)
+            };
+            match r.await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => retry.on_error(e).await?,
+            }
+        }
+    }
+
+    /// Sends a request to the leader of `topic`/`partition` until success, a fatal error or
+    /// the deadline, following `NOT_LEADER` hints and refreshing metadata when it is stale.
+    /// `extra` lengthens each attempt (a fetch's long poll).
+    pub(crate) async fn call_partition<T, F, Fut>(
+        &self,
+        topic: &str,
+        partition: u32,
+        extra: Duration,
+        mut call: F,
+    ) -> Result<T>
+    where
+        T: HasError,
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut retry = Retry::new(&self.inner.config);
+        loop {
+            let r = async {
+                let stale = |e: &Error| {
+                    if e.is_retriable() {
+                        self.invalidate_metadata();
+                    }
+                };
+                let addr = self.route(topic, partition, &retry).await.inspect_err(stale)?;
+                let fut = call(self.channel(&addr)?);
+                let resp = self.attempt(&addr, &retry, extra, fut).await.inspect_err(stale)?;
+                check(resp).map_err(|(e, hint)| self.on_partition_error(topic, partition, e, hint))
+            };
+            match r.await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => retry.on_error(e).await?,
+            }
+        }
+    }
+
+    /// Updates the cache after a partition request failed with a broker error.
+    fn on_partition_error(
+        &self,
+        topic: &str,
+        partition: u32,
+        err: Error,
+        hint: Option<v1::LeaderHint>,
+    ) -> Error {
+        match (err.code(), hint) {
+            (Some(ErrorCode::NotLeader), Some(h)) if !h.address.is_empty() => {
+                let mut cache = self.inner.metadata.lock().unwrap();
+                cache.metadata.set_leader(topic, partition, h.broker_id, &h.address);
+            }
+            (Some(ErrorCode::NotLeader | ErrorCode::LeaderNotAvailable), _) => {
+                self.invalidate_metadata()
+            }
+            _ => {}
+        }
+        err
+    }
+
+    /// The address to send a partition request to: its leader per the (refreshed when stale)
+    /// cache; any broker when the topic or partition is unknown, so the broker's answer
+    /// (`UNKNOWN_TOPIC`, `INVALID_TOPIC`, ...) decides.
+    async fn route(&self, topic: &str, partition: u32, retry: &Retry) -> Result<String> {
+        let md = match self.fresh_metadata() {
+            Some(md) if md.partition(topic, partition).is_some() => md,
+            // Unknown or stale: one fetch from one broker; the caller's loop retries it.
+            _ => {
+                let addr = self.any_addr()?;
+                let req = v1::MetadataRequest { topics: Vec::new() };
+                let mut admin = admin(self.channel(&addr)?);
+                let fut = admin.metadata(req);
+                let resp = self.attempt(&addr, retry, Duration::ZERO, fut).await?;
+                self.store_metadata(check(resp).map_err(|(e, _)| e)?)
+            }
+        };
+        if md.partition(topic, partition).is_none() {
+            return self.any_addr();
+        }
+        leader_in(&md, topic, partition).map(|(_, addr)| addr)
+    }
+}
+
+/// The leader of `topic`/`partition` in `md`.
+fn leader_in(md: &ClusterMetadata, topic: &str, partition: u32) -> Result<(u64, String)> {
+    if md.topic(topic).is_none() {
+        return Err(Error::broker(ErrorCode::UnknownTopic, format!("topic {topic:?}")));
+    }
+    let Some(p) = md.partition(topic, partition) else {
+        let what = format!("{topic}/{partition}");
+        return Err(Error::broker(ErrorCode::UnknownPartition, what));
+    };
+    let Some(leader) = p.leader else {
+        let what = format!("{topic}/{partition} has no leader");
+        return Err(Error::broker(ErrorCode::LeaderNotAvailable, what));
+    };
+    match md.address_of(leader) {
+        Some(addr) => Ok((leader, addr.to_string())),
+        None => Err(Error::Protocol(format!("leader {leader} of {topic}/{partition} is unknown"))),
+    }
+}
+
+/// An `Admin` gRPC client over `ch`.
+pub(crate) fn admin(ch: Channel) -> AdminClient<Channel> {
+    AdminClient::new(ch).max_decoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+/// A `Data` gRPC client over `ch`.
+pub(crate) fn data(ch: Channel) -> v1::data_client::DataClient<Channel> {
+    v1::data_client::DataClient::new(ch).max_decoding_message_size(MAX_MESSAGE_SIZE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::BrokerDescription;
+    use crate::metadata::PartitionDescription;
+    use crate::metadata::TopicMetadata;
+
+    fn config() -> ClientConfig {
+        ClientConfig {
+            total_timeout: Duration::from_millis(200),
+            retry_backoff_initial: Duration::from_millis(5),
+            retry_backoff_max: Duration::from_millis(40),
+            ..ClientConfig::new("127.0.0.1:1").unwrap()
+        }
+    }
+
+    #[test]
+    fn bootstrap_strings_parse_and_validate() {
+        let c = ClientConfig::new(" a:1, b:2 ,").unwrap();
+        assert_eq!(c.bootstrap, vec!["a:1", "b:2"]);
+        assert!(matches!(ClientConfig::new(""), Err(Error::NoBrokers)));
+        for bad in ["a", "a:x", ":1", "a:0"] {
+            assert!(matches!(ClientConfig::new(bad), Err(Error::InvalidConfig(_))), "{bad}");
+        }
+        let backwards = ClientConfig { retry_backoff_max: Duration::from_millis(1), ..config() };
+        assert!(matches!(backwards.validate(), Err(Error::InvalidConfig(_))));
+    }
+
+    #[tokio::test]
+    async fn retry_returns_fatal_errors_at_once() {
+        let mut retry = Retry::new(&config());
+        let err = retry.on_error(Error::broker(ErrorCode::InvalidTopic, "bad")).await;
+        assert_eq!(err.unwrap_err().code(), Some(ErrorCode::InvalidTopic));
+        assert!(retry.start.elapsed() < Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn retry_backs_off_until_the_deadline() {
+        let mut retry = Retry::new(&config());
+        let mut attempts = 0;
+        let err = loop {
+            attempts += 1;
+            if let Err(e) = retry.on_error(Error::broker(ErrorCode::NotLeader, "moved")).await {
+                break e;
+            }
+        };
+        assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+        // Pauses grow to 40 ms: about 200 / 40 plus the short first ones, not hundreds.
+        assert!((3..=30).contains(&attempts), "{attempts} attempts");
+        assert!(retry.start.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn leader_lookup_names_what_is_missing() {
+        let md = ClusterMetadata {
+            brokers: vec![BrokerDescription {
+                broker_id: 1,
+                address: "h:1".into(),
+                rack: None,
+                alive: true,
+            }],
+            controller_id: Some(1),
+            topics: vec![TopicMetadata {
+                name: "t".into(),
+                topic_id: 7,
+                error: None,
+                partitions: vec![
+                    PartitionDescription {
+                        partition: 0,
+                        leader: Some(1),
+                        replicas: vec![1],
+                        in_sync: vec![1],
+                        high_watermark: 0,
+                        log_start_offset: 0,
+                    },
+                    PartitionDescription {
+                        partition: 1,
+                        leader: None,
+                        replicas: vec![1],
+                        in_sync: vec![],
+                        high_watermark: 0,
+                        log_start_offset: 0,
+                    },
+                ],
+            }],
+        };
+        assert_eq!(leader_in(&md, "t", 0).unwrap(), (1, "h:1".to_string()));
+        let code = |t, p| leader_in(&md, t, p).unwrap_err().code();
+        assert_eq!(code("t", 1), Some(ErrorCode::LeaderNotAvailable));
+        assert_eq!(code("t", 2), Some(ErrorCode::UnknownPartition));
+        assert_eq!(code("u", 0), Some(ErrorCode::UnknownTopic));
+
+        let mut moved = md.clone();
+        moved.set_leader("t", 1, 2, "h:2");
+        assert_eq!(leader_in(&moved, "t", 1).unwrap(), (2, "h:2".to_string()));
+    }
+}

@@ -1,0 +1,99 @@
+//! [`Error`]: every failure the client reports, with a stable mapping from the wire.
+//!
+//! A response's `Error` message becomes [`Error::Broker`]; a gRPC status becomes
+//! [`Error::Transport`]. Only retriable broker codes ([`ErrorCode::is_retriable`]) and transport
+//! unavailability are ever retried; a fatal code goes straight back to the caller.
+
+use rafka_proto::ErrorCode;
+use tonic::Code;
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A client failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The broker answered with an error code in the response.
+    #[error("broker error {code:?}: {message}")]
+    Broker {
+        /// The code from the response (unknown numbers read as `UNKNOWN`).
+        code: ErrorCode,
+        /// The broker's explanation.
+        message: String,
+    },
+    /// The RPC failed below the response: connection refused or lost, per-request timeout,
+    /// or a gRPC status the broker sent instead of a response.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::Status),
+    /// The operation's total deadline passed while retrying; says what the last attempt got.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The configuration (or bootstrap string) is unusable.
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// No broker address is known.
+    #[error("no brokers to talk to")]
+    NoBrokers,
+    /// A broker's answer does not make sense (e.g. a leader that is not among the brokers).
+    #[error("protocol: {0}")]
+    Protocol(String),
+}
+
+impl Error {
+    /// The broker error code, when the broker sent one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether the same request may succeed if sent again (maybe to another broker): a
+    /// retriable broker code, or the transport being unavailable. Never a fatal code.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            Error::Broker { code, .. } => code.is_retriable(),
+            Error::Transport(s) => is_retriable_status(s),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn broker(code: ErrorCode, message: impl Into<String>) -> Error {
+        Error::Broker { code, message: message.into() }
+    }
+}
+
+/// Transport outcomes worth retrying: the broker may be down, restarting or slow. A status
+/// the broker chose to send about the request itself (invalid argument, ...) is not.
+fn is_retriable_status(s: &tonic::Status) -> bool {
+    match s.code() {
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => true,
+        // A connection reset mid-call surfaces as an h2 or transport error, not Unavailable.
+        Code::Unknown | Code::Internal => {
+            let m = s.message();
+            m.contains("h2 protocol error") || m.contains("transport error")
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fatal_codes_are_not_retriable() {
+        let fatal = Error::broker(ErrorCode::InvalidTopic, "bad");
+        assert_eq!(fatal.code(), Some(ErrorCode::InvalidTopic));
+        assert!(!fatal.is_retriable());
+        assert!(Error::broker(ErrorCode::NotLeader, "moved").is_retriable());
+    }
+
+    #[test]
+    fn only_unavailable_transport_is_retriable() {
+        assert!(Error::Transport(tonic::Status::unavailable("refused")).is_retriable());
+        assert!(!Error::Transport(tonic::Status::invalid_argument("no")).is_retriable());
+        assert!(!Error::Timeout("late".into()).is_retriable());
+        assert_eq!(Error::NoBrokers.code(), None);
+    }
+}
