@@ -10,9 +10,12 @@
 //! - [`admin`]: [`Admin`] — create, delete, list, describe and alter topics; describe the
 //!   cluster; metadata. Returns plain structs such as [`TopicDescription`].
 //! - [`metadata`]: plain views of brokers, topics and partitions ([`ClusterMetadata`]).
+//! - [`producer`]: [`Producer`] — per-partition batching by size and linger, in-order
+//!   delivery with idempotent retries, backpressure and `flush`.
+//! - [`partitioner`]: Kafka's murmur2 and [`partition_for_key`].
 //! - [`error`]: [`Error`] with a stable [`Error::code`] and [`Error::is_retriable`].
 //!
-//! The Producer and Consumer come later; batches are built with `rafka_proto::batch::build`.
+//! The Consumer comes later; batches are built with `rafka_proto::batch::build`.
 
 #![warn(missing_docs)]
 
@@ -21,6 +24,8 @@ pub mod client;
 pub mod data;
 pub mod error;
 pub mod metadata;
+pub mod partitioner;
+pub mod producer;
 
 pub use admin::Admin;
 pub use admin::ClusterDescription;
@@ -36,5 +41,10 @@ pub use metadata::BrokerDescription;
 pub use metadata::ClusterMetadata;
 pub use metadata::PartitionDescription;
 pub use metadata::TopicMetadata;
+pub use partitioner::partition_for_key;
+pub use producer::Producer;
+pub use producer::ProducerConfig;
+pub use producer::ProducerRecord;
+pub use producer::RecordMetadata;
 pub use rafka_proto::ErrorCode;
 pub use rafka_proto::v1::Acks;

@@ -1,0 +1,263 @@
+//! `Producer` against a real 3-broker cluster from the rafka-tests harness.
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use prost::Message;
+use rafka_client::Admin;
+use rafka_client::Client;
+use rafka_client::Error;
+use rafka_client::Producer;
+use rafka_client::ProducerConfig;
+use rafka_client::ProducerRecord;
+use rafka_client::RecordMetadata;
+use rafka_client::partition_for_key;
+use rafka_proto::v1::Compression;
+use rafka_tests::Cluster;
+use rafka_tests::bounded;
+use rafka_tests::poll;
+use tokio::task::JoinSet;
+
+const TEST_LIMIT: Duration = Duration::from_secs(240);
+
+fn bootstrap(cluster: &Cluster) -> String {
+    cluster.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",")
+}
+
+async fn create_topic(admin: &Admin, topic: &str, partitions: u32) {
+    admin.create_topic(topic, partitions, 3, HashMap::new()).await.expect("create");
+    poll("leaders elected", Duration::from_secs(60), || async {
+        let d = admin.describe_topic(topic).await?;
+        match d.partitions.iter().all(|p| p.leader.is_some()) {
+            true => Ok(d),
+            false => Err(Error::Protocol(format!("not all partitions have leaders: {d:?}"))),
+        }
+    })
+    .await
+    .expect("leaders");
+}
+
+fn record(topic: &str, key: Option<String>, value: String) -> ProducerRecord {
+    ProducerRecord {
+        topic: topic.to_string(),
+        key: key.map(Bytes::from),
+        value: Bytes::from(value),
+        ..ProducerRecord::default()
+    }
+}
+
+/// Every record of `topic`/`partition` as `(offset, key, value)`, in offset order.
+async fn read_all(
+    client: &Client,
+    topic: &str,
+    partition: u32,
+) -> Vec<(i64, Option<Bytes>, Bytes)> {
+    let end = client
+        .list_offset(topic, partition, rafka_client::OffsetSpec::Latest)
+        .await
+        .expect("latest");
+    let mut out = Vec::new();
+    let mut next = 0;
+    while next < end {
+        let f = client
+            .fetch(topic, partition, next, 1 << 20, Duration::from_millis(100))
+            .await
+            .expect("fetch");
+        for (base, bytes) in f.batches {
+            let b = rafka_proto::v1::RecordBatch::decode(bytes).expect("batch");
+            let records = rafka_proto::batch::records(&b).expect("records");
+            for (i, r) in records.records.into_iter().enumerate() {
+                let offset = base + i as i64;
+                if offset >= next {
+                    out.push((offset, r.key, r.value));
+                }
+            }
+            next = next.max(base + i64::from(b.record_count));
+        }
+    }
+    out
+}
+
+/// Checks every acknowledged `(value, metadata)` sits exactly once at its offset and that no
+/// value appears twice anywhere in `topic`.
+async fn check_exactly_once(
+    client: &Client,
+    topic: &str,
+    partitions: u32,
+    acked: &[(String, RecordMetadata)],
+) -> HashMap<u32, Vec<(i64, Option<Bytes>, Bytes)>> {
+    let mut logs = HashMap::new();
+    let mut at = HashMap::new();
+    let mut seen = HashSet::new();
+    for p in 0..partitions {
+        let log = read_all(client, topic, p).await;
+        for (offset, _, value) in &log {
+            assert!(seen.insert(value.clone()), "value {value:?} written twice");
+            at.insert((p, *offset), value.clone());
+        }
+        logs.insert(p, log);
+    }
+    for (value, md) in acked {
+        assert_eq!(md.topic, topic);
+        let found = at.get(&(md.partition, md.offset));
+        assert_eq!(found.map(|v| &v[..]), Some(value.as_bytes()), "{value} at {md:?}");
+    }
+    logs
+}
+
+#[tokio::test]
+async fn keyed_records_land_once_in_their_partition_in_order() {
+    bounded("keyed producer", TEST_LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let client = Client::connect(&bootstrap(&cluster)).await.expect("connect");
+        let admin = Admin::new(client.clone());
+        create_topic(&admin, "keyed", 6).await;
+        let config = ProducerConfig { compression: Compression::Lz4, ..ProducerConfig::default() };
+        let producer = Arc::new(Producer::new(client.clone(), config).unwrap());
+
+        // One task per key sends its records in order; keys run concurrently.
+        let mut tasks = JoinSet::new();
+        for k in 0..50 {
+            let producer = Arc::clone(&producer);
+            tasks.spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..100 {
+                    let value = format!("k{k}-{i}");
+                    let r = record("keyed", Some(format!("key-{k}")), value.clone());
+                    let md = producer.send(r).await.unwrap_or_else(|e| panic!("{value}: {e}"));
+                    acked.push((value, md));
+                }
+                acked
+            });
+        }
+        let acked: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+        producer.flush().await;
+        assert_eq!(acked.len(), 5_000);
+
+        let logs = check_exactly_once(&client, "keyed", 6, &acked).await;
+        assert_eq!(logs.values().map(Vec::len).sum::<usize>(), 5_000);
+        for (p, log) in &logs {
+            let mut next_index: HashMap<Bytes, usize> = HashMap::new();
+            for (_, key, value) in log {
+                let key = key.clone().expect("keyed");
+                assert_eq!(partition_for_key(&key, 6), *p, "{key:?}");
+                let i = next_index.entry(key.clone()).or_default();
+                let k = std::str::from_utf8(&key[4..]).unwrap();
+                assert_eq!(&value[..], format!("k{k}-{i}").as_bytes(), "order of {key:?}");
+                *i += 1;
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn idempotent_sends_survive_killing_a_leader() {
+    bounded("leader kill under producer", TEST_LIMIT, async {
+        let mut cluster = Cluster::start(3).await;
+        let client = Client::connect(&bootstrap(&cluster)).await.expect("connect");
+        let admin = Admin::new(client.clone());
+        create_topic(&admin, "moving", 3).await;
+        let producer = Arc::new(Producer::new(client.clone(), ProducerConfig::default()).unwrap());
+        let leader = admin.describe_topic("moving").await.unwrap().partitions[0].leader.unwrap();
+
+        let (progress, mut progress_rx) = tokio::sync::watch::channel(0usize);
+        let progress = Arc::new(progress);
+        let mut tasks = JoinSet::new();
+        for k in 0..20 {
+            let producer = Arc::clone(&producer);
+            let progress = Arc::clone(&progress);
+            tasks.spawn(async move {
+                let mut results = Vec::new();
+                for i in 0..100 {
+                    let value = format!("k{k}-{i}");
+                    let r = record("moving", Some(format!("key-{k}")), value.clone());
+                    results.push((value, producer.send(r).await));
+                    progress.send_modify(|n| *n += 1);
+                }
+                results
+            });
+        }
+        progress_rx.wait_for(|n| *n >= 600).await.unwrap();
+        cluster.must_kill(leader);
+        let results: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+        producer.flush().await;
+
+        let acked: Vec<_> =
+            results.into_iter().filter_map(|(v, r)| r.ok().map(|md| (v, md))).collect();
+        eprintln!("{} of 2000 sends succeeded across the kill of broker {leader}", acked.len());
+        assert!(acked.len() >= 600, "only {} of 2000 sends succeeded", acked.len());
+        check_exactly_once(&client, "moving", 3, &acked).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keyless_records_stick_to_a_partition_per_batch_but_move_on() {
+    bounded("sticky partitioner", TEST_LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let client = Client::connect(&bootstrap(&cluster)).await.expect("connect");
+        let admin = Admin::new(client.clone());
+        create_topic(&admin, "keyless", 6).await;
+        let config = ProducerConfig { batch_size: 2048, ..ProducerConfig::default() };
+        let producer = Arc::new(Producer::new(client.clone(), config).unwrap());
+
+        let mut tasks = JoinSet::new();
+        for t in 0..10 {
+            let producer = Arc::clone(&producer);
+            tasks.spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..40 {
+                    let value = format!("t{t}-{i}-{}", "x".repeat(100));
+                    let md = producer.send(record("keyless", None, value.clone())).await.unwrap();
+                    acked.push((value, md));
+                }
+                acked
+            });
+        }
+        let acked: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+        producer.flush().await;
+
+        let logs = check_exactly_once(&client, "keyless", 6, &acked).await;
+        let used: Vec<u32> = logs.iter().filter(|(_, l)| !l.is_empty()).map(|(p, _)| *p).collect();
+        assert!(used.len() > 1, "all keyless records went to {used:?}");
+        assert_eq!(logs.values().map(Vec::len).sum::<usize>(), 400);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sends_wait_for_buffer_memory_and_all_succeed() {
+    bounded("backpressure", TEST_LIMIT, async {
+        let cluster = Cluster::start(3).await;
+        let client = Client::connect(&bootstrap(&cluster)).await.expect("connect");
+        let admin = Admin::new(client.clone());
+        create_topic(&admin, "tight", 2).await;
+        // 50 concurrent senders of ~240-byte records need far more than 2 KiB at once.
+        let config =
+            ProducerConfig { batch_size: 1024, buffer_memory: 2048, ..ProducerConfig::default() };
+        let producer = Arc::new(Producer::new(client.clone(), config).unwrap());
+
+        let mut tasks = JoinSet::new();
+        for t in 0..50 {
+            let producer = Arc::clone(&producer);
+            tasks.spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..10 {
+                    let value = format!("t{t}-{i}-{}", "y".repeat(200));
+                    let r = record("tight", Some(format!("t{t}")), value.clone());
+                    acked.push((value, producer.send(r).await.unwrap()));
+                }
+                acked
+            });
+        }
+        let acked: Vec<_> = tasks.join_all().await.into_iter().flatten().collect();
+        producer.flush().await;
+        let logs = check_exactly_once(&client, "tight", 2, &acked).await;
+        assert_eq!(logs.values().map(Vec::len).sum::<usize>(), 500);
+    })
+    .await;
+}
