@@ -199,6 +199,11 @@ impl Broker {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&group).cloned()
     }
 
+    /// Every hosted partition replica (a snapshot of the set).
+    pub fn hosted(&self) -> Vec<Arc<Partition>> {
+        self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
     /// Resolves `topic`/`partition` to its record and group.
     pub fn lookup(&self, topic: &str, partition: u32) -> Result<(TopicRecord, u64)> {
         let state = self.state();

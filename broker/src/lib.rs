@@ -165,8 +165,7 @@ pub async fn run(
             l.abort();
         }
         broker.node.clone().shutdown().await;
-        let parts: Vec<_> =
-            broker.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let parts = broker.hosted();
         for p in parts {
             let sm = p.group.state_machine();
             // Skipped when not everything applied is durable: a restart re-applies the rest.

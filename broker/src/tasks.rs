@@ -138,8 +138,7 @@ async fn host_partition(b: &Arc<Broker>, name: &str, p: &PartitionRecord) -> any
 
 /// What this broker leads, for the controller.
 fn leading(b: &Broker) -> Vec<internal::PartitionReport> {
-    let parts: Vec<Arc<Partition>> =
-        b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+    let parts = b.hosted();
     let mut out = Vec::new();
     for p in parts {
         if !p.group.is_leader() {
@@ -245,8 +244,7 @@ pub async fn retention_loop(b: Arc<Broker>) {
     while !b.is_stopping() {
         tokio::time::sleep(every).await;
         let state = b.state();
-        let parts: Vec<Arc<Partition>> =
-            b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let parts = b.hosted();
         for p in parts {
             let Some((t, _)) = state.partition_of_group(p.group.id()) else { continue };
             let c = b.topic_config(t);
@@ -270,8 +268,7 @@ pub async fn leader_balance_loop(b: Arc<Broker>) {
     while !b.is_stopping() {
         tokio::time::sleep(every).await;
         let state = b.state();
-        let parts: Vec<Arc<Partition>> =
-            b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let parts = b.hosted();
         for p in parts {
             if !p.group.is_leader_ready() {
                 continue;
@@ -300,8 +297,7 @@ pub async fn leader_balance_loop(b: Arc<Broker>) {
 /// Refreshes the per-partition and controller gauges every few seconds.
 pub async fn metrics_loop(b: Arc<Broker>) {
     while !b.is_stopping() {
-        let parts: Vec<Arc<Partition>> =
-            b.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let parts = b.hosted();
         for p in parts {
             let labels = [("partition", p.name.clone())];
             let segments = p.group.log().segments();

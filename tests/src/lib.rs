@@ -42,6 +42,7 @@ pub mod cluster;
 mod fake;
 pub mod http;
 pub mod ports;
+pub mod produced;
 pub mod raw;
 pub mod records;
 pub mod wait;

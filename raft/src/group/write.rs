@@ -1,0 +1,188 @@
+//! Writing to a group: proposals (waited for, or submitted in order and fenced to a term),
+//! the leader-ready rule, and lease renewal for quiesced groups.
+
+use super::*;
+
+impl<A: App, S: StateMachine<A>> Group<A, S> {
+    /// Proposes `data`; returns its log id and the state machine's response once it is
+    /// committed and applied. Fails `NOT_LEADER` (with the leader) on a follower.
+    pub async fn write(&self, data: A::Data) -> Result<(LogId, A::Response), Error> {
+        let g = self.inner.id;
+        let mut attempt = 0;
+        loop {
+            match self.inner.raft.client_write(data.clone()).await {
+                Ok(r) => return Ok((r.log_id, r.data)),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
+                    if f.reason == ForwardReason::LeaseExpired && attempt < 3 =>
+                {
+                    // An idle (quiesced) group sends no heartbeats, so its leader's quorum
+                    // lease lapses; one heartbeat round renews it.
+                    attempt += 1;
+                    self.renew_lease().await?;
+                }
+                Err(e) => {
+                    tracing::debug!(group = g, "write refused: {e}");
+                    return Err(self.client_write_error(g, e));
+                }
+            }
+        }
+    }
+
+    /// Submits `data` for replication without waiting for it; the returned future resolves
+    /// with its log id and the state machine's response once it is committed and applied.
+    /// Proposals submitted one after another enter the log in that order, and only while
+    /// this replica leads the term it led at submission (else they fail `NOT_LEADER`).
+    pub async fn propose(
+        &self,
+        data: A::Data,
+    ) -> Result<impl Future<Output = Result<(LogId, A::Response), Error>> + Send + 'static, Error>
+    {
+        let term = self.metrics().current_term;
+        self.propose_in_term(data, term).await
+    }
+
+    /// [`Group::propose`], refused (`NOT_LEADER`) unless this replica leads `term`: a caller
+    /// that checked state under one term never proposes into another.
+    pub async fn propose_in_term(
+        &self,
+        data: A::Data,
+        term: u64,
+    ) -> Result<impl Future<Output = Result<(LogId, A::Response), Error>> + Send + 'static, Error>
+    {
+        let g = self.inner.id;
+        let m = self.metrics();
+        if m.state != ServerState::Leader || m.current_term != term {
+            return Err(Error::NotLeader { group: g, leader: self.leader() });
+        }
+        // A lone voter is its own quorum: it has no lease to renew (no heartbeat of its would
+        // ever be acknowledged).
+        let alone = m.membership_config.membership().voter_ids().count() <= 1;
+        let fresh = m
+            .last_quorum_acked
+            .as_ref()
+            .is_some_and(|t| openraft::Instant::elapsed(&**t) < self.inner.lease / 2);
+        if !alone && !fresh {
+            self.renew_lease().await?;
+        }
+        let (responder, rx) = openraft::impls::ProgressResponder::complete_only();
+        self.inner
+            .raft
+            .write(data)
+            .with_leader(crate::types::CommittedLeaderId::new(term))
+            .responder(responder)
+            .await
+            .map_err(|e| Error::Stopped { group: g, detail: e.to_string() })?;
+        let group = self.clone();
+        Ok(async move {
+            match rx.await {
+                Ok(Ok(r)) => Ok((r.log_id, r.data)),
+                Ok(Err(e)) => Err(group.write_error(g, e)),
+                Err(_) => Err(Error::Stopped { group: g, detail: "proposal dropped".into() }),
+            }
+        })
+    }
+
+    /// Whether this replica leads and has applied an entry of its own term: every entry of
+    /// earlier terms is then applied too, so state read from the state machine is complete.
+    pub fn is_leader_ready(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        m.state == ServerState::Leader
+            && m.last_applied
+                .as_ref()
+                .is_some_and(|l| l.committed_leader_id().term == m.current_term)
+    }
+
+    /// Waits up to `timeout` for [`Group::is_leader_ready`]; false if this replica stops
+    /// leading or time runs out.
+    pub async fn wait_leader_ready(&self, timeout: Duration) -> bool {
+        let ready = self
+            .inner
+            .raft
+            .wait(Some(timeout))
+            .metrics(
+                |m| {
+                    m.state != ServerState::Leader
+                        || m.last_applied
+                            .as_ref()
+                            .is_some_and(|l| l.committed_leader_id().term == m.current_term)
+                },
+                "leader ready",
+            )
+            .await;
+        ready.is_ok() && self.is_leader_ready()
+    }
+
+    /// Sends heartbeat rounds until a quorum has acknowledged one (one renewal at a time
+    /// per group; concurrent writers wait for it).
+    pub(super) async fn renew_lease(&self) -> Result<(), Error> {
+        let g = self.inner.id;
+        let raft = &self.inner.raft;
+        let lease = self.inner.lease;
+        let _one = self.inner.renewing.lock().await;
+        let fresh = |m: &RaftMetrics<TypeConfig<A>>| {
+            m.last_quorum_acked
+                .as_ref()
+                .is_some_and(|t| openraft::Instant::elapsed(&**t) < lease / 2)
+        };
+        // Bounded by round-trip timing, not by the (long) lease: a deposed or cut-off leader
+        // must not hold writers for long.
+        let round = self.inner.heartbeat_timeout;
+        let deadline = std::time::Instant::now() + round * 3;
+        loop {
+            if self.metrics().state != ServerState::Leader || fresh(&self.metrics()) {
+                return Ok(());
+            }
+            let sent = <openraft::TokioInstant as openraft::Instant>::now();
+            raft.trigger().heartbeat().await.map_err(|e| stopped(g, e))?;
+            let acked = raft
+                .wait(Some(round))
+                .metrics(
+                    |m| {
+                        m.state != ServerState::Leader
+                            || m.last_quorum_acked.as_ref().is_some_and(|acked| **acked >= sent)
+                    },
+                    "quorum lease renewed",
+                )
+                .await;
+            if acked.is_ok() {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    group: g,
+                    detail: "no quorum acknowledged a heartbeat: leader lease not renewed".into(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn client_write_error(
+        &self,
+        g: GroupId,
+        e: RaftError<TypeConfig<A>, ClientWriteError<TypeConfig<A>>>,
+    ) -> Error {
+        match e {
+            RaftError::APIError(e) => self.write_error(g, e),
+            other => Error::Stopped { group: g, detail: other.to_string() },
+        }
+    }
+
+    pub(super) fn write_error(&self, g: GroupId, e: ClientWriteError<TypeConfig<A>>) -> Error {
+        match e {
+            ClientWriteError::ForwardToLeader(f) => {
+                Error::NotLeader { group: g, leader: f.leader_id.zip(f.leader_node) }
+            }
+            ClientWriteError::ChangeMembershipError(c) => {
+                Error::Membership { group: g, detail: c.to_string() }
+            }
+            // The entry may still commit through the new leader: the outcome is unknown.
+            e @ ClientWriteError::LogEntryDiscarded(_) => {
+                Error::Timeout { group: g, detail: e.to_string() }
+            }
+            ClientWriteError::PreconditionFailed(_) => {
+                Error::NotLeader { group: g, leader: self.leader() }
+            }
+        }
+    }
+}
