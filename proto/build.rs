@@ -1,7 +1,7 @@
 //! Compiles `proto/rafka/v1/*.proto` with protox (pure Rust: no protoc binary needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/rafka/v1/rafka.proto"];
+    let files = ["proto/rafka/v1/rafka.proto", "proto/rafka/v1/groups.proto"];
     for f in &files {
         println!("cargo:rerun-if-changed={f}");
     }

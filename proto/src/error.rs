@@ -16,6 +16,8 @@ impl ErrorCode {
                 | ErrorCode::NotEnoughReplicas
                 | ErrorCode::BrokerNotAvailable
                 | ErrorCode::NotController
+                | ErrorCode::NotCoordinator
+                | ErrorCode::CoordinatorNotAvailable
         )
     }
 }

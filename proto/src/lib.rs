@@ -1,15 +1,18 @@
 //! rafka-proto: rafka's public wire contract.
 //!
 //! - [`v1`]: the `rafka.v1` protobuf package (`proto/rafka/v1/rafka.proto`) as generated
-//!   Rust types, with the tonic clients and servers of the `Data` and `Admin` services.
+//!   Rust types, with the tonic clients and servers of the `Data`, `Admin` and `Groups`
+//!   services (`groups.proto`).
 //! - [`error`]: helpers on [`v1::ErrorCode`] (retriable or fatal) and building [`v1::Error`].
 //! - [`batch`]: the `RecordBatch` checksum and the structural validation the broker runs
 //!   before storing a batch.
+//! - [`groups`]: which `__consumer_offsets` partition owns a consumer group.
 //!
 //! This crate is a pure codec: no I/O and no async beyond the generated tonic stubs.
 
 pub mod batch;
 pub mod error;
+pub mod groups;
 
 /// Generated code of the `rafka.v1` package.
 #[allow(clippy::all, missing_docs)]
