@@ -30,6 +30,8 @@ use crate::controller::live::LiveView;
 use crate::controller::state::TopicRecord;
 use crate::error::Error;
 use crate::error::Result;
+use crate::group::Coordinator;
+use crate::group::GroupsDb;
 use crate::partition::Partition;
 use crate::topic::TopicConfig;
 
@@ -54,6 +56,12 @@ pub struct Broker {
     pub(crate) stopping: AtomicBool,
     /// Groups whose deletion is under way (one task each).
     pub(crate) deleting: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// The consumer-group database (offsets partitions' state).
+    pub groups_db: Arc<GroupsDb>,
+    /// Hosted `__consumer_offsets` partition replicas by group id.
+    pub coordinators: RwLock<HashMap<u64, Arc<Coordinator>>>,
+    /// Set while this broker (as controller leader) creates `__consumer_offsets`.
+    pub(crate) creating_offsets_topic: AtomicBool,
 }
 
 impl Broker {
@@ -79,6 +87,7 @@ impl Broker {
                 node.add_peer(*peer, addr)?;
             }
         }
+        let groups_db = GroupsDb::open(&config.data_dir.join("consumer-groups"))?;
         let (sm, controller_state) = ControllerSm::new();
         let controller = node.create_group(CONTROLLER_GROUP, id, sm).await?;
         let broker = Arc::new(Broker {
@@ -93,6 +102,9 @@ impl Broker {
             channels: Default::default(),
             stopping: AtomicBool::new(false),
             deleting: Default::default(),
+            groups_db,
+            coordinators: RwLock::default(),
+            creating_offsets_topic: AtomicBool::new(false),
         });
         broker.bootstrap_controller(cluster);
         Ok(broker)
@@ -204,6 +216,17 @@ impl Broker {
         self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
+    /// Every hosted `__consumer_offsets` replica.
+    pub fn coordinators(&self) -> Vec<Arc<Coordinator>> {
+        self.coordinators.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Whether a replica of `group` (partition or offsets partition) is hosted here.
+    pub fn hosts(&self, group: u64) -> bool {
+        self.partition(group).is_some()
+            || self.coordinators.read().unwrap_or_else(|p| p.into_inner()).contains_key(&group)
+    }
+
     /// Resolves `topic`/`partition` to its record and group.
     pub fn lookup(&self, topic: &str, partition: u32) -> Result<(TopicRecord, u64)> {
         let state = self.state();
@@ -235,6 +258,12 @@ impl Broker {
     /// hosts one.
     pub fn route(&self, topic: &str, partition: u32) -> Result<(TopicRecord, Arc<Partition>)> {
         let (t, group) = self.lookup(topic, partition)?;
+        if t.internal {
+            return Err(Error::new(
+                ErrorCode::InvalidTopic,
+                format!("{topic} is internal: use the Groups RPCs (CommitOffsets, FetchOffsets)"),
+            ));
+        }
         match self.partition(group) {
             Some(p) => Ok((t, p)),
             None => {
@@ -276,13 +305,18 @@ impl Broker {
         if !state.brokers.contains_key(&self.id) {
             return Err("this broker is not registered with the controller yet".into());
         }
-        let hosted = self.partitions.read().unwrap_or_else(|p| p.into_inner());
+        if !state.topics.contains_key(rafka_proto::groups::OFFSETS_TOPIC) {
+            return Err(format!(
+                "{} is not created yet (it needs its replication factor of live brokers)",
+                rafka_proto::groups::OFFSETS_TOPIC
+            ));
+        }
         let missing = state
             .topics
             .values()
             .flat_map(|t| t.partitions.iter())
             .filter(|p| p.replicas.iter().any(|r| r.broker == self.id))
-            .filter(|p| !hosted.contains_key(&p.group))
+            .filter(|p| !self.hosts(p.group))
             .count();
         if missing > 0 {
             return Err(format!("{missing} assigned partitions not loaded yet"));

@@ -100,6 +100,8 @@ pub struct BrokerConfig {
     pub raft: rafka_raft::RaftTiming,
     /// Settings of topics created without them (`[topic-defaults]`).
     pub topic_defaults: TopicDefaults,
+    /// Consumer groups (`[groups]`).
+    pub groups: crate::group::GroupsConfig,
 }
 
 impl Default for BrokerConfig {
@@ -122,6 +124,7 @@ impl Default for BrokerConfig {
             log: rafka_raft::LogConfig::default(),
             raft: rafka_raft::RaftTiming::default(),
             topic_defaults: TopicDefaults::default(),
+            groups: crate::group::GroupsConfig::default(),
         }
     }
 }
@@ -293,7 +296,7 @@ impl From<figment::Error> for ConfigError {
     }
 }
 
-fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+pub(crate) fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.into(), reason: reason.into(), origin: None }
 }
 
@@ -379,6 +382,7 @@ impl BrokerConfig {
         self.log.validate().map_err(|e| invalid("log", raft_reason(e)))?;
         self.raft.validate().map_err(|e| invalid("raft", raft_reason(e)))?;
         self.topic_defaults.validate()?;
+        self.groups.validate()?;
         self.initial_cluster()?;
         Ok(())
     }

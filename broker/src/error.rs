@@ -83,6 +83,19 @@ impl From<BatchError> for Error {
     }
 }
 
+impl From<crate::group::state::GroupError> for Error {
+    fn from(e: crate::group::state::GroupError) -> Error {
+        use crate::group::state::GroupError as G;
+        let code = match e {
+            G::UnknownMemberId { .. } => ErrorCode::UnknownMemberId,
+            G::FencedMemberEpoch { .. } => ErrorCode::FencedMemberEpoch,
+            G::StaleMemberEpoch { .. } => ErrorCode::StaleMemberEpoch,
+            G::UnsupportedAssignor { .. } => ErrorCode::UnsupportedAssignor,
+        };
+        Error::new(code, e.to_string())
+    }
+}
+
 /// The wire `Error` of a result: NONE for Ok.
 pub fn proto_error<T>(r: &Result<T>) -> v1::Error {
     match r {

@@ -9,11 +9,14 @@
 //! - [`partition`]: one partition replica — its state machine (next offset, producer table,
 //!   checkpoints, snapshots at the retention point), produce with idempotence, fetch and
 //!   offset lookups, retention.
+//! - [`group`]: consumer groups — `__consumer_offsets` partitions as coordinators (offsets and
+//!   KIP-848 membership in RocksDB), assignors, session timeouts.
 //! - [`tasks`]: background loops — reconciler, heartbeats to the controller, retention,
 //!   metrics refresh.
-//! - [`server`]: the gRPC services (`Data`, `Admin`, the internal service); the Raft transport
+//! - [`server`]: the gRPC services (`Data`, `Admin`, `Groups`, the internal service); the Raft transport
 //!   shares the same port.
 //! - [`topic`]: topic names and per-topic configs. [`error`]: the one mapping to wire codes.
+//!   [`json_entry`]: the JSON entry payload of the controller and offsets logs.
 //! - [`config`]: layered configuration. [`http`]: `/metrics`, `/healthz`, `/readyz`.
 //!   [`telemetry`]: tracing and the Prometheus recorder. [`metrics`]: metric names.
 //!
@@ -50,7 +53,9 @@ pub mod broker;
 pub mod config;
 pub mod controller;
 pub mod error;
+pub mod group;
 pub mod http;
+pub mod json_entry;
 pub mod metrics;
 pub mod partition;
 pub mod server;
@@ -119,6 +124,9 @@ pub async fn run(
             .add_service(rafka_proto::v1::admin_server::AdminServer::new(
                 server::admin::AdminService { broker: b.clone() },
             ))
+            .add_service(rafka_proto::v1::groups_server::GroupsServer::new(
+                server::groups::GroupsService { broker: b.clone() },
+            ))
             .add_service(internal::internal_server::InternalServer::new(server::InternalService {
                 broker: b.clone(),
             }))
@@ -149,6 +157,7 @@ pub async fn run(
         tokio::spawn(tasks::retention_loop(broker.clone())),
         tokio::spawn(tasks::metrics_loop(broker.clone())),
         tokio::spawn(tasks::leader_balance_loop(broker.clone())),
+        tokio::spawn(group::tasks::coordinator_loop(broker.clone())),
     ];
     tracing::info!(broker = broker.id, addr = %broker.address, "broker started");
     let failed = tokio::select! {

@@ -1,4 +1,5 @@
-//! Metric names of the broker (`rafka_broker_*`, `rafka_partition_*`, `rafka_controller_*`),
+//! Metric names of the broker (`rafka_broker_*`, `rafka_partition_*`, `rafka_controller_*`,
+//! `rafka_group_*`),
 //! described once by [`describe`].
 
 /// Requests handled, by `rpc` and error `code` (NONE for success).
@@ -30,6 +31,15 @@ pub const CONTROLLER_BROKERS: &str = "rafka_controller_brokers";
 /// Raft index of the controller state this broker applied.
 pub const CONTROLLER_VERSION: &str = "rafka_controller_state_version";
 
+/// Records a group has not consumed, by `group`, `topic`, `partition` (on the coordinator).
+pub const GROUP_LAG: &str = "rafka_group_lag_records";
+/// Committed offset of a group, by `group`, `topic`, `partition` (on the coordinator).
+pub const GROUP_COMMITTED_OFFSET: &str = "rafka_group_committed_offset";
+/// Members of a group, by `group` (on the coordinator).
+pub const GROUP_MEMBERS: &str = "rafka_group_members";
+/// Groups this broker coordinates.
+pub const GROUPS_COORDINATED: &str = "rafka_group_coordinated";
+
 /// Describes every broker metric to the installed recorder.
 pub fn describe() {
     use metrics::Unit;
@@ -51,6 +61,10 @@ pub fn describe() {
     metrics::describe_gauge!(CONTROLLER_TOPICS, "Topics in the controller state.");
     metrics::describe_gauge!(CONTROLLER_BROKERS, "Registered brokers.");
     metrics::describe_gauge!(CONTROLLER_VERSION, "Applied controller state version.");
+    metrics::describe_gauge!(GROUP_LAG, "Consumer lag: high watermark minus committed offset.");
+    metrics::describe_gauge!(GROUP_COMMITTED_OFFSET, "Committed offset per group partition.");
+    metrics::describe_gauge!(GROUP_MEMBERS, "Members per group.");
+    metrics::describe_gauge!(GROUPS_COORDINATED, "Groups this broker coordinates.");
 }
 
 /// Counts one request and its latency.

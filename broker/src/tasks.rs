@@ -7,13 +7,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rafka_proto::groups::OFFSETS_TOPIC;
+use rafka_raft::App;
+use rafka_raft::Group;
 use rafka_raft::ReplicaNode;
+use rafka_raft::StateMachine;
 
 use crate::broker::Broker;
 use crate::controller::Command;
 use crate::controller::live::PartitionLive;
 use crate::controller::state::BrokerRecord;
 use crate::controller::state::PartitionRecord;
+use crate::group::Coordinator;
+use crate::group::OffsetsSm;
 use crate::internal;
 use crate::metrics as m;
 use crate::partition::Partition;
@@ -40,9 +46,14 @@ async fn reconcile(b: &Arc<Broker>) {
     let state = b.state();
     for t in state.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
-            if p.replicas.iter().any(|r| r.broker == b.id) && b.partition(p.group).is_none() {
+            if p.replicas.iter().any(|r| r.broker == b.id) && !b.hosts(p.group) {
                 let name = format!("{}-{i}", t.name);
-                if let Err(e) = host_partition(b, &name, p).await {
+                let hosted = if t.internal && t.name == OFFSETS_TOPIC {
+                    host_coordinator(b, &name, i as u32, p).await
+                } else {
+                    host_partition(b, &name, p).await
+                };
+                if let Err(e) = hosted {
                     tracing::warn!(partition = %name, "cannot host partition yet: {e}");
                 }
             }
@@ -93,12 +104,44 @@ fn checkpoint_path(b: &Broker, group: u64) -> std::path::PathBuf {
 }
 
 async fn host_partition(b: &Arc<Broker>, name: &str, p: &PartitionRecord) -> anyhow::Result<()> {
-    let state = b.state();
     let mine = p.replicas.iter().find(|r| r.broker == b.id).expect("assigned here");
     let retention = Arc::default();
     let log_handle: crate::partition::sm::LogHandle = Arc::default();
     let (sm, applied) =
         PartitionSm::open(checkpoint_path(b, p.group), log_handle.clone(), Arc::clone(&retention))?;
+    let members = replica_members(b, p)?;
+    let group = b.node.create_group(p.group, mine.replica, sm).await?;
+    let _ = log_handle.set(group.log().clone());
+    let part = Arc::new(Partition::new(name.to_string(), group.clone(), applied, retention));
+    b.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, part);
+    initialize_if_new(b, group, p, members, name);
+    Ok(())
+}
+
+/// Hosts a replica of a `__consumer_offsets` partition: a group coordinator.
+async fn host_coordinator(
+    b: &Arc<Broker>,
+    name: &str,
+    partition: u32,
+    p: &PartitionRecord,
+) -> anyhow::Result<()> {
+    let mine = p.replicas.iter().find(|r| r.broker == b.id).expect("assigned here");
+    let sm = OffsetsSm::open(b.groups_db.clone(), p.group)?;
+    let view = sm.view();
+    let members = replica_members(b, p)?;
+    let group = b.node.create_group(p.group, mine.replica, sm).await?;
+    let c = Coordinator::new(partition, group.clone(), b.groups_db.clone(), view, b.config.groups.clone());
+    b.coordinators.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, Arc::new(c));
+    initialize_if_new(b, group, p, members, name);
+    Ok(())
+}
+
+/// The voters of a partition group, registering their brokers as Raft peers.
+fn replica_members(
+    b: &Broker,
+    p: &PartitionRecord,
+) -> anyhow::Result<BTreeMap<u64, ReplicaNode>> {
+    let state = b.state();
     let mut members = BTreeMap::new();
     for r in &p.replicas {
         let broker = state
@@ -111,63 +154,81 @@ async fn host_partition(b: &Arc<Broker>, name: &str, p: &PartitionRecord) -> any
         members
             .insert(r.replica, ReplicaNode { broker_id: r.broker, addr: broker.address.clone() });
     }
-    let group = b.node.create_group(p.group, mine.replica, sm).await?;
-    let _ = log_handle.set(group.log().clone());
-    let part = Arc::new(Partition::new(name.to_string(), group.clone(), applied, retention));
-    b.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, part);
-    if group.metrics().last_log_index.is_none() {
-        // A new group: its first replica initialises it at once; the others only if it still
-        // has no log after an election timeout (that broker may be down).
-        let delay = if p.replicas[0].broker == b.id {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(b.config.raft.election_timeout_max_ms * 2)
-        };
-        let name = name.to_string();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if group.metrics().last_log_index.is_none()
-                && let Err(e) = group.initialize(members).await
-            {
-                tracing::debug!(partition = %name, "already initialised: {e}");
-            }
-        });
+    Ok(members)
+}
+
+/// A new group: its first replica initialises it at once; the others only if it still has
+/// no log after an election timeout (that broker may be down).
+fn initialize_if_new<A: App, S: StateMachine<A>>(
+    b: &Broker,
+    group: Group<A, S>,
+    p: &PartitionRecord,
+    members: BTreeMap<u64, ReplicaNode>,
+    name: &str,
+) {
+    if group.metrics().last_log_index.is_some() {
+        return;
     }
-    Ok(())
+    let delay = if p.replicas[0].broker == b.id {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(b.config.raft.election_timeout_max_ms * 2)
+    };
+    let name = name.to_string();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        if group.metrics().last_log_index.is_none()
+            && let Err(e) = group.initialize(members).await
+        {
+            tracing::debug!(partition = %name, "already initialised: {e}");
+        }
+    });
 }
 
 /// What this broker leads, for the controller.
 fn leading(b: &Broker) -> Vec<internal::PartitionReport> {
-    let parts = b.hosted();
-    let mut out = Vec::new();
-    for p in parts {
-        if !p.group.is_leader() {
-            continue;
-        }
-        let metrics = p.group.metrics();
-        let last = metrics.last_log_index.unwrap_or(0);
-        let membership = metrics.membership_config.membership().clone();
-        let mut in_sync = vec![b.id];
-        if let Some(replication) = &metrics.replication {
-            for (replica, matched) in replication {
-                let Some(node) = membership.get_node(replica) else { continue };
-                let matched = matched.as_ref().map_or(0, |l| l.index);
-                if node.broker_id != b.id && matched + IN_SYNC_MAX_LAG >= last {
-                    in_sync.push(node.broker_id);
-                }
+    let mut out: Vec<_> = b
+        .hosted()
+        .iter()
+        .filter_map(|p| report(b, &p.group, p.applied().high_watermark, p.log_start_offset()))
+        .collect();
+    // Offsets partitions hold no records: they report leadership only.
+    out.extend(b.coordinators().iter().filter_map(|c| report(b, &c.group, 0, 0)));
+    out
+}
+
+/// The leader's report of one group; `None` on a follower.
+fn report<A: App, S: StateMachine<A>>(
+    b: &Broker,
+    group: &Group<A, S>,
+    high_watermark: i64,
+    log_start_offset: i64,
+) -> Option<internal::PartitionReport> {
+    if !group.is_leader() {
+        return None;
+    }
+    let metrics = group.metrics();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let membership = metrics.membership_config.membership().clone();
+    let mut in_sync = vec![b.id];
+    if let Some(replication) = &metrics.replication {
+        for (replica, matched) in replication {
+            let Some(node) = membership.get_node(replica) else { continue };
+            let matched = matched.as_ref().map_or(0, |l| l.index);
+            if node.broker_id != b.id && matched + IN_SYNC_MAX_LAG >= last {
+                in_sync.push(node.broker_id);
             }
         }
-        in_sync.sort_unstable();
-        in_sync.dedup();
-        out.push(internal::PartitionReport {
-            group: p.group.id(),
-            term: metrics.current_term,
-            in_sync,
-            high_watermark: p.applied().high_watermark,
-            log_start_offset: p.log_start_offset(),
-        });
     }
-    out
+    in_sync.sort_unstable();
+    in_sync.dedup();
+    Some(internal::PartitionReport {
+        group: group.id(),
+        term: metrics.current_term,
+        in_sync,
+        high_watermark,
+        log_start_offset,
+    })
 }
 
 /// Sends a heartbeat to the controller leader every half second.
@@ -235,6 +296,7 @@ pub fn handle_heartbeat(
             }
         });
     }
+    crate::group::tasks::ensure_offsets_topic(b);
     internal::BrokerHeartbeatResponse { accepted: true, message: String::new() }
 }
 

@@ -46,6 +46,10 @@ heartbeat-interval-ms = 200
 election-timeout-min-ms = 1000
 election-timeout-max-ms = 2000
 election-jitter-ms = 100
+
+[groups]
+# Two offsets partitions (not 16): every cluster of every suite hosts them.
+offsets-topic-partitions = 2
 "#;
 
 /// How to start a [`Cluster`].

@@ -12,17 +12,14 @@ pub mod live;
 pub mod placement;
 pub mod state;
 
-use std::fmt;
 use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use bytes::BytesMut;
 use rafka_raft::Entry;
 use rafka_raft::EntryPayload;
 use rafka_raft::Group;
 use rafka_raft::LogId;
-use rafka_raft::LogPayload;
 use rafka_raft::SnapshotData;
 use rafka_raft::SnapshotMeta;
 use rafka_raft::StateMachine;
@@ -47,55 +44,7 @@ impl rafka_raft::App for ControllerApp {
 }
 
 /// A command as stored in the controller log (JSON).
-#[derive(Clone, PartialEq, Eq)]
-pub struct CommandEntry(pub Bytes);
-
-impl CommandEntry {
-    /// Encodes a command.
-    pub fn new(cmd: &Command) -> CommandEntry {
-        CommandEntry(Bytes::from(serde_json::to_vec(cmd).expect("commands serialize")))
-    }
-
-    fn command(&self) -> io::Result<Command> {
-        serde_json::from_slice(&self.0).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("bad controller command: {e}"))
-        })
-    }
-}
-
-impl fmt::Debug for CommandEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{self}")
-    }
-}
-
-impl fmt::Display for CommandEntry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&String::from_utf8_lossy(&self.0))
-    }
-}
-
-impl LogPayload for CommandEntry {
-    fn record_count(&self) -> u32 {
-        0
-    }
-
-    fn max_timestamp(&self) -> i64 {
-        i64::MIN
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn encode(&self, buf: &mut BytesMut) {
-        buf.extend_from_slice(&self.0);
-    }
-
-    fn decode(bytes: Bytes) -> io::Result<Self> {
-        Ok(CommandEntry(bytes))
-    }
-}
+pub type CommandEntry = crate::json_entry::JsonEntry;
 
 /// The controller state machine. State lives in memory and is rebuilt by re-applying the
 /// log on restart (the controller log holds only metadata changes).
@@ -132,7 +81,7 @@ impl StateMachine<ControllerApp> for ControllerSm {
         let out = match entry.payload {
             EntryPayload::Blank => Outcome::None,
             EntryPayload::Normal(c) => {
-                let cmd = c.command()?;
+                let cmd: Command = c.decode("controller command")?;
                 self.state.apply(id.index, cmd)
             }
             EntryPayload::Membership(m) => {

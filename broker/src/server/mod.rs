@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod data;
+pub mod groups;
 
 use std::sync::Arc;
 
