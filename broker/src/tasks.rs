@@ -329,30 +329,44 @@ pub async fn leader_balance_loop(b: Arc<Broker>) {
     let every = Duration::from_millis(b.config.leader_balance_interval_ms);
     while !b.is_stopping() {
         tokio::time::sleep(every).await;
-        let state = b.state();
-        let parts = b.hosted();
-        for p in parts {
-            if !p.group.is_leader_ready() {
-                continue;
-            }
-            let Some((t, i)) = state.partition_of_group(p.group.id()) else { continue };
-            let preferred = t.partitions[i as usize].replicas[0];
-            if preferred.broker == b.id || !b.node.is_peer_alive(preferred.broker) {
-                continue;
-            }
-            let m = p.group.metrics();
-            let last = m.last_log_index.unwrap_or(0);
-            let caught_up = m.replication.as_ref().is_some_and(|r| {
-                r.get(&preferred.replica).is_some_and(|l| l.as_ref().map_or(0, |l| l.index) >= last)
-            });
-            if !caught_up {
-                continue;
-            }
-            tracing::info!(partition = %p.name, to = preferred.broker, "handing leadership to the preferred replica");
-            if let Err(e) = p.group.transfer_leadership(preferred.replica, every).await {
-                tracing::debug!(partition = %p.name, "leadership transfer failed: {e}");
-            }
+        for p in b.hosted() {
+            hand_to_preferred(&b, &p.group, &p.name, every).await;
         }
+        for c in b.coordinators() {
+            let name = format!("{}-{}", rafka_proto::groups::OFFSETS_TOPIC, c.partition);
+            hand_to_preferred(&b, &c.group, &name, every).await;
+        }
+    }
+}
+
+/// Transfers leadership of `group` to its preferred replica if that one is alive and caught
+/// up and this broker leads instead.
+async fn hand_to_preferred<A: App, S: StateMachine<A>>(
+    b: &Broker,
+    group: &Group<A, S>,
+    name: &str,
+    timeout: Duration,
+) {
+    if !group.is_leader_ready() {
+        return;
+    }
+    let state = b.state();
+    let Some((t, i)) = state.partition_of_group(group.id()) else { return };
+    let preferred = t.partitions[i as usize].replicas[0];
+    if preferred.broker == b.id || !b.node.is_peer_alive(preferred.broker) {
+        return;
+    }
+    let m = group.metrics();
+    let last = m.last_log_index.unwrap_or(0);
+    let caught_up = m.replication.as_ref().is_some_and(|r| {
+        r.get(&preferred.replica).is_some_and(|l| l.as_ref().map_or(0, |l| l.index) >= last)
+    });
+    if !caught_up {
+        return;
+    }
+    tracing::info!(partition = %name, to = preferred.broker, "handing leadership to the preferred replica");
+    if let Err(e) = group.transfer_leadership(preferred.replica, timeout).await {
+        tracing::debug!(partition = %name, "leadership transfer failed: {e}");
     }
 }
 
