@@ -24,6 +24,8 @@ pub struct GroupsConfig {
     pub rebalance_timeout_ms: u64,
     /// How often coordinators export lag metrics.
     pub lag_metrics_interval_ms: u64,
+    /// Most members one group may have (a join beyond it gets `GROUP_MAX_SIZE_REACHED`).
+    pub max_group_size: u32,
 }
 
 impl Default for GroupsConfig {
@@ -35,6 +37,7 @@ impl Default for GroupsConfig {
             heartbeat_interval_ms: 5_000,
             rebalance_timeout_ms: 60_000,
             lag_metrics_interval_ms: 5_000,
+            max_group_size: 1000,
         }
     }
 }
@@ -63,6 +66,12 @@ impl GroupsConfig {
             if !(1..=i32::MAX as u64).contains(&value) {
                 return Err(invalid(key, format!("must be 1..={}, got {value}", i32::MAX)));
             }
+        }
+        if !(1..=100_000).contains(&self.max_group_size) {
+            return Err(invalid(
+                "groups.max-group-size",
+                format!("must be 1..=100000, got {}", self.max_group_size),
+            ));
         }
         if self.heartbeat_interval_ms >= self.session_timeout_ms {
             return Err(invalid(

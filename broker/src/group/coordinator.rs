@@ -5,8 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -31,6 +34,10 @@ use crate::json_entry::JsonEntry;
 
 /// Entries applied since the last snapshot after which the coordinator compacts its log.
 const COMPACT_AFTER_ENTRIES: u64 = 20_000;
+/// Largest group command (a group's whole state, or one commit) the coordinator proposes:
+/// far below the log's entry limit, so no request can make the partition's log refuse an
+/// append (which would stop the group).
+const MAX_COMMAND_BYTES: usize = 8 << 20;
 
 /// Checks a group id: 1..=255 bytes, no NUL (the store's key separator).
 pub fn validate_group_id(group: &str) -> Result<()> {
@@ -70,10 +77,14 @@ pub struct HeartbeatRequest {
 struct Sessions {
     /// The leader term these deadlines belong to.
     term: u64,
-    /// Last heartbeat per (group, member).
+    /// Last heartbeat per (group, member), taken when the heartbeat arrived.
     last_seen: HashMap<(String, String), Instant>,
-    /// Since when a member has had a revocation to confirm.
-    revoking_since: HashMap<(String, String), Instant>,
+    /// Since when a member has had these partitions to give up.
+    revoking: HashMap<(String, String), (Instant, Assignment)>,
+    /// Members that did not give up revoked partitions within the rebalance timeout. Their
+    /// next heartbeat removes them and tells them to drop everything; until then (or their
+    /// session timeout) their partitions stay theirs, so no one else is given them early.
+    fenced: HashSet<(String, String)>,
 }
 
 /// One hosted offsets partition replica.
@@ -85,6 +96,7 @@ pub struct Coordinator {
     view: GroupsView,
     config: GroupsConfig,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    lock_sweep_at: AtomicUsize,
     sessions: Mutex<Sessions>,
 }
 
@@ -104,6 +116,7 @@ impl Coordinator {
             view,
             config,
             locks: Mutex::default(),
+            lock_sweep_at: AtomicUsize::new(1024),
             sessions: Mutex::default(),
         }
     }
@@ -127,7 +140,15 @@ impl Coordinator {
                 format!("coordinator of offsets partition {} is still loading", self.partition),
             ));
         }
-        Ok(self.group.metrics().current_term)
+        let term = self.group.metrics().current_term;
+        // A newer coordinator acts on member sessions only after a session timeout: an old
+        // leader cut off from its quorum stops answering well before that.
+        let within = Duration::from_millis(self.config.session_timeout_ms / 2);
+        self.group
+            .confirm_leadership(within)
+            .await
+            .map_err(|e| coordinator_error(&format!("offsets partition {}", self.partition), e))?;
+        Ok(term)
     }
 
     /// `NOT_COORDINATOR` toward the current leader, or `COORDINATOR_NOT_AVAILABLE`.
@@ -173,23 +194,48 @@ impl Coordinator {
     async fn lock(&self, group: &str) -> OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            // Locks of groups nobody holds any more are dropped as they come by.
-            if locks.len() > 1024 {
+            // Locks nobody holds are dropped whenever the map has doubled since the last
+            // sweep (amortised O(1) per request).
+            if locks.len() >= self.lock_sweep_at.load(Ordering::Relaxed) {
                 locks.retain(|_, l| Arc::strong_count(l) > 1);
+                self.lock_sweep_at.store((locks.len() * 2).max(1024), Ordering::Relaxed);
             }
             locks.entry(group.to_string()).or_default().clone()
         };
         lock.lock_owned().await
     }
 
-    async fn propose(&self, term: u64, cmd: &GroupCommand) -> Result<()> {
+    /// Proposes `cmd` and waits until it is committed and applied. The group's lock
+    /// (`guard`) is held until the outcome is known, even if the request is dropped: the
+    /// next change to the group must be computed from state that includes this one.
+    async fn propose(
+        &self,
+        term: u64,
+        cmd: &GroupCommand,
+        guard: OwnedMutexGuard<()>,
+    ) -> Result<()> {
         let what = format!("offsets partition {}", self.partition);
-        let done = self
-            .group
-            .propose_in_term(JsonEntry::new(cmd), term)
-            .await
-            .map_err(|e| coordinator_error(&what, e))?;
-        done.await.map_err(|e| coordinator_error(&what, e))?;
+        let entry = JsonEntry::new(cmd);
+        if entry.0.len() > MAX_COMMAND_BYTES {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "the change is {} bytes, over the {MAX_COMMAND_BYTES}-byte limit of one \
+                     group command (too many members, subscriptions or offsets at once)",
+                    entry.0.len()
+                ),
+            ));
+        }
+        let done =
+            self.group.propose_in_term(entry, term).await.map_err(|e| coordinator_error(&what, e))?;
+        let outcome = tokio::spawn(async move {
+            let r = done.await;
+            drop(guard);
+            r
+        })
+        .await
+        .map_err(|e| Error::new(ErrorCode::Unknown, format!("{what}: proposal task: {e}")))?;
+        outcome.map_err(|e| coordinator_error(&what, e))?;
         Ok(())
     }
 
@@ -201,8 +247,8 @@ impl Coordinator {
         topics: &BTreeMap<String, u32>,
     ) -> Result<HeartbeatReply> {
         let term = self.term().await?;
-        let _guard = self.lock(&req.group).await;
-        let old = self.state(&req.group).unwrap_or_default();
+        let arrived = Instant::now();
+        let group = req.group.clone();
         let member_id = match (req.member_id.is_empty(), req.member_epoch) {
             (true, 0) => new_member_id(),
             (true, _) => {
@@ -213,6 +259,37 @@ impl Coordinator {
             }
             (false, _) => req.member_id.clone(),
         };
+        let key = (group.clone(), member_id.clone());
+        // Seen on arrival: session expiry, waiting for this group's lock, must not remove a
+        // member whose heartbeat is queued behind it.
+        if let Some(mut s) = self.sessions(term, arrived) {
+            s.last_seen.insert(key.clone(), arrived);
+        }
+        let guard = self.lock(&group).await;
+        let old = self.state(&group).unwrap_or_default();
+        let fenced = self.sessions(term, arrived).is_some_and(|mut s| s.fenced.remove(&key));
+        if fenced && old.members.contains_key(&member_id) {
+            let new = old.remove_member(&member_id, topics);
+            self.propose(term, &GroupCommand::PutGroup { group: group.clone(), state: new }, guard)
+                .await?;
+            self.forget(term, &key);
+            return Err(Error::new(
+                ErrorCode::FencedMemberEpoch,
+                format!(
+                    "member {member_id} did not give up its revoked partitions within the \
+                     rebalance timeout ({} ms): it is removed; drop every partition and rejoin",
+                    self.config.rebalance_timeout_ms
+                ),
+            ));
+        }
+        let joining = req.member_epoch == 0 && !old.members.contains_key(&member_id);
+        let max = self.config.max_group_size as usize;
+        if joining && old.members.len() >= max {
+            return Err(Error::new(
+                ErrorCode::GroupMaxSizeReached,
+                format!("group {group:?} has reached its maximum of {max} members"),
+            ));
+        }
         let hb = Heartbeat {
             member_id: &member_id,
             member_epoch: req.member_epoch,
@@ -223,48 +300,61 @@ impl Coordinator {
         };
         let (new, reply) = old.heartbeat(&hb, topics)?;
         if new != *old {
-            self.propose(term, &GroupCommand::PutGroup { group: req.group.clone(), state: new.clone() })
-                .await?;
+            let cmd = GroupCommand::PutGroup { group: group.clone(), state: new.clone() };
+            self.propose(term, &cmd, guard).await?;
+        } else {
+            drop(guard);
         }
-        let mut sessions = self.sessions(term, Instant::now());
-        let key = (req.group, member_id);
-        match new.members.get(&key.1) {
-            None => {
-                sessions.last_seen.remove(&key);
-                sessions.revoking_since.remove(&key);
-            }
+        match new.members.get(&member_id) {
+            None => self.forget(term, &key),
             Some(m) => {
-                sessions.last_seen.insert(key.clone(), Instant::now());
-                if m.pending_revocation.is_empty() {
-                    sessions.revoking_since.remove(&key);
-                } else {
-                    sessions.revoking_since.entry(key).or_insert_with(Instant::now);
+                if let Some(mut s) = self.sessions(term, arrived) {
+                    if m.pending_revocation.is_empty() {
+                        s.revoking.remove(&key);
+                    } else if s.revoking.get(&key).is_none_or(|(_, p)| *p != m.pending_revocation)
+                    {
+                        // A new revocation starts its own rebalance timeout.
+                        s.revoking.insert(key, (Instant::now(), m.pending_revocation.clone()));
+                    }
                 }
             }
         }
         Ok(reply)
     }
 
-    /// The session table of `term`: a new term starts every member's clocks afresh.
-    fn sessions(&self, term: u64, now: Instant) -> std::sync::MutexGuard<'_, Sessions> {
+    /// Drops the soft state of a member that left or was removed.
+    fn forget(&self, term: u64, key: &(String, String)) {
+        if let Some(mut s) = self.sessions(term, Instant::now()) {
+            s.last_seen.remove(key);
+            s.revoking.remove(key);
+            s.fenced.remove(key);
+        }
+    }
+
+    /// The session table of `term`: a newer term starts every member's clocks afresh; a
+    /// caller of an older term gets none (its view is stale).
+    fn sessions(&self, term: u64, now: Instant) -> Option<std::sync::MutexGuard<'_, Sessions>> {
         let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        if s.term != term {
+        if term < s.term {
+            return None;
+        }
+        if term > s.term {
             *s = Sessions { term, ..Default::default() };
             for (group, state) in self.groups() {
                 for (id, m) in &state.members {
                     let key = (group.clone(), id.clone());
                     s.last_seen.insert(key.clone(), now);
                     if !m.pending_revocation.is_empty() {
-                        s.revoking_since.insert(key, now);
+                        s.revoking.insert(key, (now, m.pending_revocation.clone()));
                     }
                 }
             }
         }
-        s
+        Some(s)
     }
 
-    /// Removes members whose session timed out or who did not confirm a revocation within
-    /// the rebalance timeout. Returns the (group, member) pairs removed.
+    /// Removes members whose session timed out, and fences members that did not confirm a
+    /// revocation within the rebalance timeout. Returns the (group, member) pairs removed.
     pub async fn expire_members(
         &self,
         topics: &BTreeMap<String, u32>,
@@ -273,11 +363,11 @@ impl Coordinator {
             return Ok(Vec::new());
         }
         let term = self.group.metrics().current_term;
-        let now = Instant::now();
         let session = Duration::from_millis(self.config.session_timeout_ms);
         let rebalance = Duration::from_millis(self.config.rebalance_timeout_ms);
-        let expired: Vec<(String, String)> = {
-            let mut s = self.sessions(term, now);
+        let candidates: Vec<(String, String)> = {
+            let now = Instant::now();
+            let Some(mut s) = self.sessions(term, now) else { return Ok(Vec::new()) };
             // Members this table has not seen yet (replicated before it was built) start now.
             for (group, state) in self.groups() {
                 for id in state.members.keys() {
@@ -291,9 +381,9 @@ impl Coordinator {
                 .map(|(k, _)| k.clone())
                 .collect();
             out.extend(
-                s.revoking_since
+                s.revoking
                     .iter()
-                    .filter(|(_, t)| now.duration_since(**t) > rebalance)
+                    .filter(|(k, (t, _))| now.duration_since(*t) > rebalance && !s.fenced.contains(*k))
                     .map(|(k, _)| k.clone()),
             );
             out.sort();
@@ -301,19 +391,40 @@ impl Coordinator {
             out
         };
         let mut removed = Vec::new();
-        for (group, member) in expired {
-            let _guard = self.lock(&group).await;
-            let old = self.state(&group).unwrap_or_default();
-            if old.members.contains_key(&member) {
-                let new = old.remove_member(&member, topics);
-                self.propose(term, &GroupCommand::PutGroup { group: group.clone(), state: new })
+        for key in candidates {
+            let (group, member) = &key;
+            let guard = self.lock(group).await;
+            // Decided again under the lock: a heartbeat may have come in meanwhile.
+            let now = Instant::now();
+            let state = self.state(group).unwrap_or_default();
+            let Some(m) = state.members.get(member) else {
+                drop(guard);
+                self.forget(term, &key);
+                continue;
+            };
+            let (timed_out, slow) = match self.sessions(term, now) {
+                Some(s) => (
+                    s.last_seen.get(&key).is_some_and(|t| now.duration_since(*t) > session),
+                    s.revoking.get(&key).is_some_and(|(t, p)| {
+                        now.duration_since(*t) > rebalance && *p == m.pending_revocation
+                    }),
+                ),
+                None => return Ok(removed),
+            };
+            if timed_out {
+                let new = state.remove_member(member, topics);
+                self.propose(term, &GroupCommand::PutGroup { group: group.clone(), state: new }, guard)
                     .await?;
-                tracing::info!(group = %group, member = %member, "member removed: session or rebalance timeout");
-                removed.push((group.clone(), member.clone()));
+                tracing::info!(group = %group, member = %member, "member removed: session timed out");
+                self.forget(term, &key);
+                removed.push(key);
+            } else if slow {
+                drop(guard);
+                tracing::info!(group = %group, member = %member, "member fenced: revocation not confirmed within the rebalance timeout");
+                if let Some(mut s) = self.sessions(term, now) {
+                    s.fenced.insert(key);
+                }
             }
-            let mut s = self.sessions(term, now);
-            s.last_seen.remove(&(group.clone(), member.clone()));
-            s.revoking_since.remove(&(group, member));
         }
         Ok(removed)
     }
@@ -328,7 +439,7 @@ impl Coordinator {
         offsets: Vec<OffsetRecord>,
     ) -> Result<()> {
         let term = self.term().await?;
-        let _guard = self.lock(group).await;
+        let guard = self.lock(group).await;
         match self.state(group) {
             Some(state) => state.validate_commit(member_id, member_epoch)?,
             None if member_id.is_empty() => {}
@@ -339,18 +450,18 @@ impl Coordinator {
                 ));
             }
         }
-        self.propose(term, &GroupCommand::Commit { group: group.to_string(), offsets }).await
+        self.propose(term, &GroupCommand::Commit { group: group.to_string(), offsets }, guard).await
     }
 
     /// Deletes a group without members and its offsets.
     pub async fn delete_group(&self, group: &str) -> Result<()> {
         let term = self.term().await?;
-        let _guard = self.lock(group).await;
+        let guard = self.lock(group).await;
         let state = self.state(group).ok_or_else(|| group_not_found(group))?;
         if !state.members.is_empty() {
             return Err(not_empty(group, state.members.len(), "deleted"));
         }
-        self.propose(term, &GroupCommand::DeleteGroup { group: group.to_string() }).await
+        self.propose(term, &GroupCommand::DeleteGroup { group: group.to_string() }, guard).await
     }
 
     /// Sets offsets of a group without members (ResetOffsets), unless `dry_run`.
@@ -361,7 +472,7 @@ impl Coordinator {
         dry_run: bool,
     ) -> Result<()> {
         let term = self.term().await?;
-        let _guard = self.lock(group).await;
+        let guard = self.lock(group).await;
         if let Some(state) = self.state(group)
             && !state.members.is_empty()
         {
@@ -370,7 +481,7 @@ impl Coordinator {
         if dry_run {
             return Ok(());
         }
-        self.propose(term, &GroupCommand::Commit { group: group.to_string(), offsets }).await
+        self.propose(term, &GroupCommand::Commit { group: group.to_string(), offsets }, guard).await
     }
 
     /// Snapshots the state and purges the log once it has grown enough since the last one.

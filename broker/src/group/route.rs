@@ -17,6 +17,8 @@ use crate::error::Result;
 
 /// Hops a forwarded offset lookup may take following leader hints.
 const MAX_HOPS: usize = 3;
+/// Bound on one forwarded offset lookup.
+const LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Broker {
     /// The coordinator of `group` if this broker is it; else `NOT_COORDINATOR` pointing at
@@ -87,9 +89,14 @@ impl Broker {
                 spec: Some(v1::OffsetSpec { spec: Some(spec) }),
                 allow_follower: false,
             };
-            let resp = client.list_offsets(req).await.map_err(|s| {
-                Error::new(ErrorCode::LeaderNotAvailable, format!("{what}: leader at {a}: {s}"))
-            })?;
+            let resp = tokio::time::timeout(LOOKUP_TIMEOUT, client.list_offsets(req))
+                .await
+                .map_err(|_| {
+                    Error::new(ErrorCode::RequestTimedOut, format!("{what}: leader at {a}: timed out"))
+                })?
+                .map_err(|s| {
+                    Error::new(ErrorCode::LeaderNotAvailable, format!("{what}: leader at {a}: {s}"))
+                })?;
             let resp = resp.into_inner();
             let err = resp.error.unwrap_or_else(v1::Error::none);
             match err.error_code() {

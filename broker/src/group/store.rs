@@ -132,6 +132,12 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
+/// The key range of everything of partition group `gid`.
+fn partition_range(gid: u64) -> (Vec<u8>, Vec<u8>) {
+    let start = gid.to_be_bytes().to_vec();
+    (start.clone(), prefix_end(&start))
+}
+
 fn db_err(what: &str, e: rocksdb::Error) -> io::Error {
     io::Error::other(format!("groups db: {what}: {e}"))
 }
@@ -204,7 +210,8 @@ impl GroupsDb {
     /// replaces it).
     pub fn remove_partition(&self, gid: u64) -> io::Result<()> {
         let mut batch = WriteBatch::default();
-        batch.delete_range(gid.to_be_bytes().to_vec(), (gid + 1).to_be_bytes().to_vec());
+        let (start, end) = partition_range(gid);
+        batch.delete_range(start, end);
         self.db.write(batch).map_err(|e| db_err("remove partition", e))
     }
 
@@ -375,7 +382,8 @@ impl StateMachine<OffsetsApp> for OffsetsSm {
         let body: SnapshotBody =
             serde_json::from_slice(&data.data).map_err(|e| bad_data("snapshot", e))?;
         let mut batch = WriteBatch::default();
-        batch.delete_range(self.gid.to_be_bytes().to_vec(), (self.gid + 1).to_be_bytes().to_vec());
+        let (start, end) = partition_range(self.gid);
+        batch.delete_range(start, end);
         let mut groups = HashMap::new();
         for (name, state) in body.groups {
             batch.put(group_key(self.gid, &name), serde_json::to_vec(&state).map_err(io::Error::other)?);

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use std::time::Instant;
 
 use rafka_proto::groups::OFFSETS_TOPIC;
 use rafka_proto::v1;
@@ -59,12 +58,13 @@ pub fn ensure_offsets_topic(b: &Arc<Broker>) {
     });
 }
 
-/// Expires members, exports lag and compacts offsets logs on every hosted coordinator.
+/// Expires members on every hosted coordinator, often enough to honour the session
+/// timeout closely. Lag and compaction run in their own loop ([`upkeep_loop`]), so a slow
+/// lookup never delays expiry.
 pub async fn coordinator_loop(b: Arc<Broker>) {
     let cfg = &b.config.groups;
     let tick = Duration::from_millis((cfg.session_timeout_ms / 10).clamp(50, 1000));
-    let lag_every = Duration::from_millis(cfg.lag_metrics_interval_ms);
-    let mut last_lag = Instant::now();
+    let upkeep = tokio::spawn(upkeep_loop(b.clone()));
     while !b.is_stopping() {
         tokio::time::sleep(tick).await;
         let topics = topic_partitions(&b.state());
@@ -72,11 +72,19 @@ pub async fn coordinator_loop(b: Arc<Broker>) {
             if let Err(e) = c.expire_members(&topics).await {
                 tracing::debug!(partition = c.partition, "expiring members: {e}");
             }
-            c.maybe_compact().await;
         }
-        if last_lag.elapsed() >= lag_every {
-            last_lag = Instant::now();
-            export_lag(&b).await;
+    }
+    upkeep.abort();
+}
+
+/// Exports lag and compacts offsets logs, every `lag-metrics-interval-ms`.
+async fn upkeep_loop(b: Arc<Broker>) {
+    let every = Duration::from_millis(b.config.groups.lag_metrics_interval_ms);
+    while !b.is_stopping() {
+        tokio::time::sleep(every).await;
+        export_lag(&b).await;
+        for c in b.coordinators() {
+            c.maybe_compact().await;
         }
     }
 }

@@ -71,6 +71,39 @@ fn committed(topic: &str, partition: u32, o: Option<&StoredOffset>) -> v1::Commi
     }
 }
 
+/// Most topics one member may subscribe to, and most partitions it may report owning.
+const MAX_SUBSCRIPTIONS: usize = 10_000;
+const MAX_OWNED_PARTITIONS: usize = 100_000;
+/// Longest member id, client id and assignor name.
+const MAX_ID_BYTES: usize = 255;
+
+/// Bounds on what one heartbeat may carry: its content becomes replicated group state.
+fn check_heartbeat_sizes(req: &v1::GroupHeartbeatRequest) -> Result<()> {
+    for (what, value) in [
+        ("member id", &req.member_id),
+        ("client id", &req.client_id),
+        ("server assignor", &req.server_assignor),
+    ] {
+        if value.len() > MAX_ID_BYTES {
+            return Err(invalid(format!("{what} of {} bytes exceeds {MAX_ID_BYTES}", value.len())));
+        }
+    }
+    if req.subscribed_topics.len() > MAX_SUBSCRIPTIONS {
+        return Err(invalid(format!(
+            "{} subscribed topics exceed {MAX_SUBSCRIPTIONS}",
+            req.subscribed_topics.len()
+        )));
+    }
+    for t in &req.subscribed_topics {
+        crate::topic::validate_name(t, false)?;
+    }
+    let owned: usize = req.owned_partitions.iter().map(|tp| tp.partitions.len().max(1)).sum();
+    if owned > MAX_OWNED_PARTITIONS {
+        return Err(invalid(format!("{owned} owned partitions exceed {MAX_OWNED_PARTITIONS}")));
+    }
+    Ok(())
+}
+
 impl GroupsService {
     fn available(&self) -> Result<()> {
         if self.broker.is_stopping() {
@@ -95,6 +128,7 @@ impl GroupsService {
         if req.member_epoch < -1 {
             return Err(invalid(format!("member epoch {} is below -1", req.member_epoch)));
         }
+        check_heartbeat_sizes(&req)?;
         let topics = topic_partitions(&b.state());
         let hb = HeartbeatRequest {
             group: req.group_id,

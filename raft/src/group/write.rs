@@ -113,17 +113,41 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         ready.is_ok() && self.is_leader_ready()
     }
 
+    /// Confirms that this replica still leads: a quorum acknowledged it within `within`
+    /// (else one heartbeat round asks). A leader cut off from its quorum never steps down by
+    /// itself, so state served without a write (a read, an unchanged answer) must be fenced
+    /// this way when a newer leader may act on the same state after `within`.
+    pub async fn confirm_leadership(&self, within: Duration) -> Result<(), Error> {
+        let g = self.inner.id;
+        let m = self.metrics();
+        if m.state != ServerState::Leader {
+            return Err(Error::NotLeader { group: g, leader: self.leader() });
+        }
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return Ok(());
+        }
+        self.renew_lease_within(within).await?;
+        if self.metrics().state != ServerState::Leader {
+            return Err(Error::NotLeader { group: g, leader: self.leader() });
+        }
+        Ok(())
+    }
+
     /// Sends heartbeat rounds until a quorum has acknowledged one (one renewal at a time
     /// per group; concurrent writers wait for it).
     pub(super) async fn renew_lease(&self) -> Result<(), Error> {
+        self.renew_lease_within(self.inner.lease / 2).await
+    }
+
+    /// [`Group::renew_lease`], with "fresh" meaning acknowledged within `within`.
+    async fn renew_lease_within(&self, within: Duration) -> Result<(), Error> {
         let g = self.inner.id;
         let raft = &self.inner.raft;
-        let lease = self.inner.lease;
         let _one = self.inner.renewing.lock().await;
         let fresh = |m: &RaftMetrics<TypeConfig<A>>| {
             m.last_quorum_acked
                 .as_ref()
-                .is_some_and(|t| openraft::Instant::elapsed(&**t) < lease / 2)
+                .is_some_and(|t| openraft::Instant::elapsed(&**t) < within)
         };
         // Bounded by round-trip timing, not by the (long) lease: a deposed or cut-off leader
         // must not hold writers for long.
