@@ -130,17 +130,20 @@ async fn host_coordinator(
     let view = sm.view();
     let members = replica_members(b, p)?;
     let group = b.node.create_group(p.group, mine.replica, sm).await?;
-    let c = Coordinator::new(partition, group.clone(), b.groups_db.clone(), view, b.config.groups.clone());
+    let c = Coordinator::new(
+        partition,
+        group.clone(),
+        b.groups_db.clone(),
+        view,
+        b.config.groups.clone(),
+    );
     b.coordinators.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, Arc::new(c));
     initialize_if_new(b, group, p, members, name);
     Ok(())
 }
 
 /// The voters of a partition group, registering their brokers as Raft peers.
-fn replica_members(
-    b: &Broker,
-    p: &PartitionRecord,
-) -> anyhow::Result<BTreeMap<u64, ReplicaNode>> {
+fn replica_members(b: &Broker, p: &PartitionRecord) -> anyhow::Result<BTreeMap<u64, ReplicaNode>> {
     let state = b.state();
     let mut members = BTreeMap::new();
     for r in &p.replicas {

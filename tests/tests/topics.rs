@@ -448,8 +448,7 @@ async fn wait_until_clean(cluster: &Cluster, ids: &[u64], timeout: Duration) {
     poll(&what, timeout, || async {
         for &id in ids {
             let d = cluster.broker(id).data_dir();
-            let (groups, checkpoints) =
-                (partition_group_dirs(d), names_in(&d.join("partitions")));
+            let (groups, checkpoints) = (partition_group_dirs(d), names_in(&d.join("partitions")));
             anyhow::ensure!(
                 groups.is_empty() && checkpoints.is_empty(),
                 "broker {id}: groups/ {groups:?}, partitions/ {checkpoints:?}"

@@ -226,8 +226,11 @@ impl Coordinator {
                 ),
             ));
         }
-        let done =
-            self.group.propose_in_term(entry, term).await.map_err(|e| coordinator_error(&what, e))?;
+        let done = self
+            .group
+            .propose_in_term(entry, term)
+            .await
+            .map_err(|e| coordinator_error(&what, e))?;
         let outcome = tokio::spawn(async move {
             let r = done.await;
             drop(guard);
@@ -311,8 +314,7 @@ impl Coordinator {
                 if let Some(mut s) = self.sessions(term, arrived) {
                     if m.pending_revocation.is_empty() {
                         s.revoking.remove(&key);
-                    } else if s.revoking.get(&key).is_none_or(|(_, p)| *p != m.pending_revocation)
-                    {
+                    } else if s.revoking.get(&key).is_none_or(|(_, p)| *p != m.pending_revocation) {
                         // A new revocation starts its own rebalance timeout.
                         s.revoking.insert(key, (Instant::now(), m.pending_revocation.clone()));
                     }
@@ -383,7 +385,9 @@ impl Coordinator {
             out.extend(
                 s.revoking
                     .iter()
-                    .filter(|(k, (t, _))| now.duration_since(*t) > rebalance && !s.fenced.contains(*k))
+                    .filter(|(k, (t, _))| {
+                        now.duration_since(*t) > rebalance && !s.fenced.contains(*k)
+                    })
                     .map(|(k, _)| k.clone()),
             );
             out.sort();
@@ -413,8 +417,12 @@ impl Coordinator {
             };
             if timed_out {
                 let new = state.remove_member(member, topics);
-                self.propose(term, &GroupCommand::PutGroup { group: group.clone(), state: new }, guard)
-                    .await?;
+                self.propose(
+                    term,
+                    &GroupCommand::PutGroup { group: group.clone(), state: new },
+                    guard,
+                )
+                .await?;
                 tracing::info!(group = %group, member = %member, "member removed: session timed out");
                 self.forget(term, &key);
                 removed.push(key);
@@ -446,7 +454,9 @@ impl Coordinator {
             None => {
                 return Err(Error::new(
                     ErrorCode::UnknownMemberId,
-                    format!("member {member_id} is not in group {group:?} (the group has no members)"),
+                    format!(
+                        "member {member_id} is not in group {group:?} (the group has no members)"
+                    ),
                 ));
             }
         }

@@ -35,7 +35,8 @@ impl Broker {
         };
         let p = offsets_partition(group, t.partitions.len() as u32);
         let rec = &t.partitions[p as usize];
-        let hosted = self.coordinators.read().unwrap_or_else(|e| e.into_inner()).get(&rec.group).cloned();
+        let hosted =
+            self.coordinators.read().unwrap_or_else(|e| e.into_inner()).get(&rec.group).cloned();
         if let Some(c) = hosted {
             return if c.group.is_leader() { Ok(c) } else { Err(c.not_coordinator()) };
         }
@@ -92,7 +93,10 @@ impl Broker {
             let resp = tokio::time::timeout(LOOKUP_TIMEOUT, client.list_offsets(req))
                 .await
                 .map_err(|_| {
-                    Error::new(ErrorCode::RequestTimedOut, format!("{what}: leader at {a}: timed out"))
+                    Error::new(
+                        ErrorCode::RequestTimedOut,
+                        format!("{what}: leader at {a}: timed out"),
+                    )
                 })?
                 .map_err(|s| {
                     Error::new(ErrorCode::LeaderNotAvailable, format!("{what}: leader at {a}: {s}"))

@@ -158,7 +158,11 @@ impl GroupsDb {
     }
 
     /// Every committed offset of `group` in partition group `gid`, by (topic, partition).
-    pub fn offsets(&self, gid: u64, group: &str) -> io::Result<BTreeMap<(String, u32), StoredOffset>> {
+    pub fn offsets(
+        &self,
+        gid: u64,
+        group: &str,
+    ) -> io::Result<BTreeMap<(String, u32), StoredOffset>> {
         let prefix = offsets_prefix(gid, group);
         let mut out = BTreeMap::new();
         for item in self.db.iterator(IteratorMode::From(&prefix, Direction::Forward)) {
@@ -170,7 +174,8 @@ impl GroupsDb {
             let Some(nul) = rest.iter().position(|b| *b == 0) else { continue };
             let topic = String::from_utf8_lossy(&rest[..nul]).into_owned();
             let Ok(p) = <[u8; 4]>::try_from(&rest[nul + 1..]) else { continue };
-            let value: StoredOffset = serde_json::from_slice(&v).map_err(|e| bad_data("offset", e))?;
+            let value: StoredOffset =
+                serde_json::from_slice(&v).map_err(|e| bad_data("offset", e))?;
             out.insert((topic, u32::from_be_bytes(p)), value);
         }
         Ok(out)
@@ -245,10 +250,11 @@ impl OffsetsSm {
     /// Opens the state of partition group `gid` from the database.
     pub fn open(db: Arc<GroupsDb>, gid: u64) -> io::Result<OffsetsSm> {
         let groups = Arc::new(RwLock::new(db.groups(gid)?));
-        let (applied, membership) = match db.db.get(key(gid, TAG_APPLIED)).map_err(|e| db_err("read applied", e))? {
-            Some(v) => decode_applied(&v)?,
-            None => (None, StoredMembership::default()),
-        };
+        let (applied, membership) =
+            match db.db.get(key(gid, TAG_APPLIED)).map_err(|e| db_err("read applied", e))? {
+                Some(v) => decode_applied(&v)?,
+                None => (None, StoredMembership::default()),
+            };
         Ok(OffsetsSm { db, gid, groups, applied, membership, snapshot: None })
     }
 
@@ -265,13 +271,19 @@ impl OffsetsSm {
         let mut groups = self.groups.write().unwrap_or_else(|p| p.into_inner());
         match cmd {
             GroupCommand::PutGroup { group, state } => {
-                batch.put(group_key(self.gid, &group), serde_json::to_vec(&state).map_err(io::Error::other)?);
+                batch.put(
+                    group_key(self.gid, &group),
+                    serde_json::to_vec(&state).map_err(io::Error::other)?,
+                );
                 groups.insert(group, Arc::new(state));
             }
             GroupCommand::Commit { group, offsets } => {
                 if !groups.contains_key(&group) {
                     let state = GroupState::default();
-                    batch.put(group_key(self.gid, &group), serde_json::to_vec(&state).map_err(io::Error::other)?);
+                    batch.put(
+                        group_key(self.gid, &group),
+                        serde_json::to_vec(&state).map_err(io::Error::other)?,
+                    );
                     groups.insert(group.clone(), Arc::new(state));
                 }
                 for o in offsets {
@@ -386,7 +398,10 @@ impl StateMachine<OffsetsApp> for OffsetsSm {
         batch.delete_range(start, end);
         let mut groups = HashMap::new();
         for (name, state) in body.groups {
-            batch.put(group_key(self.gid, &name), serde_json::to_vec(&state).map_err(io::Error::other)?);
+            batch.put(
+                group_key(self.gid, &name),
+                serde_json::to_vec(&state).map_err(io::Error::other)?,
+            );
             groups.insert(name, Arc::new(state));
         }
         for (group, o) in body.offsets {

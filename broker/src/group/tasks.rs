@@ -106,7 +106,11 @@ async fn export_lag(b: &Broker) {
                 let key = (topic.clone(), partition);
                 if !high_watermarks.contains_key(&key) {
                     let hw = b
-                        .list_offset_anywhere(&topic, partition, v1::offset_spec::Spec::Latest(true))
+                        .list_offset_anywhere(
+                            &topic,
+                            partition,
+                            v1::offset_spec::Spec::Latest(true),
+                        )
                         .await
                         .ok()
                         .map(|(o, _)| o);

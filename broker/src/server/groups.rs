@@ -57,7 +57,10 @@ fn to_assignment(parts: &[v1::TopicPartitions]) -> Assignment {
 fn from_assignment(a: &Assignment) -> Vec<v1::TopicPartitions> {
     a.iter()
         .filter(|(_, p)| !p.is_empty())
-        .map(|(t, p)| v1::TopicPartitions { topic: t.clone(), partitions: p.iter().copied().collect() })
+        .map(|(t, p)| v1::TopicPartitions {
+            topic: t.clone(),
+            partitions: p.iter().copied().collect(),
+        })
         .collect()
 }
 
@@ -121,7 +124,10 @@ impl GroupsService {
         Ok(())
     }
 
-    async fn heartbeat(&self, req: v1::GroupHeartbeatRequest) -> Result<v1::GroupHeartbeatResponse> {
+    async fn heartbeat(
+        &self,
+        req: v1::GroupHeartbeatRequest,
+    ) -> Result<v1::GroupHeartbeatResponse> {
         self.available()?;
         let b = &self.broker;
         let c = b.coordinator_for(&req.group_id)?;
@@ -168,7 +174,10 @@ impl GroupsService {
         for o in req.offsets {
             self.check_partition(&o.topic, o.partition)?;
             if o.offset < 0 {
-                return Err(invalid(format!("{}-{}: offset {} is negative", o.topic, o.partition, o.offset)));
+                return Err(invalid(format!(
+                    "{}-{}: offset {} is negative",
+                    o.topic, o.partition, o.offset
+                )));
             }
             if o.metadata.len() > MAX_METADATA_BYTES {
                 return Err(invalid(format!(
@@ -187,7 +196,10 @@ impl GroupsService {
         c.commit(&req.group_id, &req.member_id, req.member_epoch, offsets).await
     }
 
-    async fn fetch_offsets(&self, req: v1::FetchOffsetsRequest) -> Result<Vec<v1::CommittedOffset>> {
+    async fn fetch_offsets(
+        &self,
+        req: v1::FetchOffsetsRequest,
+    ) -> Result<Vec<v1::CommittedOffset>> {
         self.available()?;
         let c = self.broker.coordinator_for(&req.group_id)?;
         c.term().await?;
@@ -306,7 +318,11 @@ impl GroupsService {
                     Err(s) if b.is_alive(broker.id) => {
                         return Err(Error::new(
                             ErrorCode::CoordinatorNotAvailable,
-                            format!("broker {} did not list its groups: {}", broker.id, s.message()),
+                            format!(
+                                "broker {} did not list its groups: {}",
+                                broker.id,
+                                s.message()
+                            ),
                         ));
                     }
                     // A dead broker coordinates nothing (its partitions have new leaders).
@@ -360,9 +376,13 @@ impl GroupsService {
             self.check_partition(&req.topic, p)?;
             let topic = &req.topic;
             let offset = match spec {
-                Reset::Earliest(_) => b.list_offset_anywhere(topic, p, Spec::Earliest(true)).await?.0,
+                Reset::Earliest(_) => {
+                    b.list_offset_anywhere(topic, p, Spec::Earliest(true)).await?.0
+                }
                 Reset::Latest(_) => b.list_offset_anywhere(topic, p, Spec::Latest(true)).await?.0,
-                Reset::Timestamp(ts) => b.list_offset_anywhere(topic, p, Spec::Timestamp(ts)).await?.0,
+                Reset::Timestamp(ts) => {
+                    b.list_offset_anywhere(topic, p, Spec::Timestamp(ts)).await?.0
+                }
                 Reset::Offset(o) => {
                     let start = b.list_offset_anywhere(topic, p, Spec::Earliest(true)).await?.0;
                     let end = b.list_offset_anywhere(topic, p, Spec::Latest(true)).await?.0;
@@ -381,7 +401,8 @@ impl GroupsService {
                 value: StoredOffset { offset, metadata: String::new(), commit_ms: now },
             });
         }
-        let out = records.iter().map(|r| committed(&r.topic, r.partition, Some(&r.value))).collect();
+        let out =
+            records.iter().map(|r| committed(&r.topic, r.partition, Some(&r.value))).collect();
         c.reset_offsets(&req.group_id, records, req.dry_run).await?;
         Ok(out)
     }
