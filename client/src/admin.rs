@@ -165,6 +165,17 @@ impl Admin {
         Ok(())
     }
 
+    /// Raises topic `name` to `total_count` partitions.
+    pub async fn create_partitions(&self, name: &str, total_count: u32) -> Result<()> {
+        self.client
+            .call_any(|ch| {
+                let req = v1::CreatePartitionsRequest { name: name.to_string(), total_count };
+                async move { admin(ch).create_partitions(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
     /// The cluster id, controller and brokers.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let resp = self

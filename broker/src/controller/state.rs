@@ -70,7 +70,9 @@ pub enum Command {
     },
     /// Deletes a topic; its groups are deleted on every broker.
     DeleteTopic { name: String },
-    /// Replaces a topic's config overrides.
+    /// Adds partitions, with the given replica brokers each, to an existing topic.
+    CreatePartitions { name: String, placement: Vec<Vec<u64>> },
+        /// Replaces a topic's config overrides.
     AlterTopicConfig { name: String, configs: BTreeMap<String, String> },
     /// Allocates a producer id (or bumps the epoch of a named producer).
     InitProducer { name: String },
@@ -139,26 +141,9 @@ impl ControllerState {
                     };
                 }
                 self.next_topic_id = self.next_topic_id.max(1);
-                self.next_group_id = self.next_group_id.max(1);
-                self.next_replica_id = self.next_replica_id.max(FIRST_PARTITION_REPLICA_ID);
                 let id = self.next_topic_id;
                 self.next_topic_id += 1;
-                let partitions = placement
-                    .into_iter()
-                    .map(|brokers| {
-                        let group = self.next_group_id;
-                        self.next_group_id += 1;
-                        let replicas = brokers
-                            .into_iter()
-                            .map(|broker| {
-                                let replica = self.next_replica_id;
-                                self.next_replica_id += 1;
-                                Replica { broker, replica }
-                            })
-                            .collect();
-                        PartitionRecord { group, replicas }
-                    })
-                    .collect();
+                let partitions = self.new_partitions(placement);
                 self.topics
                     .insert(name.clone(), TopicRecord { id, name, configs, internal, partitions });
                 Outcome::TopicCreated { topic_id: id }
@@ -173,7 +158,25 @@ impl ControllerState {
                     message: format!("topic {name} does not exist"),
                 },
             },
-            Command::AlterTopicConfig { name, configs } => match self.topics.get_mut(&name) {
+            Command::CreatePartitions { name, placement } => {
+                if let Some(b) = placement.iter().flatten().find(|b| !self.brokers.contains_key(b))
+                {
+                    return Outcome::Refused {
+                        code: ErrorCode::InvalidReplicationFactor,
+                        message: format!("broker {b} is not registered"),
+                    };
+                }
+                if !self.topics.contains_key(&name) {
+                    return Outcome::Refused {
+                        code: ErrorCode::UnknownTopic,
+                        message: format!("topic {name} does not exist"),
+                    };
+                }
+                let added = self.new_partitions(placement);
+                self.topics.get_mut(&name).expect("checked").partitions.extend(added);
+                Outcome::Done
+            }
+                        Command::AlterTopicConfig { name, configs } => match self.topics.get_mut(&name) {
                 Some(t) => {
                     t.configs = configs;
                     Outcome::Done
@@ -204,6 +207,28 @@ impl ControllerState {
                 Outcome::Producer { id, epoch: 0 }
             }
         }
+    }
+
+    /// Partition records for `placement`, with fresh group and replica ids.
+    fn new_partitions(&mut self, placement: Vec<Vec<u64>>) -> Vec<PartitionRecord> {
+        self.next_group_id = self.next_group_id.max(1);
+        self.next_replica_id = self.next_replica_id.max(FIRST_PARTITION_REPLICA_ID);
+        placement
+            .into_iter()
+            .map(|brokers| {
+                let group = self.next_group_id;
+                self.next_group_id += 1;
+                let replicas = brokers
+                    .into_iter()
+                    .map(|broker| {
+                        let replica = self.next_replica_id;
+                        self.next_replica_id += 1;
+                        Replica { broker, replica }
+                    })
+                    .collect();
+                PartitionRecord { group, replicas }
+            })
+            .collect()
     }
 
     /// The topic and partition record hosting `group`, if it exists.

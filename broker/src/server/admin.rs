@@ -56,6 +56,45 @@ macro_rules! on_controller {
 }
 
 impl AdminService {
+    async fn add_partitions(&self, req: v1::CreatePartitionsRequest) -> Result<()> {
+        let b = &self.broker;
+        validate_name(&req.name, true)?;
+        let state = b.state();
+        let Some(t) = state.topics.get(&req.name) else {
+            return Err(Error::new(
+                ErrorCode::UnknownTopic,
+                format!("topic {} does not exist", req.name),
+            ));
+        };
+        if t.internal {
+            return Err(Error::new(
+                ErrorCode::InvalidTopic,
+                format!("{} is internal: its partition count is fixed", req.name),
+            ));
+        }
+        let current = t.partitions.len() as u32;
+        if req.total_count <= current || req.total_count > MAX_PARTITIONS {
+            return Err(Error::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic {} has {current} partitions; the new count must be above it and at \
+                     most {MAX_PARTITIONS}, got {}",
+                    req.name, req.total_count
+                ),
+            ));
+        }
+        let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+        let live: Vec<u64> = state.brokers.keys().copied().filter(|id| b.is_alive(*id)).collect();
+        if rf > live.len() {
+            return Err(Error::new(
+                ErrorCode::NotEnoughReplicas,
+                format!("{rf} replicas per partition need {rf} live brokers; {} are alive", live.len()),
+            ));
+        }
+        let placement = placement::place(&state, &live, req.total_count - current, rf);
+        b.propose(Command::CreatePartitions { name: req.name, placement }).await.map(|_| ())
+    }
+
     async fn create_topic(&self, req: v1::CreateTopicRequest) -> Result<u64> {
         let b = &self.broker;
         validate_name(&req.name, false)?;
@@ -253,6 +292,15 @@ impl Admin for AdminService {
             Err(e) => Err(e),
         };
         Ok(Response::new(v1::AlterTopicConfigResponse { error: Some(proto_error(&r)) }))
+    }
+
+    async fn create_partitions(
+        &self,
+        req: Request<v1::CreatePartitionsRequest>,
+    ) -> Result<Response<v1::CreatePartitionsResponse>, Status> {
+        let req = on_controller!(self, req, create_partitions, CreatePartitionsResponse);
+        let r = self.add_partitions(req).await;
+        Ok(Response::new(v1::CreatePartitionsResponse { error: Some(proto_error(&r)) }))
     }
 
     async fn metadata(
