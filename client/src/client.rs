@@ -152,6 +152,7 @@ has_error!(
     v1::CreateTopicResponse,
     v1::DeleteTopicResponse,
     v1::AlterTopicConfigResponse,
+    v1::CreatePartitionsResponse,
     v1::ListTopicsResponse,
     v1::DescribeTopicResponse,
     v1::MetadataResponse,
