@@ -145,9 +145,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         let raft = &self.inner.raft;
         let _one = self.inner.renewing.lock().await;
         let fresh = |m: &RaftMetrics<TypeConfig<A>>| {
-            m.last_quorum_acked
-                .as_ref()
-                .is_some_and(|t| openraft::Instant::elapsed(&**t) < within)
+            m.last_quorum_acked.as_ref().is_some_and(|t| openraft::Instant::elapsed(&**t) < within)
         };
         // Bounded by round-trip timing, not by the (long) lease: a deposed or cut-off leader
         // must not hold writers for long.
