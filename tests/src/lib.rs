@@ -15,6 +15,8 @@
 //! - [`records`]: building batches ([`records::batch`], [`records::Sequencer`] for idempotent
 //!   producers) and decoding fetched ones ([`FetchedRecord`]), CRC-checked.
 //! - [`raw`]: a pass-through bytes codec, to send arbitrary bytes as a gRPC request body.
+//! - [`groups`]: consumer groups: a coordinator-routing `Groups` client and simulated members
+//!   (heartbeating, optionally consuming and committing) for the group suites.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/readyz` and `/healthz`.
 //! - [`ports`]: [`ports::ReservedPort`], a loopback port held until a broker is spawned.
 //! - `fake` (unit tests only): in-process fake brokers that test [`TestClient`]'s routing
@@ -40,6 +42,7 @@ pub mod client;
 pub mod cluster;
 #[cfg(test)]
 mod fake;
+pub mod groups;
 pub mod http;
 pub mod ports;
 pub mod produced;

@@ -72,7 +72,7 @@ pub enum Command {
     DeleteTopic { name: String },
     /// Adds partitions, with the given replica brokers each, to an existing topic.
     CreatePartitions { name: String, placement: Vec<Vec<u64>> },
-        /// Replaces a topic's config overrides.
+    /// Replaces a topic's config overrides.
     AlterTopicConfig { name: String, configs: BTreeMap<String, String> },
     /// Allocates a producer id (or bumps the epoch of a named producer).
     InitProducer { name: String },
@@ -176,7 +176,7 @@ impl ControllerState {
                 self.topics.get_mut(&name).expect("checked").partitions.extend(added);
                 Outcome::Done
             }
-                        Command::AlterTopicConfig { name, configs } => match self.topics.get_mut(&name) {
+            Command::AlterTopicConfig { name, configs } => match self.topics.get_mut(&name) {
                 Some(t) => {
                     t.configs = configs;
                     Outcome::Done

@@ -82,8 +82,9 @@ struct Sessions {
     /// Since when a member has had these partitions to give up.
     revoking: HashMap<(String, String), (Instant, Assignment)>,
     /// Members that did not give up revoked partitions within the rebalance timeout. Their
-    /// next heartbeat removes them and tells them to drop everything; until then (or their
-    /// session timeout) their partitions stay theirs, so no one else is given them early.
+    /// heartbeats are answered `FENCED_MEMBER_EPOCH` (drop everything, rejoin) and no longer
+    /// keep their session alive; their partitions stay theirs — no one else is given them —
+    /// until they rejoin with epoch 0 or their session times out.
     fenced: HashSet<(String, String)>,
 }
 
@@ -263,28 +264,34 @@ impl Coordinator {
             (false, _) => req.member_id.clone(),
         };
         let key = (group.clone(), member_id.clone());
-        // Seen on arrival: session expiry, waiting for this group's lock, must not remove a
-        // member whose heartbeat is queued behind it.
-        if let Some(mut s) = self.sessions(term, arrived) {
-            s.last_seen.insert(key.clone(), arrived);
-        }
-        let guard = self.lock(&group).await;
-        let old = self.state(&group).unwrap_or_default();
-        let fenced = self.sessions(term, arrived).is_some_and(|mut s| s.fenced.remove(&key));
-        if fenced && old.members.contains_key(&member_id) {
-            let new = old.remove_member(&member_id, topics);
-            self.propose(term, &GroupCommand::PutGroup { group: group.clone(), state: new }, guard)
-                .await?;
-            self.forget(term, &key);
+        let Some(fenced) = self.sessions(term, arrived).map(|mut s| {
+            let fenced = s.fenced.contains(&key);
+            if fenced && req.member_epoch == 0 {
+                // Rejoining from scratch confirms it dropped everything.
+                s.fenced.remove(&key);
+            }
+            // Seen on arrival: session expiry, waiting for this group's lock, must not
+            // remove a member whose heartbeat is queued behind it. A fenced member's
+            // heartbeats do not count: it is removed a session after its last good one.
+            if !fenced || req.member_epoch == 0 {
+                s.last_seen.insert(key.clone(), arrived);
+            }
+            fenced && req.member_epoch != 0
+        }) else {
+            return Err(self.not_coordinator());
+        };
+        if fenced {
             return Err(Error::new(
                 ErrorCode::FencedMemberEpoch,
                 format!(
                     "member {member_id} did not give up its revoked partitions within the \
-                     rebalance timeout ({} ms): it is removed; drop every partition and rejoin",
+                     rebalance timeout ({} ms): drop every partition and rejoin with epoch 0",
                     self.config.rebalance_timeout_ms
                 ),
             ));
         }
+        let guard = self.lock(&group).await;
+        let old = self.state(&group).unwrap_or_default();
         let joining = req.member_epoch == 0 && !old.members.contains_key(&member_id);
         let max = self.config.max_group_size as usize;
         if joining && old.members.len() >= max {

@@ -88,7 +88,10 @@ impl AdminService {
         if rf > live.len() {
             return Err(Error::new(
                 ErrorCode::NotEnoughReplicas,
-                format!("{rf} replicas per partition need {rf} live brokers; {} are alive", live.len()),
+                format!(
+                    "{rf} replicas per partition need {rf} live brokers; {} are alive",
+                    live.len()
+                ),
             ));
         }
         let placement = placement::place(&state, &live, req.total_count - current, rf);
