@@ -80,6 +80,14 @@ macro_rules! has_error {
 }
 
 has_error!(
+    rafka_proto::v1::GroupHeartbeatResponse,
+    rafka_proto::v1::CommitOffsetsResponse,
+    rafka_proto::v1::FetchOffsetsResponse,
+    rafka_proto::v1::DescribeGroupResponse,
+    rafka_proto::v1::ListGroupsResponse,
+    rafka_proto::v1::DeleteGroupResponse,
+    rafka_proto::v1::ResetOffsetsResponse,
+    rafka_proto::v1::CreatePartitionsResponse,
     ProduceResponse,
     FetchResponse,
     ListOffsetsResponse,
@@ -512,6 +520,30 @@ impl TestClient {
                 let req = ListTopicsRequest { include_internal };
                 async move {
                     client.map_err(|e| Status::unavailable(e.to_string()))?.list_topics(req).await
+                }
+            })
+            .await?;
+        Ok(r)
+    }
+
+    /// `CreatePartitions` at any broker, retried on retriable outcomes; returns the answer.
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        total_count: u32,
+    ) -> anyhow::Result<rafka_proto::v1::CreatePartitionsResponse> {
+        let (r, _) = self
+            .any_broker("create partitions", |addr| {
+                let client = self.admin_at(&addr);
+                let req = rafka_proto::v1::CreatePartitionsRequest {
+                    name: name.to_string(),
+                    total_count,
+                };
+                async move {
+                    client
+                        .map_err(|e| Status::unavailable(e.to_string()))?
+                        .create_partitions(req)
+                        .await
                 }
             })
             .await?;

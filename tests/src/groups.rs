@@ -37,7 +37,6 @@ use rafka_proto::v1::DeleteGroupRequest;
 use rafka_proto::v1::DeleteGroupResponse;
 use rafka_proto::v1::DescribeGroupRequest;
 use rafka_proto::v1::DescribeGroupResponse;
-use rafka_proto::v1::Error;
 use rafka_proto::v1::ErrorCode;
 use rafka_proto::v1::FetchOffsetsRequest;
 use rafka_proto::v1::FetchOffsetsResponse;
@@ -63,26 +62,6 @@ use crate::wait::Backoff;
 
 /// A topic partition.
 pub type Tp = (String, u32);
-
-macro_rules! has_error {
-    ($($t:ty),* $(,)?) => {$(
-        impl HasError for $t {
-            fn error(&self) -> Error {
-                self.error.clone().unwrap_or_else(Error::none)
-            }
-        }
-    )*};
-}
-
-has_error!(
-    GroupHeartbeatResponse,
-    CommitOffsetsResponse,
-    FetchOffsetsResponse,
-    DescribeGroupResponse,
-    ListGroupsResponse,
-    DeleteGroupResponse,
-    ResetOffsetsResponse,
-);
 
 /// Broker TOML for fast groups: `offsets_partitions` partitions of `__consumer_offsets` with
 /// `replication_factor` replicas, members expire after `session_timeout_ms`, heartbeats

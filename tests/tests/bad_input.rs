@@ -194,6 +194,21 @@ async fn bad_input_is_refused_and_changes_nothing() {
             );
             assert_eq!(create_code(&client, GOOD).await, ErrorCode::TopicAlreadyExists);
 
+            // Partition counts only grow, within the limit; internal topics are fixed.
+            for (name, count, want) in [
+                (GOOD, 1, ErrorCode::InvalidPartitions),
+                (GOOD, 0, ErrorCode::InvalidPartitions),
+                (GOOD, u32::MAX, ErrorCode::InvalidPartitions),
+                ("missing", 2, ErrorCode::UnknownTopic),
+                ("__consumer_offsets", 99, ErrorCode::InvalidTopic),
+                ("a/b", 2, ErrorCode::InvalidTopic),
+            ] {
+                let resp = client.create_partitions(name, count).await.unwrap();
+                assert_eq!(code_of(&resp), want, "create partitions {name:?} {count}: {resp:?}");
+            }
+            let described = client.describe_topic(GOOD).await.unwrap();
+            assert_eq!(described.partitions.len(), 1, "refused requests changed {GOOD}");
+
             // Offsets: below the log start or above the high watermark. At the high watermark
             // a fetch is no error: it long-polls and returns nothing.
             for offset in [-1, i64::MIN, hw_before + 1, i64::MAX] {
