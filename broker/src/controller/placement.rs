@@ -11,7 +11,9 @@ use super::state::ControllerState;
 /// brokers (sorted, distinct, at least `rf`).
 pub fn place(state: &ControllerState, live: &[u64], partitions: u32, rf: usize) -> Vec<Vec<u64>> {
     let mut load: BTreeMap<u64, (usize, usize)> = live.iter().map(|b| (*b, (0, 0))).collect();
-    for p in state.topics.values().flat_map(|t| t.partitions.iter()) {
+    // Internal topics (`__consumer_offsets`) carry little load: counting them would skew the
+    // first user topic's leaders away from the brokers that lead them.
+    for p in state.topics.values().filter(|t| !t.internal).flat_map(|t| t.partitions.iter()) {
         for (i, r) in p.replicas.iter().enumerate() {
             if let Some(l) = load.get_mut(&r.broker) {
                 l.0 += 1;
