@@ -119,21 +119,8 @@ impl Broker {
             .map(|(id, addr)| (*id, ReplicaNode { broker_id: *id, addr: addr.clone() }))
             .collect();
         let first = *cluster.keys().next().expect("cluster has this broker");
-        let delay = if first == self.id {
-            Duration::ZERO
-        } else {
-            Duration::from_millis(self.config.raft.election_timeout_max_ms * 2)
-        };
-        let this = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            if this.controller.metrics().last_log_index.is_none() {
-                match this.controller.initialize(members).await {
-                    Ok(()) => tracing::info!("controller group initialised"),
-                    Err(e) => tracing::debug!("controller already initialised: {e}"),
-                }
-            }
-        });
+        let group = self.controller.clone();
+        crate::tasks::initialize_when_quiet(self, group, first == self.id, members, "controller");
     }
 
     /// The latest controller state this replica applied.

@@ -169,10 +169,23 @@ fn initialize_if_new<A: App, S: StateMachine<A>>(
     members: BTreeMap<u64, ReplicaNode>,
     name: &str,
 ) {
+    initialize_when_quiet(b, group, p.replicas[0].broker == b.id, members, name);
+}
+
+/// Initialises a group that has no log yet: at once on its `first` replica, on the others
+/// only if it still has none after two election timeouts (the first one may be down).
+/// Initialising with the same members on several replicas is safe in Raft.
+pub(crate) fn initialize_when_quiet<A: App, S: StateMachine<A>>(
+    b: &Broker,
+    group: Group<A, S>,
+    first: bool,
+    members: BTreeMap<u64, ReplicaNode>,
+    name: &str,
+) {
     if group.metrics().last_log_index.is_some() {
         return;
     }
-    let delay = if p.replicas[0].broker == b.id {
+    let delay = if first {
         Duration::ZERO
     } else {
         Duration::from_millis(b.config.raft.election_timeout_max_ms * 2)
@@ -180,10 +193,11 @@ fn initialize_if_new<A: App, S: StateMachine<A>>(
     let name = name.to_string();
     tokio::spawn(async move {
         tokio::time::sleep(delay).await;
-        if group.metrics().last_log_index.is_none()
-            && let Err(e) = group.initialize(members).await
-        {
-            tracing::debug!(partition = %name, "already initialised: {e}");
+        if group.metrics().last_log_index.is_none() {
+            match group.initialize(members).await {
+                Ok(()) => tracing::info!(group = %name, "group initialised"),
+                Err(e) => tracing::debug!(group = %name, "already initialised: {e}"),
+            }
         }
     });
 }
