@@ -1,12 +1,18 @@
-//! [`Admin`]: topic and cluster administration over the `Admin` service.
+//! [`Admin`]: topic and cluster administration over the `Admin` service, and consumer-group
+//! administration over the `Groups` service (routed to each group's coordinator).
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 
 use rafka_proto::v1;
 
 use crate::client::Client;
 use crate::client::admin;
+use crate::consumer::SeekTo;
+use crate::data::OffsetSpec;
 use crate::error::Result;
+use crate::groups::from_wire;
+use crate::groups::groups;
 use crate::metadata::BrokerDescription;
 use crate::metadata::ClusterMetadata;
 use crate::metadata::PartitionDescription;
@@ -46,6 +52,84 @@ pub struct ClusterDescription {
     pub controller_id: Option<u64>,
     /// Every broker.
     pub brokers: Vec<BrokerDescription>,
+}
+
+/// A consumer group as `ListGroups` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    /// The group id.
+    pub group_id: String,
+    /// "empty", "reconciling" or "stable".
+    pub state: String,
+    /// Number of members.
+    pub members: u32,
+    /// The coordinator's broker id.
+    pub coordinator: u64,
+}
+
+/// One member of a described group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMemberDescription {
+    /// Member id.
+    pub member_id: String,
+    /// Member epoch.
+    pub member_epoch: i32,
+    /// The client id it sent.
+    pub client_id: String,
+    /// Subscribed topics.
+    pub subscribed_topics: Vec<String>,
+    /// Partitions it owns now.
+    pub assignment: Vec<(String, u32)>,
+    /// Partitions it was asked to give up and has not yet.
+    pub pending_revocation: Vec<(String, u32)>,
+    /// What the target assignment gives it.
+    pub target_assignment: Vec<(String, u32)>,
+}
+
+/// One partition of a described group: committed offset, lag and owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartitionDescription {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: u32,
+    /// The committed offset (next to read), if any.
+    pub committed_offset: Option<i64>,
+    /// The partition's high watermark, if known.
+    pub high_watermark: Option<i64>,
+    /// `high_watermark - committed_offset`, when both are known.
+    pub lag: Option<i64>,
+    /// The member id owning the partition now, if any.
+    pub owner: Option<String>,
+    /// The owner's client id, if owned.
+    pub owner_client_id: Option<String>,
+    /// When the offset was committed (ms since the epoch), if it was.
+    pub commit_timestamp: Option<i64>,
+}
+
+/// A consumer group as `DescribeGroup` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    /// The group id.
+    pub group_id: String,
+    /// "empty", "reconciling" or "stable".
+    pub state: String,
+    /// Bumped on every membership, subscription or topic change.
+    pub group_epoch: i32,
+    /// The group epoch of the target assignment.
+    pub assignment_epoch: i32,
+    /// The server-side assignor in use.
+    pub assignor: String,
+    /// Members, as the coordinator lists them.
+    pub members: Vec<GroupMemberDescription>,
+    /// Every partition the group committed or a member owns, by topic and partition.
+    pub partitions: Vec<GroupPartitionDescription>,
+    /// The coordinator as `(broker id, address)`.
+    pub coordinator: Option<(u64, String)>,
+}
+
+fn sorted(parts: &[v1::TopicPartitions]) -> Vec<(String, u32)> {
+    from_wire(parts).into_iter().collect()
 }
 
 /// Administration of topics and the cluster. Cheap to clone; shares the [`Client`]'s
@@ -206,5 +290,137 @@ impl Admin {
             })
             .await?;
         Ok(resp.into())
+    }
+
+    /// Every consumer group of the cluster, by id.
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let resp = self
+            .client
+            .call_any(|ch| async move { groups(ch).list_groups(v1::ListGroupsRequest {}).await })
+            .await?;
+        Ok(resp
+            .groups
+            .into_iter()
+            .map(|g| GroupListing {
+                group_id: g.group_id,
+                state: g.state,
+                members: g.members,
+                coordinator: g.coordinator,
+            })
+            .collect())
+    }
+
+    /// Group `group`: members, and per partition the committed offset, high watermark, lag
+    /// and owner. `GROUP_ID_NOT_FOUND` for an unknown group.
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let resp = self
+            .client
+            .call_coordinator(group, None, |ch| {
+                let req = v1::DescribeGroupRequest { group_id: group.to_string() };
+                async move { groups(ch).describe_group(req).await }
+            })
+            .await?;
+        let members: Vec<GroupMemberDescription> = resp
+            .members
+            .into_iter()
+            .map(|m| GroupMemberDescription {
+                member_id: m.member_id,
+                member_epoch: m.member_epoch,
+                client_id: m.client_id,
+                subscribed_topics: m.subscribed_topics,
+                assignment: sorted(&m.assignment),
+                pending_revocation: sorted(&m.pending_revocation),
+                target_assignment: sorted(&m.target_assignment),
+            })
+            .collect();
+        let mut partitions: BTreeMap<(String, u32), GroupPartitionDescription> = BTreeMap::new();
+        let blank = |topic: &str, partition| GroupPartitionDescription {
+            topic: topic.to_string(),
+            partition,
+            committed_offset: None,
+            high_watermark: None,
+            lag: None,
+            owner: None,
+            owner_client_id: None,
+            commit_timestamp: None,
+        };
+        for o in resp.offsets {
+            let known = |v: i64| (v >= 0).then_some(v);
+            let mut d = blank(&o.topic, o.partition);
+            d.committed_offset = known(o.committed_offset);
+            d.high_watermark = known(o.high_watermark);
+            d.lag = known(o.lag);
+            d.commit_timestamp = known(o.commit_timestamp);
+            partitions.insert((o.topic, o.partition), d);
+        }
+        for m in &members {
+            for (t, p) in &m.assignment {
+                let d = partitions.entry((t.clone(), *p)).or_insert_with(|| blank(t, *p));
+                d.owner = Some(m.member_id.clone());
+                d.owner_client_id = Some(m.client_id.clone());
+            }
+        }
+        for d in partitions.values_mut().filter(|d| d.high_watermark.is_none()) {
+            // Owned but never committed: the high watermark still says how far the log is.
+            let hw = self.client.list_offset(&d.topic, d.partition, OffsetSpec::Latest).await;
+            d.high_watermark = hw.ok();
+        }
+        Ok(GroupDescription {
+            group_id: resp.group_id,
+            state: resp.state,
+            group_epoch: resp.group_epoch,
+            assignment_epoch: resp.assignment_epoch,
+            assignor: resp.assignor,
+            members,
+            partitions: partitions.into_values().collect(),
+            coordinator: resp.coordinator.map(|c| (c.broker_id, c.address)),
+        })
+    }
+
+    /// Deletes group `group` and its offsets: `GROUP_NOT_EMPTY` while it has members,
+    /// `GROUP_ID_NOT_FOUND` if unknown.
+    pub async fn delete_group(&self, group: &str) -> Result<()> {
+        self.client
+            .call_coordinator(group, None, |ch| {
+                let req = v1::DeleteGroupRequest { group_id: group.to_string() };
+                async move { groups(ch).delete_group(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Moves `group`'s committed offsets of `topic` (`partitions`, or all when empty) to
+    /// `to` ([`SeekTo::Beginning`] = log start, [`SeekTo::End`] = high watermark); only
+    /// while the group has no members (`GROUP_NOT_EMPTY` otherwise). With `dry_run` nothing
+    /// is committed. Returns the new offsets as `(topic, partition, offset)`.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        partitions: &[u32],
+        to: SeekTo,
+        dry_run: bool,
+    ) -> Result<Vec<(String, u32, i64)>> {
+        use v1::reset_spec::Spec;
+        let spec = match to {
+            SeekTo::Beginning => Spec::Earliest(true),
+            SeekTo::End => Spec::Latest(true),
+            SeekTo::Timestamp(ts) => Spec::Timestamp(ts),
+            SeekTo::Offset(o) => Spec::Offset(o),
+        };
+        let resp = self
+            .client
+            .call_coordinator(group, None, |ch| {
+                let req = v1::ResetOffsetsRequest {
+                    group_id: group.to_string(),
+                    topic: topic.to_string(),
+                    partitions: partitions.to_vec(),
+                    spec: Some(v1::ResetSpec { spec: Some(spec) }),
+                    dry_run,
+                };
+                async move { groups(ch).reset_offsets(req).await }
+            })
+            .await?;
+        Ok(resp.offsets.into_iter().map(|o| (o.topic, o.partition, o.offset)).collect())
     }
 }

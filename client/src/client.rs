@@ -119,6 +119,8 @@ struct Inner {
     metadata: Mutex<Cache>,
     /// Rotates `call_any` over the known brokers.
     next: AtomicUsize,
+    /// The coordinator address of each group, learnt from `NOT_COORDINATOR` hints.
+    coordinators: Mutex<HashMap<String, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -157,6 +159,13 @@ has_error!(
     v1::DescribeTopicResponse,
     v1::MetadataResponse,
     v1::DescribeClusterResponse,
+    v1::GroupHeartbeatResponse,
+    v1::CommitOffsetsResponse,
+    v1::FetchOffsetsResponse,
+    v1::DescribeGroupResponse,
+    v1::ListGroupsResponse,
+    v1::DeleteGroupResponse,
+    v1::ResetOffsetsResponse,
 );
 
 /// The error of a response as a `Result`, keeping a `NOT_LEADER` hint apart.
@@ -226,6 +235,7 @@ impl Client {
                 channels: Mutex::default(),
                 metadata: Mutex::default(),
                 next: AtomicUsize::new(0),
+                coordinators: Mutex::default(),
             }),
         };
         client.refresh_metadata().await?;
@@ -362,6 +372,54 @@ impl Client {
                 Err(e) => retry.on_error(e).await?,
             }
         }
+    }
+
+    /// Sends a request to the address `route` picks (any broker when it picks none) until
+    /// success, a fatal error or the deadline (`total` from now, else the config's).
+    /// `on_error` sees every failed attempt's error and `Error.leader` hint, so the router
+    /// can follow hints (group coordinators use this).
+    pub(crate) async fn call_routed<T, F, Fut>(
+        &self,
+        total: Option<Duration>,
+        route: impl Fn() -> Option<String>,
+        on_error: impl Fn(&Error, Option<v1::LeaderHint>),
+        mut call: F,
+    ) -> Result<T>
+    where
+        T: HasError,
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut retry = Retry::new(&self.inner.config);
+        if let Some(total) = total {
+            retry.deadline = retry.start + total;
+        }
+        loop {
+            let r = async {
+                let addr = match route() {
+                    Some(addr) => addr,
+                    None => self.any_addr()?,
+                };
+                let fut = call(self.channel(&addr)?);
+                let resp = self
+                    .attempt(&addr, &retry, Duration::ZERO, fut)
+                    .await
+                    .inspect_err(|e| on_error(e, None))?;
+                check(resp).map_err(|(e, hint)| {
+                    on_error(&e, hint);
+                    e
+                })
+            };
+            match r.await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => retry.on_error(e).await?,
+            }
+        }
+    }
+
+    /// The coordinator addresses cached per group (see `crate::groups`).
+    pub(crate) fn coordinator_cache(&self) -> &Mutex<HashMap<String, String>> {
+        &self.inner.coordinators
     }
 
     /// Sends a request to the leader of `topic`/`partition` until success, a fatal error or

@@ -34,6 +34,10 @@ pub enum Error {
     /// No broker address is known.
     #[error("no brokers to talk to")]
     NoBrokers,
+    /// The API was used in a way that cannot work (subscribe without a group, committing a
+    /// partition the consumer does not own, ...); nothing was sent.
+    #[error("invalid use: {0}")]
+    Usage(String),
     /// A broker's answer does not make sense (e.g. a leader that is not among the brokers).
     #[error("protocol: {0}")]
     Protocol(String),

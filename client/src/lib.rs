@@ -8,31 +8,51 @@
 //! - [`data`]: the low-level data calls on [`Client`] — [`Client::produce_batch`],
 //!   [`Client::fetch`], [`Client::list_offset`], [`Client::init_producer`].
 //! - [`admin`]: [`Admin`] — create, delete, list, describe and alter topics; describe the
-//!   cluster; metadata. Returns plain structs such as [`TopicDescription`].
+//!   cluster; metadata; list, describe (lag and owner per partition), delete consumer
+//!   groups and reset their offsets. Returns plain structs such as [`TopicDescription`] and
+//!   [`GroupDescription`].
+//! - [`consumer`]: [`Consumer`] — `subscribe` (server-side group protocol, heartbeats in a
+//!   background task, [`RebalanceListener`]) or `assign`; `poll` / `stream` with CRC checks;
+//!   auto or manual commits; `seek` to an offset, the beginning, the end or a timestamp.
+//! - [`groups`]: group calls on [`Client`] routed to each group's coordinator (following
+//!   `NOT_COORDINATOR` hints, cached per group): [`Client::group_heartbeat`],
+//!   [`Client::commit_group_offsets`], [`Client::fetch_group_offsets`].
 //! - [`metadata`]: plain views of brokers, topics and partitions ([`ClusterMetadata`]).
 //! - [`producer`]: [`Producer`] — per-partition batching by size and linger, in-order
 //!   delivery with idempotent retries, backpressure and `flush`.
 //! - [`partitioner`]: Kafka's murmur2 and [`partition_for_key`].
 //! - [`error`]: [`Error`] with a stable [`Error::code`] and [`Error::is_retriable`].
 //!
-//! The Consumer comes later; batches are built with `rafka_proto::batch::build`.
+//! Runnable examples: `client/examples/{producer,consumer_group,replay}.rs`.
 
 #![warn(missing_docs)]
 
 pub mod admin;
 pub mod client;
+pub mod consumer;
 pub mod data;
 pub mod error;
+pub mod groups;
 pub mod metadata;
 pub mod partitioner;
 pub mod producer;
 
 pub use admin::Admin;
 pub use admin::ClusterDescription;
+pub use admin::GroupDescription;
+pub use admin::GroupListing;
+pub use admin::GroupMemberDescription;
+pub use admin::GroupPartitionDescription;
 pub use admin::TopicDescription;
 pub use admin::TopicListing;
 pub use client::Client;
 pub use client::ClientConfig;
+pub use consumer::Consumer;
+pub use consumer::ConsumerConfig;
+pub use consumer::ConsumerRecord;
+pub use consumer::OffsetReset;
+pub use consumer::RebalanceListener;
+pub use consumer::SeekTo;
 pub use data::FetchResult;
 pub use data::OffsetSpec;
 pub use error::Error;

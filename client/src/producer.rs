@@ -430,6 +430,7 @@ fn copy_error(e: &Error) -> Error {
         Error::Transport(s) => Error::Transport(tonic::Status::new(s.code(), s.message())),
         Error::Timeout(m) => Error::Timeout(m.clone()),
         Error::InvalidConfig(m) => Error::InvalidConfig(m.clone()),
+        Error::Usage(m) => Error::Usage(m.clone()),
         Error::NoBrokers => Error::NoBrokers,
         Error::Protocol(m) => Error::Protocol(m.clone()),
     }
