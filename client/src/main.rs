@@ -1,12 +1,87 @@
-//! `rafka`: the command-line tool.
+//! `rafka`: the command-line tool of rafka.
+//!
+//! One module per command family under `cli/`: [`cli::topic`], [`cli::produce`],
+//! [`cli::consume`], [`cli::group`], [`cli::cluster`], [`cli::bench`]; [`cli::output`] holds
+//! the text/JSON output switch and the one-line error report.
+//!
+//! Global flags: `--bootstrap host:port[,host:port...]` (env `RAFKA_BOOTSTRAP`, default
+//! `127.0.0.1:9092`) and `--output text|json`. Every error prints one line on stderr and the
+//! process exits non-zero (1 for a failed operation, 2 for bad usage).
+
+mod cli {
+    pub mod bench;
+    pub mod cluster;
+    pub mod consume;
+    pub mod group;
+    pub mod output;
+    pub mod produce;
+    pub mod topic;
+}
+
+use clap::Parser;
+use clap::Subcommand;
+
+use cli::output::Output;
+
+/// rafka: a partitioned, replicated commit log. Talk to a cluster from the shell.
+#[derive(Debug, Parser)]
+#[command(name = "rafka", version, propagate_version = true)]
+struct Cli {
+    /// Brokers to ask first, `host:port[,host:port...]`; one live broker is enough.
+    #[arg(long, global = true, env = "RAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(cli::topic::TopicCommand),
+    /// Write one record per line of stdin to a topic.
+    Produce(cli::produce::ProduceArgs),
+    /// Print records of a topic, optionally as a member of a consumer group.
+    Consume(cli::consume::ConsumeArgs),
+    /// List, describe, reset and delete consumer groups.
+    #[command(subcommand)]
+    Group(cli::group::GroupCommand),
+    /// Brokers, liveness, controller and leader counts.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
+    /// Load generator: produce, consume and end-to-end latency benchmarks.
+    #[command(subcommand)]
+    Bench(cli::bench::BenchCommand),
+}
 
 fn main() {
-    let arg = std::env::args().nth(1);
-    match arg.as_deref() {
-        Some("--version") | Some("-V") => println!("rafka {}", env!("CARGO_PKG_VERSION")),
-        _ => {
-            eprintln!("rafka {}: the CLI is not implemented yet.", env!("CARGO_PKG_VERSION"));
-            std::process::exit(2);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => cli::output::usage_error(e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => cli::output::fail(&anyhow::anyhow!("starting the runtime: {e}")),
+    };
+    let out = cli.output;
+    let bootstrap = cli.bootstrap;
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Topic(c) => cli::topic::run(&bootstrap, out, c).await,
+            Command::Produce(a) => cli::produce::run(&bootstrap, out, a).await,
+            Command::Consume(a) => cli::consume::run(&bootstrap, out, a).await,
+            Command::Group(c) => cli::group::run(&bootstrap, out, c).await,
+            Command::Cluster(c) => cli::cluster::run(&bootstrap, out, c).await,
+            Command::Bench(c) => cli::bench::run(&bootstrap, out, c).await,
         }
+    });
+    // Background tasks (partition fetchers, producer senders) must not keep us alive.
+    runtime.shutdown_background();
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => cli::output::fail(&e),
     }
 }

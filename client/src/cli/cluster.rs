@@ -1,0 +1,99 @@
+//! `rafka cluster status`: brokers, liveness, controller leader and partition leader counts.
+//!
+//! # Format
+//!
+//! `--output json` prints `{"cluster_id", "controller", "brokers": [{"id", "address",
+//! "rack", "alive", "controller", "leaders", "replicas"}], "topics", "partitions",
+//! "leaderless_partitions"}`; `leaders` counts the partitions the broker leads, internal
+//! topics included.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use clap::Subcommand;
+use rafka_client::Admin;
+use serde_json::json;
+
+use super::output::Output;
+use super::output::connect;
+use super::output::print_json;
+use super::output::print_table;
+
+/// `rafka cluster ...`
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Brokers, liveness, controller leader and partition leader counts.
+    Status,
+}
+
+/// Runs a `cluster` command; returns the exit status.
+pub async fn run(bootstrap: &str, out: Output, cmd: ClusterCommand) -> anyhow::Result<i32> {
+    match cmd {
+        ClusterCommand::Status => status(bootstrap, out).await,
+    }
+}
+
+async fn status(bootstrap: &str, out: Output) -> anyhow::Result<i32> {
+    let admin = Admin::new(connect(bootstrap).await?);
+    let cluster = admin.describe_cluster().await.context("describing the cluster")?;
+    let md = admin.metadata(&[]).await.context("fetching metadata")?;
+    let mut leaders: BTreeMap<u64, usize> = BTreeMap::new();
+    let mut replicas: BTreeMap<u64, usize> = BTreeMap::new();
+    let (mut partitions, mut leaderless) = (0usize, 0usize);
+    for t in md.topics.iter().filter(|t| t.error.is_none()) {
+        for p in &t.partitions {
+            partitions += 1;
+            match p.leader {
+                Some(l) => *leaders.entry(l).or_default() += 1,
+                None => leaderless += 1,
+            }
+            for r in &p.replicas {
+                *replicas.entry(*r).or_default() += 1;
+            }
+        }
+    }
+    let mut brokers = cluster.brokers.clone();
+    brokers.sort_by_key(|b| b.broker_id);
+    let topics = md.topics.iter().filter(|t| t.error.is_none()).count();
+    match out {
+        Output::Text => {
+            let controller = cluster.controller_id.map_or("none".to_string(), |c| c.to_string());
+            println!("cluster {}: controller leader broker {controller}", cluster.cluster_id);
+            let rows: Vec<Vec<String>> = brokers
+                .iter()
+                .map(|b| {
+                    let mark = if Some(b.broker_id) == cluster.controller_id { "*" } else { "" };
+                    vec![
+                        format!("{}{mark}", b.broker_id),
+                        b.address.clone(),
+                        if b.alive { "alive" } else { "dead" }.to_string(),
+                        leaders.get(&b.broker_id).copied().unwrap_or(0).to_string(),
+                        replicas.get(&b.broker_id).copied().unwrap_or(0).to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["BROKER", "ADDRESS", "STATUS", "LEADERS", "REPLICAS"], &rows);
+            println!(
+                "  {topics} topics, {partitions} partitions, {leaderless} without a leader \
+                 (* = controller leader)"
+            );
+        }
+        Output::Json => print_json(&json!({
+            "cluster_id": cluster.cluster_id,
+            "controller": cluster.controller_id,
+            "brokers": brokers.iter().map(|b| json!({
+                "id": b.broker_id,
+                "address": b.address,
+                "rack": b.rack,
+                "alive": b.alive,
+                "controller": Some(b.broker_id) == cluster.controller_id,
+                "leaders": leaders.get(&b.broker_id).copied().unwrap_or(0),
+                "replicas": replicas.get(&b.broker_id).copied().unwrap_or(0),
+            })).collect::<Vec<_>>(),
+            "topics": topics,
+            "partitions": partitions,
+            "leaderless_partitions": leaderless,
+        })),
+    }
+    Ok(0)
+}
