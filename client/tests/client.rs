@@ -18,6 +18,9 @@ use rafka_tests::Cluster;
 use rafka_tests::bounded;
 use rafka_tests::poll;
 
+mod common;
+use common::wait_for_leaders;
+
 const TEST_LIMIT: Duration = Duration::from_secs(180);
 
 fn bootstrap(cluster: &Cluster) -> String {
@@ -35,19 +38,6 @@ fn batch(tag: &str, n: usize) -> Bytes {
         })
         .collect();
     rafka_proto::batch::build(&records, None, Compression::None).encode_to_vec().into()
-}
-
-/// Waits until every partition of `topic` has a leader.
-async fn wait_for_leaders(admin: &Admin, topic: &str) {
-    poll("leaders elected", Duration::from_secs(60), || async {
-        let d = admin.describe_topic(topic).await?;
-        match d.partitions.iter().all(|p| p.leader.is_some()) {
-            true => Ok(d),
-            false => Err(Error::Protocol(format!("not all partitions have leaders: {d:?}"))),
-        }
-    })
-    .await
-    .expect("leaders");
 }
 
 /// An address nothing listens on: bound by the OS, then released.

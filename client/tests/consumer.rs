@@ -26,7 +26,9 @@ use rafka_client::SeekTo;
 use rafka_tests::Cluster;
 use rafka_tests::ClusterOptions;
 use rafka_tests::bounded;
-use rafka_tests::poll;
+
+mod common;
+use common::create_topic;
 use tokio::time::Instant;
 
 const TEST_LIMIT: Duration = Duration::from_secs(240);
@@ -40,19 +42,6 @@ async fn start(brokers: usize) -> (Cluster, Client) {
     let bootstrap = cluster.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
     let client = Client::connect(&bootstrap).await.expect("connect");
     (cluster, client)
-}
-
-async fn create_topic(admin: &Admin, topic: &str, partitions: u32, rf: u32) {
-    admin.create_topic(topic, partitions, rf, HashMap::new()).await.expect("create");
-    poll("leaders elected", Duration::from_secs(60), || async {
-        let d = admin.describe_topic(topic).await?;
-        match d.partitions.iter().all(|p| p.leader.is_some()) {
-            true => Ok(d),
-            false => Err(Error::Protocol(format!("not all partitions have leaders: {d:?}"))),
-        }
-    })
-    .await
-    .expect("leaders");
 }
 
 /// Produces `values` keyed `k{i % 50}` to `topic`; returns `(partition, offset)` of each.

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use prost::Message;
 use rafka_client::Admin;
 use rafka_client::Client;
-use rafka_client::Error;
 use rafka_client::Producer;
 use rafka_client::ProducerConfig;
 use rafka_client::ProducerRecord;
@@ -18,7 +17,8 @@ use rafka_client::partition_for_key;
 use rafka_proto::v1::Compression;
 use rafka_tests::Cluster;
 use rafka_tests::bounded;
-use rafka_tests::poll;
+
+mod common;
 use tokio::task::JoinSet;
 
 const TEST_LIMIT: Duration = Duration::from_secs(240);
@@ -28,16 +28,7 @@ fn bootstrap(cluster: &Cluster) -> String {
 }
 
 async fn create_topic(admin: &Admin, topic: &str, partitions: u32) {
-    admin.create_topic(topic, partitions, 3, HashMap::new()).await.expect("create");
-    poll("leaders elected", Duration::from_secs(60), || async {
-        let d = admin.describe_topic(topic).await?;
-        match d.partitions.iter().all(|p| p.leader.is_some()) {
-            true => Ok(d),
-            false => Err(Error::Protocol(format!("not all partitions have leaders: {d:?}"))),
-        }
-    })
-    .await
-    .expect("leaders");
+    common::create_topic(admin, topic, partitions, 3).await;
 }
 
 fn record(topic: &str, key: Option<String>, value: String) -> ProducerRecord {
