@@ -28,7 +28,6 @@ use rafka_proto::v1::CreateTopicRequest;
 use rafka_proto::v1::CreateTopicResponse;
 use rafka_proto::v1::DescribeTopicRequest;
 use rafka_proto::v1::DescribeTopicResponse;
-use rafka_proto::v1::Error;
 use rafka_proto::v1::ErrorCode;
 use rafka_proto::v1::FetchRequest;
 use rafka_proto::v1::FetchResponse;
@@ -44,7 +43,6 @@ use rafka_proto::v1::MetadataResponse;
 use rafka_proto::v1::OffsetSpec;
 use rafka_proto::v1::ProduceRequest;
 use rafka_proto::v1::ProduceResponse;
-use rafka_proto::v1::TopicMetadata;
 use rafka_proto::v1::admin_client::AdminClient;
 use rafka_proto::v1::data_client::DataClient;
 use rafka_proto::v1::offset_spec::Spec;
@@ -63,46 +61,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default bound on one attempt (one RPC to one broker).
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Responses that carry an `Error`.
-pub trait HasError {
-    /// The response's error; an absent one means success.
-    fn error(&self) -> Error;
-}
-
-macro_rules! has_error {
-    ($($t:ty),* $(,)?) => {$(
-        impl HasError for $t {
-            fn error(&self) -> Error {
-                self.error.clone().unwrap_or_else(Error::none)
-            }
-        }
-    )*};
-}
-
-has_error!(
-    rafka_proto::v1::GroupHeartbeatResponse,
-    rafka_proto::v1::CommitOffsetsResponse,
-    rafka_proto::v1::FetchOffsetsResponse,
-    rafka_proto::v1::DescribeGroupResponse,
-    rafka_proto::v1::ListGroupsResponse,
-    rafka_proto::v1::DeleteGroupResponse,
-    rafka_proto::v1::ResetOffsetsResponse,
-    rafka_proto::v1::CreatePartitionsResponse,
-    ProduceResponse,
-    FetchResponse,
-    ListOffsetsResponse,
-    InitProducerResponse,
-    CreateTopicResponse,
-    MetadataResponse,
-    ListTopicsResponse,
-    DescribeTopicResponse,
-    TopicMetadata,
-);
-
-/// The error code of a response (`NONE` on success).
-pub fn code_of(resp: &impl HasError) -> ErrorCode {
-    resp.error().error_code()
-}
+pub use crate::response::HasError;
+pub use crate::response::code_of;
 
 /// Transport outcomes worth retrying: the broker may be down, restarting or slow. A status
 /// a broker chose to send about the request itself (invalid argument, unimplemented, ...)

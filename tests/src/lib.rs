@@ -15,6 +15,7 @@
 //! - [`records`]: building batches ([`records::batch`], [`records::Sequencer`] for idempotent
 //!   producers) and decoding fetched ones ([`FetchedRecord`]), CRC-checked.
 //! - [`raw`]: a pass-through bytes codec, to send arbitrary bytes as a gRPC request body.
+//! - [`response`]: [`response::HasError`], the `Error` of any response, and its code.
 //! - [`groups`]: consumer groups: a coordinator-routing `Groups` client and simulated members
 //!   (heartbeating, optionally consuming and committing) for the group suites.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/readyz` and `/healthz`.
@@ -48,6 +49,7 @@ pub mod ports;
 pub mod produced;
 pub mod raw;
 pub mod records;
+pub mod response;
 pub mod wait;
 
 pub use broker::Broker;

@@ -77,6 +77,8 @@ impl OwnershipWatch {
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             let (mut samples, mut violations) = (0u64, Vec::new());
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let snap = owners.snapshot();
                 samples += 1;
@@ -86,7 +88,7 @@ impl OwnershipWatch {
                 }
                 tokio::select! {
                     _ = stopped.changed() => return (samples, violations),
-                    _ = tokio::time::sleep(every) => {}
+                    _ = tick.tick() => {}
                 }
             }
         });
