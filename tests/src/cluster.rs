@@ -334,7 +334,7 @@ mod tests {
         let path = dir.join("fake-broker.sh");
         std::fs::write(
             &path,
-            "#!/bin/sh\necho \"fake broker $*\"\ntrap 'echo bye; exit 0' TERM\n\
+            "#!/bin/sh\ntrap 'echo bye; exit 0' TERM\necho \"fake broker $*\"\n\
              while :; do sleep 0.05; done\n",
         )
         .unwrap();
@@ -356,11 +356,15 @@ mod tests {
         assert_eq!(c.ids(), vec![1, 2]);
         assert_ne!(c.broker(1).addr(), c.broker(2).addr());
         assert!(c.broker(1).data_dir().is_dir());
-        // The script logs its arguments; wait for the line rather than assume it is there.
-        crate::poll("fake broker logs its arguments", Duration::from_secs(10), || {
-            let tail = c.broker(2).log_tail(5);
+        // The script logs its arguments once its SIGTERM trap is set; wait for both lines
+        // rather than assume they are there (a TERM before the trap kills it by signal).
+        crate::poll("fake brokers log their arguments", Duration::from_secs(10), || {
+            let (one, tail) = (c.broker(1).log_tail(5), c.broker(2).log_tail(5));
             async move {
-                if tail.contains("--node-id 2") && tail.contains("--initial-cluster 1=127.0.0.1:") {
+                if one.contains("--node-id 1")
+                    && tail.contains("--node-id 2")
+                    && tail.contains("--initial-cluster 1=127.0.0.1:")
+                {
                     Ok(())
                 } else {
                     Err(tail)
