@@ -78,6 +78,7 @@ impl Broker {
                 advertise_addr: address.clone(),
                 cluster: "rafka".into(),
                 timing: config.raft.clone(),
+                dial_overrides: config.dial_overrides.clone(),
             },
             log,
         )
@@ -174,7 +175,8 @@ impl Broker {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = Channel::from_shared(format!("http://{addr}"))
+        let dial = self.config.dial_overrides.get(addr).map_or(addr, String::as_str);
+        let c = Channel::from_shared(format!("http://{dial}"))
             .map_err(|e| Error::new(ErrorCode::Unknown, format!("bad address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_millis(self.config.request_timeout_ms))

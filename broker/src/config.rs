@@ -102,6 +102,10 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicDefaults,
     /// Consumer groups (`[groups]`).
     pub groups: crate::group::GroupsConfig,
+    /// Testing only (`[dial-overrides]`): another broker's advertised `host:port` → the
+    /// address this broker dials instead. The fault suite routes each direction of every
+    /// broker pair through its own proxy this way; clients are not affected.
+    pub dial_overrides: BTreeMap<String, String>,
 }
 
 impl Default for BrokerConfig {
@@ -125,6 +129,7 @@ impl Default for BrokerConfig {
             raft: rafka_raft::RaftTiming::default(),
             topic_defaults: TopicDefaults::default(),
             groups: crate::group::GroupsConfig::default(),
+            dial_overrides: BTreeMap::new(),
         }
     }
 }
@@ -384,6 +389,13 @@ impl BrokerConfig {
         self.topic_defaults.validate()?;
         self.groups.validate()?;
         self.initial_cluster()?;
+        for (from, to) in &self.dial_overrides {
+            for addr in [from, to] {
+                check_host_port(addr).map_err(|why| {
+                    invalid("dial-overrides", format!("`{from}` = `{to}`: {why}"))
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -583,6 +595,8 @@ fn unknown_key(
                 };
                 return Err(ConfigError::UnknownKey { key: dotted, origin, hint });
             }
+            // Free-form tables: their keys are data (addresses), not settings.
+            (Some(Value::Dict(..)), Value::Dict(..)) if *path == ["dial-overrides"] => {}
             (Some(Value::Dict(_, sub_schema)), Value::Dict(_, sub_data)) => {
                 unknown_key(figment, root, sub_schema, sub_data, path)?;
             }

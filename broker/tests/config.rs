@@ -306,6 +306,16 @@ fn leaves(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
 }
 
 #[test]
+fn dial_overrides_are_a_free_form_table_of_addresses() {
+    let toml = "[dial-overrides]\n\"127.0.0.2:9092\" = \"127.0.0.1:40001\"\n";
+    let c = load(Some(toml), &[], &no_flags()).unwrap();
+    assert_eq!(c.dial_overrides.get("127.0.0.2:9092").map(String::as_str), Some("127.0.0.1:40001"));
+    let err =
+        load_err(Some("[dial-overrides]\n\"127.0.0.2:9092\" = \"nowhere\"\n"), &[], &no_flags());
+    assert!(err.contains("dial-overrides") && err.contains("nowhere"), "{err}");
+}
+
+#[test]
 fn example_file_lists_every_key_at_its_default() {
     let parsed: BrokerConfig = toml::from_str(EXAMPLE).expect("the example parses");
     assert_eq!(parsed, BrokerConfig::default());

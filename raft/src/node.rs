@@ -4,6 +4,7 @@
 //! caller-supplied [`StateMachine`], serves the Raft transport on an already-bound listener,
 //! runs the failure detector and the driver that replaces openraft's per-group tick.
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -57,6 +58,9 @@ pub struct NodeConfig {
     pub cluster: String,
     /// Failure detection, heartbeat and election timing.
     pub timing: RaftTiming,
+    /// Peer address → the address actually dialed (empty for everyone but test harnesses,
+    /// which route inter-broker traffic through fault-injecting proxies).
+    pub dial_overrides: BTreeMap<String, String>,
 }
 
 /// The multi-raft runtime of one broker. Dropping it without [`RaftNode::shutdown`] aborts
@@ -129,6 +133,7 @@ impl RaftNode {
             config.timing.clone(),
             detector.clone(),
         ));
+        peers.set_dial_overrides(config.dial_overrides.clone());
         let groups: Arc<Groups> = Arc::default();
         let service = TransportService {
             groups: groups.clone(),

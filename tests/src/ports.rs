@@ -7,6 +7,8 @@
 //! ports unreserved, as a real one would.
 
 use std::io;
+use std::net::IpAddr;
+use std::net::Ipv4Addr;
 use std::net::SocketAddr;
 use std::net::TcpListener;
 
@@ -19,7 +21,12 @@ pub struct ReservedPort {
 impl ReservedPort {
     /// Reserves a free port on 127.0.0.1.
     pub fn new() -> io::Result<ReservedPort> {
-        Ok(ReservedPort { listener: TcpListener::bind("127.0.0.1:0")? })
+        ReservedPort::on(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// Reserves a free port on `ip` (any of 127.0.0.0/8 works on Linux without set-up).
+    pub fn on(ip: IpAddr) -> io::Result<ReservedPort> {
+        Ok(ReservedPort { listener: TcpListener::bind(SocketAddr::new(ip, 0))? })
     }
 
     /// The reserved address.

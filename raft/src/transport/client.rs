@@ -1,6 +1,7 @@
 //! The sending side: one channel per peer broker ([`Peers`]) and the openraft network of a
 //! group ([`NetworkFactory`], [`Network`]).
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::collections::HashSet;
 use std::future::Future;
@@ -92,6 +93,7 @@ pub(crate) struct Peers {
     detector: Arc<Detector>,
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     partitioned: Mutex<HashSet<u64>>,
+    dial_overrides: Mutex<BTreeMap<String, String>>,
     pub counters: Arc<Counters>,
 }
 
@@ -104,8 +106,15 @@ impl Peers {
             detector,
             peers: Mutex::new(HashMap::new()),
             partitioned: Mutex::new(HashSet::new()),
+            dial_overrides: Mutex::default(),
             counters: Arc::default(),
         }
+    }
+
+    /// Dial `overrides[addr]` instead of a peer's advertised `addr` (see
+    /// [`crate::NodeConfig::dial_overrides`]). Applies to channels made afterwards.
+    pub fn set_dial_overrides(&self, overrides: BTreeMap<String, String>) {
+        *self.dial_overrides.lock().unwrap_or_else(|p| p.into_inner()) = overrides;
     }
 
     /// Whether this node has a channel to (and probes) `broker`.
@@ -127,7 +136,14 @@ impl Peers {
         {
             return Ok(p.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let dial = self
+            .dial_overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(addr)
+            .cloned()
+            .unwrap_or_else(|| addr.to_string());
+        let endpoint = Endpoint::from_shared(format!("http://{dial}"))
             .map_err(|e| format!("broker {broker}: bad address {addr:?}: {e}"))?
             .connect_timeout(self.timing.detector_timeout())
             .tcp_nodelay(true)
