@@ -6,6 +6,8 @@
 //! | `GET /metrics` | 200, Prometheus text format (`text/plain; version=0.0.4`)         |
 //! | `GET /healthz` | 200 `ok` while [`Health::live`], else 503 (liveness: restart me)  |
 //! | `GET /readyz`  | 200 `ready`, or 503 with the reason (readiness: route no traffic) |
+//! | `PUT /failpoints/{name}` | `failpoints` builds only: arms a crash point (body: fail action) |
+//! | `DELETE /failpoints/{name}` | `failpoints` builds only: disarms it                      |
 //! | anything else  | 404 (405 for another method on a known path)                      |
 
 use std::future::Future;
@@ -54,6 +56,7 @@ pub fn router(metrics: PrometheusHandle, health: Arc<dyn Health>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(failpoints::routes())
         .with_state(Arc::new(AppState { metrics, health }))
 }
 
@@ -73,6 +76,45 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.health.ready() {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+    }
+}
+
+/// Crash points armed over HTTP by the fault suite; no routes without the feature.
+mod failpoints {
+    use std::sync::Arc;
+
+    use axum::Router;
+
+    use super::AppState;
+
+    #[cfg(not(feature = "failpoints"))]
+    pub(super) fn routes() -> Router<Arc<AppState>> {
+        Router::new()
+    }
+
+    #[cfg(feature = "failpoints")]
+    pub(super) fn routes() -> Router<Arc<AppState>> {
+        use axum::extract::Path;
+        use axum::http::StatusCode;
+        use axum::routing::put;
+
+        async fn arm(Path(name): Path<String>, actions: String) -> (StatusCode, String) {
+            if !rafka_raft::crash::CRASH_POINTS.contains(&name.as_str()) {
+                return (StatusCode::NOT_FOUND, format!("no crash point {name}\n"));
+            }
+            match fail::cfg(name.clone(), actions.trim()) {
+                Ok(()) => {
+                    tracing::warn!(point = %name, actions = %actions.trim(), "crash point armed");
+                    (StatusCode::OK, "armed\n".into())
+                }
+                Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")),
+            }
+        }
+        async fn disarm(Path(name): Path<String>) -> (StatusCode, String) {
+            fail::remove(name);
+            (StatusCode::OK, "disarmed\n".into())
+        }
+        Router::new().route("/failpoints/{name}", put(arm).delete(disarm))
     }
 }
 

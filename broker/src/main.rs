@@ -33,6 +33,9 @@ fn main() -> anyhow::Result<()> {
             "starting rafka-broker {}",
             env!("CARGO_PKG_VERSION")
         );
+        if cfg!(feature = "failpoints") {
+            tracing::warn!("built with crash points (feature failpoints): a test build only");
+        }
         rafka_broker::run(grpc, http, config, shutdown_signal()).await
     })
 }

@@ -25,6 +25,7 @@
 //! - [`codec`]: byte formats of entries and index records.
 //! - [`meta`]: vote, committed and purge point per group in RocksDB.
 //! - [`config`]: [`LogConfig`], [`FlushPolicy`].
+//! - [`crash`]: crash points ([`crash_point!`]) for the fault suite, behind `failpoints`.
 //! - [`error`]: [`Error`] with stable codes. [`metrics`]: metric names.
 //!
 //! Storage decisions worth knowing before changing anything here:
@@ -68,6 +69,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod crash;
 mod detector;
 mod driver;
 pub mod error;
@@ -77,6 +79,7 @@ pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod runtime;
+mod segfile;
 mod segment;
 pub mod sm;
 pub mod timing;
@@ -85,6 +88,8 @@ pub mod types;
 pub mod wire;
 
 pub use config::FlushPolicy;
+#[doc(hidden)]
+pub use fail;
 pub use config::LogConfig;
 pub use error::Error;
 pub use group::Group;

@@ -47,6 +47,7 @@ impl MetaStore {
         opts.create_if_missing(true);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
+        lazy_io(&mut opts);
         let db = DB::open(&opts, path)
             .map_err(|e| io::Error::other(format!("open RocksDB at {}: {e}", path.display())))?;
         Ok(MetaStore { db })
@@ -145,4 +146,13 @@ fn u64_at(v: &[u8], at: usize) -> u64 {
 
 fn rocks(e: rocksdb::Error) -> io::Error {
     io::Error::other(format!("RocksDB: {e}"))
+}
+
+/// With the `lazy-io` feature (simulated power loss, see `segfile.rs`): unsynced writes stay
+/// in RocksDB's WAL buffer in process memory until a synced write or `flush_wal`, so a
+/// SIGKILL loses them as a power cut would. Otherwise nothing.
+pub fn lazy_io(opts: &mut rocksdb::Options) {
+    if cfg!(feature = "lazy-io") {
+        opts.set_manual_wal_flush(true);
+    }
 }

@@ -4,7 +4,6 @@
 
 use std::any::Any;
 use std::collections::HashMap;
-use std::fs::File;
 use std::io;
 use std::path::Path;
 use std::path::PathBuf;
@@ -23,6 +22,7 @@ use crate::error::Error;
 use crate::log::SegmentLog;
 use crate::meta::MetaStore;
 use crate::metrics as m;
+use crate::segfile::SegFile;
 use crate::types::App;
 use crate::types::GroupId;
 
@@ -227,7 +227,7 @@ impl Drop for RuntimeInner {
 
 struct FlushReq {
     /// The file to sync, or the error the write already failed with.
-    file: Result<Arc<File>, io::Error>,
+    file: Result<Arc<SegFile>, io::Error>,
     done: FlushDone,
 }
 
@@ -266,7 +266,7 @@ impl Flusher {
     }
 
     /// Calls `done` once `file` has been fdatasynced after this call.
-    pub fn submit(&self, file: Arc<File>, done: FlushDone) {
+    pub fn submit(&self, file: Arc<SegFile>, done: FlushDone) {
         self.push(FlushReq { file: Ok(file), done });
     }
 
@@ -331,7 +331,8 @@ impl Flusher {
         self.rounds.fetch_add(1, Ordering::Relaxed);
         self.writes.fetch_add(reqs.len() as u64, Ordering::Relaxed);
         metrics::histogram!(m::LOG_FLUSH_BATCH_WRITES).record(reqs.len() as f64);
-        let mut synced: HashMap<*const File, Option<(io::ErrorKind, String)>> = HashMap::new();
+        crate::crash_point!(crate::crash::LOG_BEFORE_FSYNC);
+        let mut synced: HashMap<*const SegFile, Option<(io::ErrorKind, String)>> = HashMap::new();
         for r in &reqs {
             let Ok(file) = &r.file else { continue };
             let key = Arc::as_ptr(file);
@@ -348,6 +349,7 @@ impl Flusher {
             });
             synced.insert(key, failure);
         }
+        crate::crash_point!(crate::crash::LOG_AFTER_FSYNC);
         for r in reqs {
             let res = match r.file {
                 Err(e) => Err(e),

@@ -8,7 +8,6 @@
 use std::fs::File;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +21,7 @@ use crate::codec::INDEX_RECORD_LEN;
 use crate::codec::IndexRecord;
 use crate::codec::Parsed;
 use crate::codec::parse_entry;
+use crate::segfile::SegFile;
 
 /// Read granularity when scanning a segment.
 const READ_CHUNK: usize = 256 << 10;
@@ -30,7 +30,7 @@ const READ_CHUNK: usize = 256 << 10;
 #[derive(Debug)]
 pub(crate) struct Segment {
     pub first_index: u64,
-    pub file: Arc<File>,
+    pub file: Arc<SegFile>,
     pub log_path: PathBuf,
     pub index_path: PathBuf,
     /// Bytes of valid entries written to the file.
@@ -83,7 +83,7 @@ impl Segment {
         sync_dir(dir)?;
         Ok(Segment {
             first_index,
-            file: Arc::new(file),
+            file: Arc::new(SegFile::new(file)),
             log_path,
             index_path,
             size: 0,
@@ -142,7 +142,7 @@ pub(crate) enum ScanEnd {
 /// Reads entries from `pos` up to `end`, calling `f(header, position, record_bytes)` for
 /// each; `f` returns false to stop early. Stops at the first invalid record.
 pub(crate) fn scan(
-    file: &File,
+    file: &SegFile,
     mut pos: u64,
     end: u64,
     mut f: impl FnMut(&EntryHeader, u64, &Bytes) -> bool,
@@ -189,7 +189,7 @@ pub(crate) fn scan(
 }
 
 /// Fills `buf` from `pos` as far as the file goes; returns the bytes read.
-fn read_up_to(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+fn read_up_to(file: &SegFile, buf: &mut [u8], pos: u64) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match file.read_at(&mut buf[got..], pos + got as u64) {
@@ -203,7 +203,7 @@ fn read_up_to(file: &File, buf: &mut [u8], pos: u64) -> io::Result<usize> {
 }
 
 /// Reads the header of the entry at `pos`, verifying the whole record.
-pub(crate) fn read_header_at(file: &File, pos: u64, end: u64) -> io::Result<Option<EntryHeader>> {
+pub(crate) fn read_header_at(file: &SegFile, pos: u64, end: u64) -> io::Result<Option<EntryHeader>> {
     let mut out = None;
     scan(file, pos, end, |h, _, _| {
         out = Some(*h);
@@ -251,7 +251,7 @@ pub(crate) struct Recovered {
 /// would), so the in-memory index always starts at the segment's first entry.
 pub(crate) fn recover(dir: &Path, first_index: u64, interval: u32) -> io::Result<Recovered> {
     let (log_path, index_path) = paths(dir, first_index);
-    let file = OpenOptions::new().read(true).write(true).open(&log_path)?;
+    let file = SegFile::new(OpenOptions::new().read(true).write(true).open(&log_path)?);
     let meta = file.metadata()?;
     let file_len = meta.len();
     // Age for time-based rolling survives restarts: birth time where the filesystem keeps

@@ -33,6 +33,7 @@ use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::http::http_get;
+use crate::http::http_request;
 use crate::ports;
 
 /// Environment variable naming the broker binary to run instead of the built one.
@@ -356,6 +357,35 @@ impl Broker {
     pub async fn http_status(&self, path: &str) -> anyhow::Result<u16> {
         let (code, _) = http_get(self.spec.http_addr, path, Duration::from_secs(5)).await?;
         Ok(code)
+    }
+
+    /// Arms crash point `name` with a fail action (`1*return` aborts the broker the next
+    /// time it passes there). Needs a broker built with the `failpoints` feature: others
+    /// answer 404, reported as an error saying so.
+    pub async fn arm_crash_point(&self, name: &str, actions: &str) -> anyhow::Result<()> {
+        let path = format!("/failpoints/{name}");
+        let (code, body) =
+            http_request(self.spec.http_addr, "PUT", &path, actions, Duration::from_secs(5))
+                .await?;
+        match code {
+            200 => Ok(()),
+            404 => bail!(
+                "broker {}: no crash point {name}: {} (is the broker built with \
+                 `--features rafka-broker/failpoints`, as deploy/test.sh does?)",
+                self.spec.id,
+                body.trim()
+            ),
+            _ => bail!("broker {}: arming {name}: {code} {}", self.spec.id, body.trim()),
+        }
+    }
+
+    /// Disarms crash point `name` (see [`Broker::arm_crash_point`]).
+    pub async fn disarm_crash_point(&self, name: &str) -> anyhow::Result<()> {
+        let path = format!("/failpoints/{name}");
+        let (code, body) =
+            http_request(self.spec.http_addr, "DELETE", &path, "", Duration::from_secs(5)).await?;
+        anyhow::ensure!(code == 200, "broker {}: disarming {name}: {code} {}", self.spec.id, body);
+        Ok(())
     }
 
     /// A lazily connecting gRPC channel to the broker (reconnects after a restart).

@@ -1,5 +1,6 @@
-//! A minimal HTTP/1.1 GET over a tokio `TcpStream`, enough for the broker's `/readyz` and
-//! `/healthz` (no HTTP client dependency for two status codes).
+//! A minimal HTTP/1.1 client over a tokio `TcpStream`, enough for the broker's `/readyz`,
+//! `/healthz` and (in `failpoints` builds) `/failpoints/{name}`; no HTTP client dependency
+//! for a few status codes.
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,9 +17,24 @@ pub async fn http_get(
     path: &str,
     timeout: Duration,
 ) -> io::Result<(u16, String)> {
+    http_request(addr, "GET", path, "", timeout).await
+}
+
+/// Sends `method path` with `body` (as `text/plain`) to `addr`, as [`http_get`] does.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> io::Result<(u16, String)> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
         stream.write_all(request.as_bytes()).await?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await?;
@@ -27,7 +43,7 @@ pub async fn http_get(
     tokio::time::timeout(timeout, exchange).await.map_err(|_| {
         io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("GET {path} at {addr}: no answer in {timeout:?}"),
+            format!("{method} {path} at {addr}: no answer in {timeout:?}"),
         )
     })?
 }

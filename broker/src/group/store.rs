@@ -153,6 +153,7 @@ impl GroupsDb {
         opts.create_if_missing(true);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
+        rafka_raft::meta::lazy_io(&mut opts);
         let db = DB::open(&opts, path).map_err(|e| db_err(&path.display().to_string(), e))?;
         Ok(Arc::new(GroupsDb { db }))
     }
@@ -278,6 +279,7 @@ impl OffsetsSm {
                 groups.insert(group, Arc::new(state));
             }
             GroupCommand::Commit { group, offsets } => {
+                rafka_raft::crash_point!("offset-commit");
                 if !groups.contains_key(&group) {
                     let state = GroupState::default();
                     batch.put(
@@ -391,6 +393,7 @@ impl StateMachine<OffsetsApp> for OffsetsSm {
     }
 
     fn install_snapshot(&mut self, meta: &SnapshotMeta, data: SnapshotData) -> io::Result<()> {
+        rafka_raft::crash_point!("snapshot-install");
         let body: SnapshotBody =
             serde_json::from_slice(&data.data).map_err(|e| bad_data("snapshot", e))?;
         let mut batch = WriteBatch::default();

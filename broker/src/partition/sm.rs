@@ -369,6 +369,8 @@ impl StateMachine<PartitionApp> for PartitionSm {
                 -1
             }
         };
+        // Mid-apply: the batch is counted, the applied id not yet moved.
+        rafka_raft::crash_point!("partition-apply");
         self.state.last_applied = Some(id.into());
         self.since_checkpoint.0 += 1;
         self.since_checkpoint.1 += bytes;
@@ -441,6 +443,7 @@ impl StateMachine<PartitionApp> for PartitionSm {
     }
 
     fn install_snapshot(&mut self, meta: &SnapshotMeta, data: SnapshotData) -> io::Result<()> {
+        rafka_raft::crash_point!("snapshot-install");
         let body: SnapshotBody = serde_json::from_slice(&data.data).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("bad snapshot: {e}"))
         })?;

@@ -118,7 +118,7 @@ impl<A: App> Shared<A> {
         &self,
         buf: &[u8],
         headers: &[(EntryHeader, usize)],
-    ) -> io::Result<(Arc<File>, u64, u64, u64)> {
+    ) -> io::Result<(Arc<SegFile>, u64, u64, u64)> {
         let cfg = &self.rt.config;
         let mut w = lock(&self.writer);
         let first = headers[0].0;
@@ -276,6 +276,7 @@ impl<A: App> Shared<A> {
             st.segments.last().map(|s| s.file.clone())
         };
         let Some(file) = file else { return Ok(()) };
+        crate::crash_point!(crate::crash::SEGMENT_ROLL);
         file.sync_data()?;
         {
             let mut st = lock(&self.state);
