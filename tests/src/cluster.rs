@@ -15,6 +15,8 @@
 //! printed, when `RAFKA_TEST_KEEP_DIR` is set), then the next test may start its cluster.
 
 use std::ffi::OsString;
+use std::net::IpAddr;
+use std::net::Ipv4Addr;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ use crate::broker::Broker;
 use crate::broker::Spec;
 use crate::broker::TURN;
 use crate::broker::broker_binary;
+use crate::chaos::net::Net;
 use crate::client::TestClient;
 use crate::ports::ReservedPort;
 
@@ -67,6 +70,10 @@ pub struct ClusterOptions {
     pub wait_ready: bool,
     /// Binary to run instead of [`broker_binary`].
     pub binary: Option<PathBuf>,
+    /// Broker N listens on 127.0.0.N, and every broker reaches every other through its own
+    /// fault-injecting proxy ([`crate::chaos::net::Net`], via the brokers' `[dial-overrides]`);
+    /// clients still dial brokers directly. At most 254 brokers.
+    pub proxied: bool,
 }
 
 impl Default for ClusterOptions {
@@ -77,6 +84,7 @@ impl Default for ClusterOptions {
             ready_timeout: Duration::from_secs(60),
             wait_ready: true,
             binary: None,
+            proxied: false,
         }
     }
 }
@@ -87,6 +95,7 @@ pub struct Cluster {
     // Field order is drop order: kill the brokers, then remove their files, then let the
     // next cluster start.
     brokers: Vec<Broker>,
+    net: Option<Net>,
     dir: tempfile::TempDir,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -123,22 +132,41 @@ impl Cluster {
             .prefix("rafka-cluster-")
             .tempdir()
             .expect("creating the cluster temp dir");
-        let reserve = || ReservedPort::new().expect("reserving a loopback port");
+        let ip = |i: usize| match opts.proxied {
+            true => {
+                IpAddr::V4(Ipv4Addr::new(127, 0, 0, u8::try_from(i + 1).expect("≤ 254 brokers")))
+            }
+            false => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let reserve = |i| ReservedPort::on(ip(i)).expect("reserving a loopback port");
         let ports: Vec<(ReservedPort, ReservedPort)> =
-            (0..opts.brokers).map(|_| (reserve(), reserve())).collect();
+            (0..opts.brokers).map(|i| (reserve(i), reserve(i))).collect();
+        let net = match opts.proxied {
+            false => None,
+            true => {
+                let addrs: Vec<(u64, SocketAddr)> =
+                    ports.iter().enumerate().map(|(i, (g, _))| (i as u64 + 1, g.addr())).collect();
+                Some(Net::start(&addrs).await.expect("starting the inter-broker proxies"))
+            }
+        };
         let initial_cluster = ports
             .iter()
             .enumerate()
             .map(|(i, (grpc, _))| format!("{}={}", i + 1, grpc.addr()))
             .collect::<Vec<_>>()
             .join(",");
-        let mut cluster = Cluster { brokers: Vec::new(), dir, _turn: turn };
+        let addrs: Vec<SocketAddr> = ports.iter().map(|(g, _)| g.addr()).collect();
+        let mut cluster = Cluster { brokers: Vec::new(), net, dir, _turn: turn };
         for (i, (grpc, http)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
             let home = cluster.dir.path().join(id.to_string());
             let data_dir = home.join("data");
             std::fs::create_dir_all(&data_dir).expect("creating a broker dir");
             let config_path = home.join("broker.toml");
+            let config = match &cluster.net {
+                Some(net) => dial_through(&config, net, id, &addrs),
+                None => config.clone(),
+            };
             std::fs::write(&config_path, &config).expect("writing a broker config");
             let (addr, http_addr) = (grpc.addr(), http.addr());
             let args: Vec<OsString> = vec![
@@ -178,6 +206,18 @@ impl Cluster {
             cluster.must_wait_ready(opts.ready_timeout).await;
         }
         cluster
+    }
+
+    /// The inter-broker proxies of a [`ClusterOptions::proxied`] cluster.
+    pub fn net(&self) -> Option<&Net> {
+        self.net.as_ref()
+    }
+
+    /// Keeps the cluster's directory after the test (as [`KEEP_DIR_ENV`] does) and returns
+    /// its path: for runs whose evidence must survive, such as a chaos run that failed.
+    pub fn keep_dir(&mut self) -> PathBuf {
+        self.dir.disable_cleanup(true);
+        self.dir.path().to_path_buf()
     }
 
     /// The directory holding every broker's files.
@@ -283,6 +323,21 @@ pub fn broker_config(extra: &str) -> anyhow::Result<String> {
         extra.parse().with_context(|| format!("extra broker TOML does not parse:\n{extra}"))?;
     merge(&mut config, extra);
     Ok(toml::to_string(&config)?)
+}
+
+/// `config` with a `[dial-overrides]` table that sends broker `me`'s traffic to every other
+/// broker through its proxy in `net`.
+fn dial_through(config: &str, net: &Net, me: u64, addrs: &[SocketAddr]) -> String {
+    let mut table: toml::Table = config.parse().expect("the merged config is valid TOML");
+    let overrides: toml::Table = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (i as u64 + 1, a))
+        .filter(|(id, _)| *id != me)
+        .map(|(id, a)| (a.to_string(), toml::Value::from(net.proxy_addr(me, id).to_string())))
+        .collect();
+    table.insert("dial-overrides".into(), toml::Value::Table(overrides));
+    toml::to_string(&table).expect("a TOML table serialises")
 }
 
 /// Merges `over` into `base`: tables key by key, anything else replaced.

@@ -22,6 +22,7 @@
 //! - [`ports`]: [`ports::ReservedPort`], a loopback port held until a broker is spawned.
 //! - `fake` (unit tests only): in-process fake brokers that test [`TestClient`]'s routing
 //!   without the real broker.
+//! - [`chaos`]: the fault suite — proxies between brokers, histories, nemesis, checker.
 //! - [`wait`]: waiting on conditions with deadlines ([`wait::poll`], [`wait::bounded`]) and
 //!   the `RAFKA_TEST_*` environment knobs.
 //!
@@ -39,6 +40,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod chaos;
 pub mod client;
 pub mod cluster;
 #[cfg(test)]
