@@ -88,10 +88,10 @@ pub mod types;
 pub mod wire;
 
 pub use config::FlushPolicy;
-#[doc(hidden)]
-pub use fail;
 pub use config::LogConfig;
 pub use error::Error;
+#[doc(hidden)]
+pub use fail;
 pub use group::Group;
 pub use log::EntryLocation;
 pub use log::RecoveryStats;

@@ -234,6 +234,8 @@ struct FlushReq {
 #[derive(Default)]
 struct FlushQueue {
     reqs: Vec<FlushReq>,
+    /// Requests that must not wait for the interval (see [`Flusher::submit_now`]).
+    urgent: usize,
     stop: bool,
     paused: bool,
 }
@@ -267,6 +269,13 @@ impl Flusher {
 
     /// Calls `done` once `file` has been fdatasynced after this call.
     pub fn submit(&self, file: Arc<SegFile>, done: FlushDone) {
+        self.push(FlushReq { file: Ok(file), done });
+    }
+
+    /// Like [`Flusher::submit`], but starts a round at once under an interval policy too:
+    /// for entries that must be durable before they are acknowledged whatever the policy.
+    pub fn submit_now(&self, file: Arc<SegFile>, done: FlushDone) {
+        self.queue.lock().unwrap().urgent += 1;
         self.push(FlushReq { file: Ok(file), done });
     }
 
@@ -307,7 +316,7 @@ impl Flusher {
                         let deadline = Instant::now() + every;
                         while !q.stop {
                             let now = Instant::now();
-                            if now >= deadline && !q.paused {
+                            if (now >= deadline || q.urgent > 0) && !q.paused {
                                 break;
                             }
                             let wait = deadline.saturating_duration_since(now).max(every / 4);
@@ -315,6 +324,7 @@ impl Flusher {
                         }
                     }
                 }
+                q.urgent = 0;
                 (std::mem::take(&mut q.reqs), q.stop)
             };
             self.flush_round(reqs);

@@ -203,7 +203,11 @@ fn read_up_to(file: &SegFile, buf: &mut [u8], pos: u64) -> io::Result<usize> {
 }
 
 /// Reads the header of the entry at `pos`, verifying the whole record.
-pub(crate) fn read_header_at(file: &SegFile, pos: u64, end: u64) -> io::Result<Option<EntryHeader>> {
+pub(crate) fn read_header_at(
+    file: &SegFile,
+    pos: u64,
+    end: u64,
+) -> io::Result<Option<EntryHeader>> {
     let mut out = None;
     scan(file, pos, end, |h, _, _| {
         out = Some(*h);

@@ -46,6 +46,11 @@ pub trait App:
     /// snapshot ([`crate::SegmentLog::set_snapshot_offset`]); when false (the controller),
     /// offsets are not used and that purge just keeps counting from the local end.
     const RECORD_OFFSETS: bool = true;
+    /// Whether every entry is fdatasynced before it is acknowledged whatever the
+    /// [`crate::FlushPolicy`] (the controller: losing metadata a quorum acknowledged loses the
+    /// cluster, not just some records). Blank and membership entries of every group always
+    /// are: a replica that lost its membership can never elect a leader again.
+    const ALWAYS_SYNC: bool = false;
 }
 
 /// The openraft type config of application `A`: standard Raft leader ids (one leader per

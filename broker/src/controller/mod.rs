@@ -41,6 +41,8 @@ impl rafka_raft::App for ControllerApp {
     type Data = CommandEntry;
     type Response = Outcome;
     const RECORD_OFFSETS: bool = false;
+    // Cluster metadata is fsynced before it is acknowledged even with `flush = interval`.
+    const ALWAYS_SYNC: bool = true;
 }
 
 /// A command as stored in the controller log (JSON).

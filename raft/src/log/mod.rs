@@ -136,6 +136,10 @@ struct Shared<A: App> {
     /// Appends encoded but not yet handed to the IO thread, and whether a drain job is
     /// queued. Appends arriving while one is queued ride along in the same write.
     pending: Mutex<(Vec<PendingWrite>, bool)>,
+    /// Appends submitted for an immediate sync under an interval flush policy and not yet
+    /// synced: while any is, later appends wait for a sync too, so that acknowledgements reach
+    /// openraft in log order.
+    urgent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// One encoded append waiting for the IO thread.

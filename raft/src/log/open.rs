@@ -144,6 +144,7 @@ impl<A: App> SegmentLog<A> {
                 state: Mutex::new(state),
                 writer: Mutex::new(None),
                 pending: Mutex::new((Vec::new(), false)),
+                urgent: Arc::default(),
             }),
         })
     }

@@ -1,6 +1,8 @@
 //! The IO-thread side of a group's log: writing appends, rolling segments, persisting index
 //! records once their entries are durable, truncating and purging.
 
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 impl<A: App> Shared<A> {
@@ -71,6 +73,9 @@ impl<A: App> Shared<A> {
         let res = self.write_inner(&buf, &headers);
         // Keep only what flushing needs: not the runtime (it owns the RocksDB handle).
         let flusher = self.rt.flusher.clone();
+        let control = headers.iter().any(|(h, _)| h.kind != crate::codec::KIND_NORMAL);
+        let urgent = self.urgent.clone();
+        let sync_now = A::ALWAYS_SYNC || control || urgent.load(Ordering::SeqCst) > 0;
         let policy = self.rt.config.flush;
         if let Err(e) = &res {
             tracing::error!(group = self.group, error = %e, "writing to the log failed");
@@ -102,6 +107,16 @@ impl<A: App> Shared<A> {
         };
         match policy {
             FlushPolicy::Always => flusher.submit(file, Box::new(move |r| done(on_durable(r)))),
+            FlushPolicy::Interval(_) if sync_now => {
+                urgent.fetch_add(1, Ordering::SeqCst);
+                flusher.submit_now(
+                    file,
+                    Box::new(move |r| {
+                        done(on_durable(r));
+                        urgent.fetch_sub(1, Ordering::SeqCst);
+                    }),
+                );
+            }
             FlushPolicy::Interval(_) => {
                 flusher.submit(
                     file,
