@@ -6,9 +6,11 @@
 //! seals the batch (assigning idempotent sequence numbers then), and keeps exactly one batch
 //! in flight, resending the same bytes until it is acknowledged, fails fatally, or its
 //! delivery timeout passes. One batch in flight keeps order without relying on broker-side
-//! reordering. A failed batch fails its records and every record queued behind it; with
-//! idempotence the partition then stays failed, since the sequence after an unknown outcome
-//! cannot be known.
+//! reordering. A failed batch fails its records and every record queued behind it (its
+//! outcome may be unknown: a timed-out batch may still be written). With idempotence the
+//! partition then continues under a fresh producer id from sequence 0, so that no later
+//! batch can be deduplicated against the failed one; Kafka bumps the epoch for the same
+//! reason (KIP-360).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -305,7 +307,7 @@ impl Producer {
                 producer,
                 next_sequence: 0,
                 sealed: Arc::clone(&sealed),
-                failed: None,
+                renew: false,
             };
             tokio::spawn(task.run(rx));
             PartitionQueue { tx, sealed }
@@ -322,8 +324,12 @@ struct PartitionTask {
     producer: Option<(i64, i32)>,
     next_sequence: i32,
     sealed: Arc<AtomicU64>,
-    /// Set once an idempotent batch failed: every later record fails with this.
-    failed: Option<String>,
+    /// Set once an idempotent batch failed (fatal answer or delivery timeout, so it may still
+    /// be written): the next batch first takes a fresh producer id and starts at sequence 0.
+    /// Reusing the failed batch's sequence numbers could have the broker deduplicate new
+    /// records against it and acknowledge them without writing them; a new id never collides.
+    /// (Kafka's idempotent producer bumps its epoch for the same reason, KIP-360.)
+    renew: bool,
 }
 
 impl PartitionTask {
@@ -343,15 +349,29 @@ impl PartitionTask {
                 }
             }
             self.sealed.fetch_add(1, Ordering::SeqCst);
-            if let Some(reason) = &self.failed {
-                let reason = Error::Protocol(reason.clone());
-                self.complete(batch, Err(reason));
-                continue;
+            if self.renew {
+                match self.shared.client.init_producer("").await {
+                    Ok(id) => {
+                        tracing::info!(
+                            topic = %self.topic,
+                            partition = self.partition,
+                            producer = ?id,
+                            "continuing under a new producer id after a failed batch"
+                        );
+                        self.producer = Some(id);
+                        self.next_sequence = 0;
+                        self.renew = false;
+                    }
+                    Err(e) => {
+                        self.complete(batch, Err(e));
+                        continue;
+                    }
+                }
             }
             let result = self.deliver(&batch).await;
             if let Err(e) = &result {
                 if self.producer.is_some() {
-                    self.failed = Some(format!("an earlier batch failed: {e}"));
+                    self.renew = true;
                 }
                 // Fail everything queued behind the failed batch too.
                 let mut later = Vec::new();

@@ -282,3 +282,40 @@ async fn sends_wait_for_buffer_memory_and_all_succeed() {
     })
     .await;
 }
+
+/// A batch that times out while every broker is down fails, and the producer carries on once
+/// they are back, under a new producer id: later records are written once each, in order, and
+/// the timed-out record at most once.
+#[tokio::test]
+async fn an_idempotent_producer_carries_on_after_a_delivery_timeout() {
+    bounded("producer after a timeout", TEST_LIMIT, async {
+        let mut cluster = Cluster::start(1).await;
+        let client = Client::connect(&bootstrap(&cluster)).await.expect("connect");
+        common::create_topic(&Admin::new(client.clone()), "renew", 1, 1).await;
+        let config = ProducerConfig {
+            delivery_timeout: Duration::from_secs(2),
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), config).unwrap();
+        let send = |v: &str| producer.send(record("renew", None, v.to_string()));
+        let first = send("before").await.expect("first send");
+
+        cluster.must_kill(1);
+        let lost = send("during").await;
+        assert!(lost.is_err(), "a send with no broker up succeeded: {lost:?}");
+        cluster.must_restart(1, Duration::from_secs(60)).await;
+
+        let mut acked = vec![("before".to_string(), first)];
+        for i in 0..5 {
+            let v = format!("after-{i}");
+            let md = send(&v).await.unwrap_or_else(|e| panic!("{v} after the restart: {e}"));
+            acked.push((v, md));
+        }
+        let logs = check_exactly_once(&client, "renew", 1, &acked).await;
+        let values: Vec<Bytes> = logs[&0].iter().map(|(_, _, v)| v.clone()).collect();
+        let after: Vec<&Bytes> = values.iter().filter(|v| v.starts_with(b"after")).collect();
+        assert_eq!(after.len(), 5, "{values:?}");
+        assert!(after.windows(2).all(|w| w[0] < w[1]), "out of order: {values:?}");
+    })
+    .await;
+}

@@ -62,7 +62,10 @@ async fn chaos_kill_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_kill_all() {
-    must_pass(Scenario::new("kill all", schedule(&[Fault::KillAll], 16), seed_or(3))).await;
+    // Whole-cluster restarts need a few seconds: leave them the time to recover in between.
+    let mut s = Scenario::new("kill all", schedule(&[Fault::KillAll], 16), seed_or(3));
+    s.schedule.gap = (Duration::from_secs(3), Duration::from_secs(5));
+    must_pass(s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
