@@ -199,6 +199,11 @@ impl Producer {
             .await
             .expect("the semaphore is never closed");
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        if timestamp < 0 {
+            // As Kafka: a negative time is a bug in the caller, and would let one record's
+            // timestamp spread wreck the batch it shares with others.
+            return Err(Error::InvalidConfig(format!("negative record timestamp {timestamp}")));
+        }
         let (done, rx) = oneshot::channel();
         let pending = Pending {
             record: NewRecord {

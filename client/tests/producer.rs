@@ -299,6 +299,9 @@ async fn an_idempotent_producer_carries_on_after_a_delivery_timeout() {
         let producer = Producer::new(client.clone(), config).unwrap();
         let send = |v: &str| producer.send(record("renew", None, v.to_string()));
         let first = send("before").await.expect("first send");
+        let negative = ProducerRecord { timestamp: Some(-5), ..record("renew", None, "t".into()) };
+        let refused = producer.send(negative).await;
+        assert!(matches!(refused, Err(rafka_client::Error::InvalidConfig(_))), "{refused:?}");
 
         cluster.must_kill(1);
         let lost = send("during").await;

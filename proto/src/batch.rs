@@ -121,7 +121,8 @@ pub fn seal(b: &mut RecordBatch) {
 ///
 /// `producer` is `(producer id, epoch, base sequence)` for an idempotent producer; `None`
 /// writes -1 into all three. The base timestamp is the smallest record timestamp, and each
-/// record stores its distance from it. An empty `records` gives a batch [`validate`] refuses.
+/// record stores its distance from it. An empty `records` gives a batch [`validate`] refuses,
+/// and so do timestamps more than `i64::MAX` apart (the distance wraps; it never panics).
 pub fn build(
     records: &[NewRecord],
     producer: Option<(i64, i32, i32)>,
@@ -133,7 +134,7 @@ pub fn build(
         records: records
             .iter()
             .map(|r| Record {
-                timestamp_delta: r.timestamp - base_timestamp,
+                timestamp_delta: r.timestamp.wrapping_sub(base_timestamp),
                 key: r.key.clone(),
                 value: r.value.clone(),
                 headers: r

@@ -123,3 +123,62 @@ impl Net {
         if cut.is_empty() { "all links pass".into() } else { cut.join(", ") }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    async fn net3() -> Net {
+        let mut brokers = Vec::new();
+        for id in 1..=3u8 {
+            // Targets need not listen for the shape checks.
+            let l = std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, id), 0)).unwrap();
+            brokers.push((u64::from(id), l.local_addr().unwrap()));
+        }
+        Net::start(&brokers).await.unwrap()
+    }
+
+    /// The directed links not passing.
+    fn cut(net: &Net) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        for a in net.ids() {
+            for b in net.ids() {
+                if a != b && net.proxy(a, b).mode() != Mode::Pass {
+                    out.push((a, b));
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn shapes_cut_exactly_their_links_and_heal_restores_all() {
+        let net = net3().await;
+        assert_eq!(net.proxy_addr(1, 2).ip(), Ipv4Addr::new(127, 0, 0, 1), "on the dialer's IP");
+        assert_eq!(net.proxy(1, 2).target().ip(), Ipv4Addr::new(127, 0, 0, 2));
+        net.isolate(2, Mode::Blackhole);
+        assert_eq!(cut(&net), vec![(1, 2), (2, 1), (2, 3), (3, 2)]);
+        net.heal();
+        assert!(cut(&net).is_empty());
+        net.partition(&[vec![1], vec![2, 3]], Mode::Stall);
+        assert_eq!(cut(&net), vec![(1, 2), (1, 3), (2, 1), (3, 1)]);
+        assert_eq!(net.proxy(1, 3).mode(), Mode::Stall);
+        net.heal();
+        net.bridge(1, 2, 3, Mode::Blackhole);
+        assert_eq!(cut(&net), vec![(1, 3), (3, 1)]);
+        net.heal();
+        net.one_way(3, 1, Mode::Blackhole);
+        assert_eq!(cut(&net), vec![(3, 1)]);
+        assert!(net.describe().contains("3->1 Blackhole"), "{}", net.describe());
+        net.heal();
+        assert_eq!(net.describe(), "all links pass");
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "not in the net")]
+    async fn partition_refuses_unknown_brokers() {
+        net3().await.partition(&[vec![1], vec![9]], Mode::Blackhole);
+    }
+}

@@ -284,3 +284,164 @@ async fn pump(
         c.fetch_add(n as u64, Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    /// An echo server on `ip:0`.
+    async fn echo(ip: Ipv4Addr) -> SocketAddr {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let (mut r, mut w) = s.into_split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        addr
+    }
+
+    async fn proxy_to_echo() -> Proxy {
+        let target = echo(Ipv4Addr::LOCALHOST).await;
+        Proxy::start(Ipv4Addr::LOCALHOST.into(), target).await.unwrap()
+    }
+
+    async fn round_trip(s: &mut TcpStream, msg: &[u8]) -> Vec<u8> {
+        s.write_all(msg).await.unwrap();
+        let mut got = vec![0u8; msg.len()];
+        tokio::time::timeout(LIMIT, s.read_exact(&mut got)).await.expect("echo in time").unwrap();
+        got
+    }
+
+    /// Whether `s` sees nothing within `d` (asserting an absence needs a bounded wait).
+    async fn silent_for(s: &mut TcpStream, d: Duration) -> bool {
+        let mut b = [0u8; 1];
+        tokio::time::timeout(d, s.read(&mut b)).await.is_err()
+    }
+
+    /// Whether `s` is closed (EOF or reset) within the limit.
+    async fn closed(s: &mut TcpStream) -> bool {
+        let mut b = [0u8; 16];
+        matches!(tokio::time::timeout(LIMIT, s.read(&mut b)).await, Ok(Ok(0) | Err(_)))
+    }
+
+    #[tokio::test]
+    async fn pass_forwards_both_ways_and_counts() {
+        let p = proxy_to_echo().await;
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut s, b"hello").await, b"hello");
+        let st = p.stats();
+        assert_eq!((st.connections, st.bytes_up, st.bytes_down), (1, 5, 5));
+    }
+
+    #[tokio::test]
+    async fn stall_holds_bytes_and_delivers_them_after() {
+        let p = proxy_to_echo().await;
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut s, b"a").await, b"a");
+        p.set_mode(Mode::Stall);
+        s.write_all(b"held").await.unwrap();
+        assert!(silent_for(&mut s, Duration::from_millis(200)).await, "a stalled link delivered");
+        p.set_mode(Mode::Pass);
+        let mut got = [0u8; 4];
+        tokio::time::timeout(LIMIT, s.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(&got, b"held");
+    }
+
+    #[tokio::test]
+    async fn blackhole_drops_and_leaving_it_resets_the_connection() {
+        let p = proxy_to_echo().await;
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut s, b"a").await, b"a");
+        p.set_mode(Mode::Blackhole);
+        s.write_all(b"lost").await.unwrap();
+        assert!(silent_for(&mut s, Duration::from_millis(200)).await, "a blackhole delivered");
+        crate::poll("bytes dropped", LIMIT, || async {
+            if p.stats().bytes_dropped >= 4 { Ok(()) } else { Err("not yet") }
+        })
+        .await
+        .unwrap();
+        p.set_mode(Mode::Pass);
+        assert!(closed(&mut s).await, "a connection that lost bytes was kept");
+        // New connections pass again.
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut s, b"again").await, b"again");
+    }
+
+    #[tokio::test]
+    async fn reset_closes_open_and_new_connections() {
+        let p = proxy_to_echo().await;
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut s, b"a").await, b"a");
+        p.set_mode(Mode::Reset);
+        assert!(closed(&mut s).await, "open connection survived Reset");
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert!(closed(&mut s).await, "new connection survived Reset");
+        assert!(p.stats().resets >= 2);
+    }
+
+    #[tokio::test]
+    async fn delay_holds_each_chunk_and_keeps_order() {
+        let p = proxy_to_echo().await;
+        let base = Duration::from_millis(60);
+        p.set_mode(Mode::Delay { base, jitter: Duration::from_millis(20) });
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(round_trip(&mut s, b"x").await, b"x");
+        // Both directions are delayed: at least twice (base - jitter).
+        assert!(started.elapsed() >= Duration::from_millis(80), "{:?}", started.elapsed());
+        let msgs: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 100]).collect();
+        for m in &msgs {
+            s.write_all(m).await.unwrap();
+        }
+        let mut got = vec![0u8; 5000];
+        tokio::time::timeout(LIMIT, s.read_exact(&mut got)).await.unwrap().unwrap();
+        assert_eq!(got, msgs.concat(), "delayed bytes reordered");
+    }
+
+    #[tokio::test]
+    async fn drop_responses_resets_on_a_response_but_passes_at_zero() {
+        let p = proxy_to_echo().await;
+        p.set_mode(Mode::DropResponses { probability: 0.0 });
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut s, b"ok").await, b"ok");
+        p.set_mode(Mode::DropResponses { probability: 1.0 });
+        s.write_all(b"request").await.unwrap();
+        assert!(closed(&mut s).await, "a response was delivered");
+        assert_eq!(p.stats().bytes_up, 9, "the request itself was forwarded");
+    }
+
+    #[tokio::test]
+    async fn a_refused_target_closes_the_connection_and_drop_stops_the_proxy() {
+        let gone = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let p = Proxy::start(Ipv4Addr::LOCALHOST.into(), gone).await.unwrap();
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert!(closed(&mut s).await);
+        let addr = p.addr();
+        drop(p);
+        crate::poll("the listener closing", LIMIT, || async {
+            match TcpStream::connect(addr).await {
+                Err(_) => Ok(()),
+                Ok(_) => Err("still accepting"),
+            }
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn binds_on_other_loopback_addresses() {
+        let target = echo(Ipv4Addr::new(127, 0, 0, 3)).await;
+        let p = Proxy::start(Ipv4Addr::new(127, 0, 0, 2).into(), target).await.unwrap();
+        assert_eq!(p.addr().ip(), Ipv4Addr::new(127, 0, 0, 2));
+        let mut s = TcpStream::connect(p.addr()).await.unwrap();
+        assert_eq!(round_trip(&mut s, b"elsewhere").await, b"elsewhere");
+    }
+}
