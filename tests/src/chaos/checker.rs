@@ -123,29 +123,23 @@ fn parse(ops: &[Op]) -> Parsed<'_> {
         match &op.call {
             Call::Send { partition, value, offset, .. } => {
                 let key = (process, value.as_str());
+                let attempt = || Attempt {
+                    process,
+                    partition: *partition,
+                    value,
+                    invoked: op.time,
+                    done: None,
+                    offset: None,
+                };
                 if invoke {
                     open_sends.entry(key).or_default().push(p.attempts.len());
-                    p.attempts.push(Attempt {
-                        process,
-                        partition: *partition,
-                        value,
-                        invoked: op.time,
-                        done: None,
-                        offset: None,
-                    });
+                    p.attempts.push(attempt());
                     continue;
                 }
                 let idx = match open_sends.get_mut(&key).and_then(Vec::pop) {
                     Some(idx) => idx,
                     None => {
-                        p.attempts.push(Attempt {
-                            process,
-                            partition: *partition,
-                            value,
-                            invoked: op.time,
-                            done: None,
-                            offset: None,
-                        });
+                        p.attempts.push(attempt());
                         p.attempts.len() - 1
                     }
                 };
