@@ -71,8 +71,9 @@ pub struct ClusterOptions {
     /// Binary to run instead of [`broker_binary`].
     pub binary: Option<PathBuf>,
     /// Broker N listens on 127.0.0.N, and every broker reaches every other through its own
-    /// fault-injecting proxy ([`crate::chaos::net::Net`], via the brokers' `[dial-overrides]`);
-    /// clients still dial brokers directly. At most 254 brokers.
+    /// fault-injecting proxy ([`crate::chaos::net::Net`], via the brokers' `[dial-overrides]`).
+    /// Each broker advertises a client proxy of its own, so clients that follow metadata go
+    /// through it too ([`Broker::addr`] stays the direct address). At most 254 brokers.
     pub proxied: bool,
 }
 
@@ -149,13 +150,19 @@ impl Cluster {
                 Some(Net::start(&addrs).await.expect("starting the inter-broker proxies"))
             }
         };
-        let initial_cluster = ports
+        // Proxied brokers advertise their client proxy: clients reach them through it, and
+        // brokers map it to the inter-broker proxies.
+        let advertised: Vec<SocketAddr> = match &net {
+            Some(net) => (1..=opts.brokers as u64).map(|id| net.client_addr(id)).collect(),
+            None => ports.iter().map(|(g, _)| g.addr()).collect(),
+        };
+        let initial_cluster = advertised
             .iter()
             .enumerate()
-            .map(|(i, (grpc, _))| format!("{}={}", i + 1, grpc.addr()))
+            .map(|(i, a)| format!("{}={a}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
-        let addrs: Vec<SocketAddr> = ports.iter().map(|(g, _)| g.addr()).collect();
+        let addrs = advertised.clone();
         let mut cluster = Cluster { brokers: Vec::new(), net, dir, _turn: turn };
         for (i, (grpc, http)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
@@ -169,6 +176,7 @@ impl Cluster {
             };
             std::fs::write(&config_path, &config).expect("writing a broker config");
             let (addr, http_addr) = (grpc.addr(), http.addr());
+            let advertise = advertised[i];
             let args: Vec<OsString> = vec![
                 "--config".into(),
                 config_path.into(),
@@ -177,7 +185,7 @@ impl Cluster {
                 "--listen".into(),
                 addr.to_string().into(),
                 "--advertise".into(),
-                addr.to_string().into(),
+                advertise.to_string().into(),
                 "--http".into(),
                 http_addr.to_string().into(),
                 "--data-dir".into(),

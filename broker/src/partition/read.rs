@@ -5,11 +5,38 @@ use super::*;
 /// Entries read from the log per step of a fetch.
 const READ_STEP: u64 = 64;
 
+/// How long a read waits for a new leader to become ready before answering
+/// `LEADER_NOT_AVAILABLE` (retriable).
+const READY_WAIT: Duration = Duration::from_secs(2);
+
 impl Partition {
-    /// Whether this replica may serve reads: the leader always, a follower when the client
-    /// opted in.
-    fn check_readable(&self, allow_follower: bool) -> Result<()> {
-        if allow_follower || self.group.is_leader() { Ok(()) } else { Err(self.leader_error()) }
+    /// Whether this replica may serve reads: a follower when the client opted in (its high
+    /// watermark may trail); otherwise only a leader whose reads cannot be stale. A leader
+    /// must have applied an entry of its own term — until then its high watermark may trail
+    /// what the previous leader acknowledged (Kafka answers OFFSET_NOT_AVAILABLE then,
+    /// KIP-207) — and must still hold its quorum (a deposed leader that does not know it yet
+    /// would serve an old high watermark). Both were found by the fault suite as stale reads.
+    async fn check_readable(&self, allow_follower: bool) -> Result<()> {
+        if allow_follower {
+            return Ok(());
+        }
+        if !self.group.is_leader() {
+            return Err(self.leader_error());
+        }
+        if !self.group.is_leader_ready() && !self.group.wait_leader_ready(READY_WAIT).await {
+            return Err(Error::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("{}: the new leader has not caught up with its term yet", self.name),
+            ));
+        }
+        match self.group.confirm_read_lease().await {
+            Ok(()) => Ok(()),
+            Err(rafka_raft::Error::NotLeader { .. }) => Err(self.leader_error()),
+            Err(e) => Err(Error::new(
+                ErrorCode::LeaderNotAvailable,
+                format!("{}: leadership not confirmed by a quorum: {e}", self.name),
+            )),
+        }
     }
 
     /// Reads committed batches from `offset`: at least one batch if any is committed at or
@@ -22,7 +49,7 @@ impl Partition {
         max_wait: Duration,
         allow_follower: bool,
     ) -> Result<ReadResult> {
-        self.check_readable(allow_follower)?;
+        self.check_readable(allow_follower).await?;
         let mut applied = self.applied.clone();
         let start = self.log_start_offset();
         let hw = applied.borrow().high_watermark;
@@ -108,7 +135,7 @@ impl Partition {
         spec: &v1::offset_spec::Spec,
         allow_follower: bool,
     ) -> Result<(i64, i64)> {
-        self.check_readable(allow_follower)?;
+        self.check_readable(allow_follower).await?;
         let hw = self.applied().high_watermark;
         match *spec {
             v1::offset_spec::Spec::Earliest(_) => Ok((self.log_start_offset(), -1)),

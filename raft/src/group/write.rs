@@ -133,6 +133,15 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         Ok(())
     }
 
+    /// Confirms, before serving a read, that no other replica can have become leader: a
+    /// quorum acknowledged this leader within half the failure detector's timeout (the soonest
+    /// its peers may declare it dead and elect another), else one heartbeat round asks. A
+    /// leader cut off from its quorum would otherwise keep serving its old high watermark
+    /// while a new leader acknowledges writes past it.
+    pub async fn confirm_read_lease(&self) -> Result<(), Error> {
+        self.confirm_leadership(self.inner.detector.timeout() / 2).await
+    }
+
     /// Sends heartbeat rounds until a quorum has acknowledged one (one renewal at a time
     /// per group; concurrent writers wait for it).
     pub(super) async fn renew_lease(&self) -> Result<(), Error> {

@@ -48,11 +48,15 @@ pub enum Fault {
     /// aborts the next time it passes there; restarted on heal, disarmed if never reached.
     /// Needs a broker built with the `failpoints` feature.
     CrashPoint,
+    /// The client proxies reset connections instead of delivering some responses: requests
+    /// that took effect look failed, and producers retry them (Jepsen's way to find
+    /// duplicates).
+    ClientDrops,
 }
 
 impl Fault {
     /// Every fault kind.
-    pub const ALL: [Fault; 11] = [
+    pub const ALL: [Fault; 12] = [
         Fault::KillOne,
         Fault::KillAll,
         Fault::Pause,
@@ -64,6 +68,7 @@ impl Fault {
         Fault::Resets,
         Fault::Stall,
         Fault::CrashPoint,
+        Fault::ClientDrops,
     ];
 
     /// The name used in histories.
@@ -80,6 +85,7 @@ impl Fault {
             Fault::Resets => "resets",
             Fault::Stall => "stall",
             Fault::CrashPoint => "crash-point",
+            Fault::ClientDrops => "client-drops",
         }
     }
 
@@ -244,6 +250,12 @@ impl<'a> Nemesis<'a> {
                 self.cluster.broker(v).arm_crash_point(point, "1*return").await?;
                 self.armed.push((v, point));
                 format!("armed {point} on {v}")
+            }
+            Fault::ClientDrops => {
+                let probability = self.rng.random_range(0.02..=0.2);
+                self.net().set_clients(Mode::DropResponses { probability });
+                self.net_faulty = true;
+                format!("client proxies drop {:.0}% of response chunks", probability * 100.0)
             }
             Fault::Resets | Fault::Stall => {
                 let a = self.victim().await;

@@ -15,21 +15,43 @@ use super::proxy::Proxy;
 #[derive(Debug)]
 pub struct Net {
     proxies: BTreeMap<(u64, u64), Proxy>,
+    clients: BTreeMap<u64, Proxy>,
     ids: Vec<u64>,
 }
 
 impl Net {
-    /// Starts a proxy for every ordered pair of `brokers` (id, real address).
+    /// Starts a proxy for every ordered pair of `brokers` (id, real address), and one client
+    /// proxy per broker.
     pub async fn start(brokers: &[(u64, SocketAddr)]) -> std::io::Result<Net> {
         let mut proxies = BTreeMap::new();
+        let mut clients = BTreeMap::new();
         for &(from, from_addr) in brokers {
+            clients.insert(from, Proxy::start(from_addr.ip(), from_addr).await?);
             for &(to, to_addr) in brokers {
                 if from != to {
                     proxies.insert((from, to), Proxy::start(from_addr.ip(), to_addr).await?);
                 }
             }
         }
-        Ok(Net { proxies, ids: brokers.iter().map(|(id, _)| *id).collect() })
+        Ok(Net { proxies, clients, ids: brokers.iter().map(|(id, _)| *id).collect() })
+    }
+
+    /// The address clients reach broker `id` at: its client proxy, which the broker
+    /// advertises.
+    pub fn client_addr(&self, id: u64) -> SocketAddr {
+        self.client(id).addr()
+    }
+
+    /// The client proxy of broker `id`.
+    pub fn client(&self, id: u64) -> &Proxy {
+        self.clients.get(&id).unwrap_or_else(|| panic!("no broker {id}"))
+    }
+
+    /// Every client proxy to `mode` (e.g. [`Mode::DropResponses`]).
+    pub fn set_clients(&self, mode: Mode) {
+        for p in self.clients.values() {
+            p.set_mode(mode.clone());
+        }
     }
 
     /// The address broker `from` must dial to reach broker `to`.
@@ -55,9 +77,10 @@ impl Net {
         self.proxy(from, to).set_mode(mode);
     }
 
-    /// Every proxy back to [`Mode::Pass`].
+    /// Every proxy, client proxies too, back to [`Mode::Pass`].
     pub fn heal(&self) {
         self.set_all(Mode::Pass);
+        self.set_clients(Mode::Pass);
     }
 
     /// Every link to `mode`.
@@ -119,6 +142,10 @@ impl Net {
                 Mode::Pass => None,
                 m => Some(format!("{a}->{b} {m:?}")),
             })
+            .chain(self.clients.iter().filter_map(|(id, p)| match p.mode() {
+                Mode::Pass => None,
+                m => Some(format!("clients->{id} {m:?}")),
+            }))
             .collect();
         if cut.is_empty() { "all links pass".into() } else { cut.join(", ") }
     }
@@ -174,6 +201,11 @@ mod tests {
         assert!(net.describe().contains("3->1 Blackhole"), "{}", net.describe());
         net.heal();
         assert_eq!(net.describe(), "all links pass");
+        assert_eq!(net.client(2).target(), net.proxy(1, 2).target(), "client proxy of 2");
+        net.set_clients(Mode::DropResponses { probability: 0.5 });
+        assert!(net.describe().contains("clients->3 DropResponses"), "{}", net.describe());
+        net.heal();
+        assert_eq!(net.client(3).mode(), Mode::Pass);
     }
 
     #[tokio::test]
