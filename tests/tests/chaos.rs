@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use rafka_tests::chaos::group::GroupOptions;
 use rafka_tests::chaos::nemesis::Fault;
+use rafka_tests::chaos::nemesis::PRODUCE_CRASH_POINTS;
 use rafka_tests::chaos::nemesis::Schedule;
 use rafka_tests::chaos::scenario::Scenario;
 use rafka_tests::chaos::scenario::run;
@@ -30,6 +31,7 @@ fn schedule(faults: &[Fault], secs: u64) -> Schedule {
         duration: Duration::from_secs(secs),
         hold: (Duration::from_millis(1500), Duration::from_millis(4000)),
         gap: (Duration::from_millis(500), Duration::from_millis(2000)),
+        crash_points: PRODUCE_CRASH_POINTS.to_vec(),
     }
 }
 
@@ -86,13 +88,15 @@ async fn chaos_network() {
 }
 
 /// A consumer group (3 members, each crashing every few seconds and rejoining as a new
-/// member) reads while brokers are killed and paused: no record below the group's final
+/// member) reads while brokers are killed, paused and crash at crash points (an offset-commit
+/// write among them): no record below the group's final
 /// committed offset is skipped, commits never go backwards, each member's polls are
 /// contiguous from where the group had committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_consumer_group() {
-    let faults = [Fault::KillOne, Fault::Pause];
+    let faults = [Fault::KillOne, Fault::Pause, Fault::CrashPoint];
     let mut s = Scenario::new("consumer group", schedule(&faults, 24), seed_or(8));
+    s.schedule.crash_points = vec!["offset-commit", "partition-apply", "log-before-fsync"];
     s.workload.group = Some(GroupOptions { consumers: 3, ..GroupOptions::default() });
     s.extra_toml = GROUP_TIMING.into();
     must_pass(s).await;

@@ -105,6 +105,8 @@ pub struct Schedule {
     pub hold: (Duration, Duration),
     /// Bounds on the quiet gap before each fault.
     pub gap: (Duration, Duration),
+    /// What [`Fault::CrashPoint`] draws from (see [`PRODUCE_CRASH_POINTS`]).
+    pub crash_points: Vec<&'static str>,
 }
 
 /// Injects faults into one cluster. Undo with [`Nemesis::heal`].
@@ -118,6 +120,7 @@ pub struct Nemesis<'a> {
     killed: BTreeSet<u64>,
     paused: BTreeSet<u64>,
     armed: Vec<(u64, &'static str)>,
+    crash_points: Vec<&'static str>,
     net_faulty: bool,
 }
 
@@ -144,6 +147,7 @@ impl<'a> Nemesis<'a> {
             killed: BTreeSet::new(),
             paused: BTreeSet::new(),
             armed: Vec::new(),
+            crash_points: PRODUCE_CRASH_POINTS.to_vec(),
             net_faulty: false,
         }
     }
@@ -245,7 +249,7 @@ impl<'a> Nemesis<'a> {
             }
             Fault::CrashPoint => {
                 let v = self.victim().await;
-                let points = rafka_crash_points();
+                let points = &self.crash_points;
                 let point = points[self.rng.random_range(0..points.len())];
                 self.cluster.broker(v).arm_crash_point(point, "1*return").await?;
                 self.armed.push((v, point));
@@ -318,6 +322,8 @@ impl<'a> Nemesis<'a> {
     /// Sleeping here paces the fault schedule; it never stands in for waiting on a state.
     pub async fn run(&mut self, schedule: &Schedule) -> anyhow::Result<Vec<String>> {
         anyhow::ensure!(!schedule.faults.is_empty(), "a schedule needs at least one fault");
+        anyhow::ensure!(!schedule.crash_points.is_empty(), "a schedule needs crash points");
+        self.crash_points = schedule.crash_points.clone();
         let end = Instant::now() + schedule.duration;
         let mut log = Vec::new();
         while Instant::now() < end {
@@ -348,8 +354,8 @@ impl<'a> Nemesis<'a> {
     }
 }
 
-/// The crash points a [`Fault::CrashPoint`] draws from: those a produce workload passes
-/// (snapshot installs and offset commits need workloads of their own).
-fn rafka_crash_points() -> &'static [&'static str] {
-    &["log-before-fsync", "log-after-fsync", "partition-apply", "segment-roll"]
-}
+/// The crash points a [`Fault::CrashPoint`] draws from by default: those a produce workload
+/// passes. `offset-commit` needs a consumer group (add it in [`Schedule::crash_points`]);
+/// `snapshot-install` is left out: no scenario purges logs, so no replica installs one.
+pub const PRODUCE_CRASH_POINTS: [&str; 4] =
+    ["log-before-fsync", "log-after-fsync", "partition-apply", "segment-roll"];
