@@ -46,7 +46,13 @@ pub struct Broker {
     /// Advertised client (and Raft) address.
     pub address: String,
     pub node: RaftNode,
-    pub controller: ControllerGroup,
+    /// Identity of this broker's data directory (see [`crate::membership`]).
+    pub incarnation: u64,
+    /// This broker's controller replica; unset while a broker on an empty data directory
+    /// finds out whether it founds the cluster or replaces its own lost disk.
+    pub(crate) controller: std::sync::OnceLock<ControllerGroup>,
+    /// The controller state machine until its replica is created.
+    pub(crate) pending_controller: std::sync::Mutex<Option<ControllerSm>>,
     pub controller_state: watch::Receiver<Arc<ControllerState>>,
     /// Filled on the controller leader from broker heartbeats.
     pub live: LiveView,
@@ -56,6 +62,10 @@ pub struct Broker {
     pub(crate) stopping: AtomicBool,
     /// Groups whose deletion is under way (one task each).
     pub(crate) deleting: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// Groups whose reassignment this broker (as their leader) is driving.
+    pub(crate) reassigning: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// Groups whose reassignment this broker (as controller leader) is completing.
+    pub(crate) completing: std::sync::Mutex<std::collections::HashSet<u64>>,
     /// The consumer-group database (offsets partitions' state).
     pub groups_db: Arc<GroupsDb>,
     /// Hosted `__consumer_offsets` partition replicas by group id.
@@ -71,6 +81,7 @@ impl Broker {
         let address = config.advertise_addr().to_string();
         let cluster = config.initial_cluster()?;
         std::fs::create_dir_all(config.data_dir.join("partitions"))?;
+        let incarnation = crate::membership::load_incarnation(&config.data_dir)?;
         let log = LogRuntime::open(&config.data_dir, config.log.clone())?;
         let node = RaftNode::start_embedded(
             NodeConfig {
@@ -90,38 +101,76 @@ impl Broker {
         }
         let groups_db = GroupsDb::open(&config.data_dir.join("consumer-groups"))?;
         let (sm, controller_state) = ControllerSm::new();
-        let controller = node.create_group(CONTROLLER_GROUP, id, sm).await?;
+        let stored = node.log_runtime().stored_replica(CONTROLLER_GROUP)?;
+        let has_log = node.log_runtime().stored_groups()?.contains(&CONTROLLER_GROUP);
         let broker = Arc::new(Broker {
             config,
             id,
             address,
             node,
-            controller,
+            incarnation,
+            controller: std::sync::OnceLock::new(),
+            pending_controller: std::sync::Mutex::new(Some(sm)),
             controller_state,
             live: LiveView::default(),
             partitions: RwLock::default(),
             channels: Default::default(),
             stopping: AtomicBool::new(false),
             deleting: Default::default(),
+            reassigning: Default::default(),
+            completing: Default::default(),
             groups_db,
             coordinators: RwLock::default(),
             creating_offsets_topic: AtomicBool::new(false),
         });
-        broker.bootstrap_controller(cluster);
+        match (stored, has_log) {
+            (Some(replica), _) => broker.create_controller(replica, false).await?,
+            // A data directory from before replica ids were stored.
+            (None, true) => broker.create_controller(id, false).await?,
+            (None, false) if cluster.len() == 1 => broker.create_controller(id, true).await?,
+            // Decided once the gRPC server runs (peers probe each other): see
+            // [`crate::membership::join_controller`].
+            (None, false) => {}
+        }
         Ok(broker)
     }
 
-    /// A fresh controller replica initialises the group: the lowest founding broker at once,
-    /// the others only if the group still has no log after an election timeout (that broker
-    /// may be down). Initialising with the same members everywhere is safe in Raft.
-    fn bootstrap_controller(self: &Arc<Self>, cluster: BTreeMap<u64, String>) {
-        let members: BTreeMap<u64, ReplicaNode> = cluster
-            .iter()
-            .map(|(id, addr)| (*id, ReplicaNode { broker_id: *id, addr: addr.clone() }))
-            .collect();
-        let first = *cluster.keys().next().expect("cluster has this broker");
-        let group = self.controller.clone();
-        crate::tasks::initialize_when_quiet(self, group, first == self.id, members, "controller");
+    /// Creates this broker's controller replica as `replica`; a founding replica (`found`)
+    /// bootstraps the group with the founding brokers.
+    pub(crate) async fn create_controller(
+        self: &Arc<Self>,
+        replica: u64,
+        found: bool,
+    ) -> anyhow::Result<()> {
+        let sm = self
+            .pending_controller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the controller replica exists already"))?;
+        let group = self.node.create_group(CONTROLLER_GROUP, replica, sm).await?;
+        let _ = self.controller.set(group.clone());
+        if found {
+            let cluster = self.config.initial_cluster()?;
+            let members: BTreeMap<u64, ReplicaNode> = cluster
+                .iter()
+                .map(|(id, addr)| (*id, ReplicaNode { broker_id: *id, addr: addr.clone() }))
+                .collect();
+            let first = *cluster.keys().next().expect("cluster has this broker");
+            crate::tasks::initialize_when_quiet(
+                self,
+                group,
+                first == self.id,
+                members,
+                "controller",
+            );
+        }
+        Ok(())
+    }
+
+    /// This broker's controller replica, once it has one.
+    pub fn controller(&self) -> Option<&ControllerGroup> {
+        self.controller.get()
     }
 
     /// The latest controller state this replica applied.
@@ -131,12 +180,12 @@ impl Broker {
 
     /// Whether this broker's controller replica leads the controller group.
     pub fn is_controller(&self) -> bool {
-        self.controller.is_leader()
+        self.controller().is_some_and(|c| c.is_leader())
     }
 
     /// The controller leader's broker id and address.
     pub fn controller_leader(&self) -> Option<(u64, String)> {
-        self.controller.leader().map(|(_, n)| (n.broker_id, n.addr))
+        self.controller()?.leader().map(|(_, n)| (n.broker_id, n.addr))
     }
 
     /// `NOT_CONTROLLER` pointing at the controller leader.
@@ -161,7 +210,8 @@ impl Broker {
         if !self.is_controller() {
             return Err(self.not_controller());
         }
-        match self.controller.write(CommandEntry::new(&cmd)).await {
+        let Some(controller) = self.controller() else { return Err(self.not_controller()) };
+        match controller.write(CommandEntry::new(&cmd)).await {
             Ok((_, Outcome::Refused { code, message })) => Err(Error::new(code, message)),
             Ok((_, out)) => Ok(out),
             Err(rafka_raft::Error::NotLeader { .. }) => Err(self.not_controller()),
@@ -287,12 +337,19 @@ impl Broker {
         if self.is_stopping() {
             return Err("shutting down".into());
         }
-        if self.controller.leader().is_none() {
+        if self.controller().is_none() {
+            return Err("joining the controller group (probing the founding brokers)".into());
+        }
+        if self.controller_leader().is_none() {
             return Err("the controller has no leader".into());
         }
         let state = self.state();
-        if !state.brokers.contains_key(&self.id) {
-            return Err("this broker is not registered with the controller yet".into());
+        match state.brokers.get(&self.id) {
+            None => return Err("this broker is not registered with the controller yet".into()),
+            Some(b) if b.incarnation != self.incarnation => {
+                return Err("the controller has not registered this data directory yet".into());
+            }
+            Some(_) => {}
         }
         if !state.topics.contains_key(rafka_proto::groups::OFFSETS_TOPIC) {
             return Err(format!(
@@ -304,7 +361,9 @@ impl Broker {
             .topics
             .values()
             .flat_map(|t| t.partitions.iter())
-            .filter(|p| p.replicas.iter().any(|r| r.broker == self.id))
+            .filter(|p| {
+                p.assigned(self.id).is_some_and(|r| crate::membership::is_current(self, &r))
+            })
             .filter(|p| !self.hosts(p.group))
             .count();
         if missing > 0 {

@@ -11,6 +11,8 @@
 //!   offset lookups, retention.
 //! - [`group`]: consumer groups — `__consumer_offsets` partitions as coordinators (offsets and
 //!   KIP-848 membership in RocksDB), assignors, session timeouts.
+//! - [`membership`]: partition reassignment (learners, then one voter change), removal of
+//!   replicas moved away, and replacement of replicas lost with a wiped disk (incarnations).
 //! - [`tasks`]: background loops — reconciler, heartbeats to the controller, retention,
 //!   metrics refresh.
 //! - [`server`]: the gRPC services (`Data`, `Admin`, `Groups`, the internal service); the Raft transport
@@ -56,6 +58,7 @@ pub mod error;
 pub mod group;
 pub mod http;
 pub mod json_entry;
+pub mod membership;
 pub mod metrics;
 pub mod partition;
 pub mod server;
@@ -140,6 +143,7 @@ pub async fn run(
             )
     };
     let mut server = tokio::spawn(server);
+    tokio::spawn(membership::join_controller(broker.clone()));
     let http_task = {
         let mut stop = stop_rx.clone();
         tokio::spawn(http::serve(

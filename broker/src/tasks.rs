@@ -21,6 +21,7 @@ use crate::controller::state::PartitionRecord;
 use crate::group::Coordinator;
 use crate::group::OffsetsSm;
 use crate::internal;
+use crate::membership;
 use crate::metrics as m;
 use crate::partition::Partition;
 use crate::partition::PartitionSm;
@@ -46,16 +47,28 @@ async fn reconcile(b: &Arc<Broker>) {
     let state = b.state();
     for t in state.topics.values() {
         for (i, p) in t.partitions.iter().enumerate() {
-            if p.replicas.iter().any(|r| r.broker == b.id) && !b.hosts(p.group) {
-                let name = format!("{}-{i}", t.name);
-                let hosted = if t.internal && t.name == OFFSETS_TOPIC {
-                    host_coordinator(b, &name, i as u32, p).await
-                } else {
-                    host_partition(b, &name, p).await
-                };
-                if let Err(e) = hosted {
-                    tracing::warn!(partition = %name, "cannot host partition yet: {e}");
-                }
+            let local = membership::local_replica(b, p.group);
+            if local.is_some_and(|r| p.removed.contains(&r)) {
+                membership::remove_replica(b, p.group, "its replica was moved off this broker");
+                continue;
+            }
+            let Some(mine) = p.assigned(b.id) else { continue };
+            // A replica of an older incarnation was lost with a wiped disk: the controller
+            // replaces it with a fresh one. A copy under another id waits for its removal.
+            if b.hosts(p.group)
+                || !membership::is_current(b, &mine)
+                || local.is_some_and(|r| r != mine.replica)
+            {
+                continue;
+            }
+            let name = format!("{}-{i}", t.name);
+            let hosted = if t.internal && t.name == OFFSETS_TOPIC {
+                host_coordinator(b, &name, i as u32, p, mine.replica).await
+            } else {
+                host_partition(b, &name, p, mine.replica).await
+            };
+            if let Err(e) = hosted {
+                tracing::warn!(partition = %name, "cannot host partition yet: {e}");
             }
         }
     }
@@ -63,33 +76,15 @@ async fn reconcile(b: &Arc<Broker>) {
         b.partitions.read().unwrap_or_else(|p| p.into_inner()).keys().copied().collect();
     let stored = b.node.log_runtime().stored_groups().unwrap_or_default();
     for group in hosted.into_iter().chain(stored) {
-        if group == crate::controller::CONTROLLER_GROUP || !state.deleted_groups.contains(&group) {
-            continue;
+        if group != crate::controller::CONTROLLER_GROUP && state.deleted_groups.contains(&group) {
+            membership::remove_replica(b, group, "its topic was deleted");
         }
-        // One task per group: a deletion waits for in-flight requests (a long poll holds its
-        // partition up to 30 s) and must not hold up hosting other partitions.
-        if !b.deleting.lock().unwrap_or_else(|p| p.into_inner()).insert(group) {
-            continue;
-        }
-        let b = b.clone();
-        tokio::spawn(async move {
-            let removed = b.partitions.write().unwrap_or_else(|p| p.into_inner()).remove(&group);
-            let name = removed.as_ref().map_or(format!("group {group}"), |p| p.name.clone());
-            drop(removed);
-            match b.node.delete_group(group, Duration::from_secs(35)).await {
-                Ok(()) => {
-                    remove_state_files(&b, group);
-                    tracing::info!(partition = %name, group, "deleted the data of a deleted topic");
-                }
-                Err(e) => tracing::warn!(partition = %name, group, "cannot delete yet: {e}"),
-            }
-            b.deleting.lock().unwrap_or_else(|p| p.into_inner()).remove(&group);
-        });
     }
+    membership::drive_reassignments(b, &state);
 }
 
 /// Removes `<group>.json`, `<group>.snapshot.json` and any temp file a crash left behind.
-fn remove_state_files(b: &Broker, group: u64) {
+pub(crate) fn remove_state_files(b: &Broker, group: u64) {
     let prefix = format!("{group}.");
     let Ok(dir) = std::fs::read_dir(b.config.data_dir.join("partitions")) else { return };
     for ent in dir.flatten() {
@@ -103,14 +98,18 @@ fn checkpoint_path(b: &Broker, group: u64) -> std::path::PathBuf {
     b.config.data_dir.join("partitions").join(format!("{group}.json"))
 }
 
-async fn host_partition(b: &Arc<Broker>, name: &str, p: &PartitionRecord) -> anyhow::Result<()> {
-    let mine = p.replicas.iter().find(|r| r.broker == b.id).expect("assigned here");
+async fn host_partition(
+    b: &Arc<Broker>,
+    name: &str,
+    p: &PartitionRecord,
+    replica: u64,
+) -> anyhow::Result<()> {
     let retention = Arc::default();
     let log_handle: crate::partition::sm::LogHandle = Arc::default();
     let (sm, applied) =
         PartitionSm::open(checkpoint_path(b, p.group), log_handle.clone(), Arc::clone(&retention))?;
     let members = replica_members(b, p)?;
-    let group = b.node.create_group(p.group, mine.replica, sm).await?;
+    let group = b.node.create_group(p.group, replica, sm).await?;
     let _ = log_handle.set(group.log().clone());
     let part = Arc::new(Partition::new(name.to_string(), group.clone(), applied, retention));
     b.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, part);
@@ -124,12 +123,12 @@ async fn host_coordinator(
     name: &str,
     partition: u32,
     p: &PartitionRecord,
+    replica: u64,
 ) -> anyhow::Result<()> {
-    let mine = p.replicas.iter().find(|r| r.broker == b.id).expect("assigned here");
     let sm = OffsetsSm::open(b.groups_db.clone(), p.group)?;
     let view = sm.view();
     let members = replica_members(b, p)?;
-    let group = b.node.create_group(p.group, mine.replica, sm).await?;
+    let group = b.node.create_group(p.group, replica, sm).await?;
     let c = Coordinator::new(
         partition,
         group.clone(),
@@ -146,7 +145,7 @@ async fn host_coordinator(
 fn replica_members(b: &Broker, p: &PartitionRecord) -> anyhow::Result<BTreeMap<u64, ReplicaNode>> {
     let state = b.state();
     let mut members = BTreeMap::new();
-    for r in &p.replicas {
+    for r in p.replicas.iter().chain(p.target.iter().flatten()) {
         let broker = state
             .brokers
             .get(&r.broker)
@@ -154,14 +153,19 @@ fn replica_members(b: &Broker, p: &PartitionRecord) -> anyhow::Result<BTreeMap<u
         if r.broker != b.id {
             b.node.add_peer(r.broker, &broker.address)?;
         }
-        members
-            .insert(r.replica, ReplicaNode { broker_id: r.broker, addr: broker.address.clone() });
+        if p.replicas.contains(r) {
+            members.insert(
+                r.replica,
+                ReplicaNode { broker_id: r.broker, addr: broker.address.clone() },
+            );
+        }
     }
     Ok(members)
 }
 
 /// A new group: its first replica initialises it at once; the others only if it still has
-/// no log after an election timeout (that broker may be down).
+/// no log after an election timeout (that broker may be down). Only founding replicas of a
+/// never-reassigned partition initialise: any other replica joins as a learner.
 fn initialize_if_new<A: App, S: StateMachine<A>>(
     b: &Broker,
     group: Group<A, S>,
@@ -169,6 +173,9 @@ fn initialize_if_new<A: App, S: StateMachine<A>>(
     members: BTreeMap<u64, ReplicaNode>,
     name: &str,
 ) {
+    if p.epoch != 0 || !members.contains_key(&group.replica_id()) {
+        return;
+    }
     initialize_when_quiet(b, group, p.replicas[0].broker == b.id, members, name);
 }
 
@@ -245,6 +252,7 @@ fn report<A: App, S: StateMachine<A>>(
         in_sync,
         high_watermark,
         log_start_offset,
+        voters: membership::reported_voters(group),
     })
 }
 
@@ -256,15 +264,33 @@ pub async fn heartbeat_loop(b: Arc<Broker>) {
             address: b.address.clone(),
             rack: b.config.rack.clone(),
             leading: leading(&b),
+            incarnation: b.incarnation,
+            controller_replica: b.controller().map_or(0, |c| c.replica_id()),
         };
         if b.is_controller() {
             handle_heartbeat(&b, req);
-        } else if let Some((_, addr)) = b.controller_leader()
-            && let Ok(ch) = b.channel(&addr)
-        {
-            let mut client = internal::internal_client::InternalClient::new(ch);
-            if let Err(e) = client.broker_heartbeat(req).await {
-                tracing::debug!("heartbeat to the controller at {addr} failed: {e}");
+        } else {
+            // Without a known leader (a replica that is not a member yet learns of none),
+            // every founding broker is told; those not leading ignore it.
+            let targets: Vec<String> = match b.controller_leader() {
+                Some((_, addr)) => vec![addr],
+                None => b
+                    .config
+                    .initial_cluster()
+                    .map(|c| c.into_iter().filter(|(id, _)| *id != b.id).map(|(_, a)| a).collect())
+                    .unwrap_or_default(),
+            };
+            for addr in targets {
+                let Ok(ch) = b.channel(&addr) else { continue };
+                let mut client = internal::internal_client::InternalClient::new(ch);
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.broker_heartbeat(req.clone()),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(_))) {
+                    tracing::debug!("heartbeat to the controller at {addr} failed: {sent:?}");
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -295,11 +321,21 @@ pub fn handle_heartbeat(
         })
         .collect();
     b.live.report(req.broker_id, leading);
+    membership::complete_reassignments(b, &req.leading);
+    if req.controller_replica != 0 {
+        membership::replace_controller_replica(
+            b,
+            req.broker_id,
+            req.controller_replica,
+            &req.address,
+        );
+    }
     let state = b.state();
     let record = BrokerRecord {
         id: req.broker_id,
         address: req.address.clone(),
         rack: (!req.rack.is_empty()).then(|| req.rack.clone()),
+        incarnation: req.incarnation,
     };
     if state.brokers.get(&req.broker_id) != Some(&record) || state.cluster_id.is_empty() {
         let b = b.clone();
@@ -369,6 +405,9 @@ async fn hand_to_preferred<A: App, S: StateMachine<A>>(
     }
     let state = b.state();
     let Some((t, i)) = state.partition_of_group(group.id()) else { return };
+    if t.partitions[i as usize].target.is_some() {
+        return;
+    }
     let preferred = t.partitions[i as usize].replicas[0];
     if preferred.broker == b.id || !b.node.is_peer_alive(preferred.broker) {
         return;

@@ -23,6 +23,9 @@ pub enum Error {
     /// The group is already hosted by this node.
     #[error("group {0} already exists on this node")]
     GroupExists(u64),
+    /// The stored copy of the group belongs to another replica id (ids are never reused).
+    #[error("group {group}: the stored copy is replica {stored}, not {requested}")]
+    ReplicaMismatch { group: u64, stored: u64, requested: u64 },
     /// The request needs the group's leader and this replica is not it.
     #[error("group {group}: not the leader; leader is {leader:?}")]
     NotLeader { group: u64, leader: Option<(u64, crate::types::ReplicaNode)> },
@@ -47,6 +50,7 @@ impl Error {
             Error::GroupInUse(_) => "GROUP_IN_USE",
             Error::UnknownGroup(_) => "UNKNOWN_GROUP",
             Error::GroupExists(_) => "GROUP_EXISTS",
+            Error::ReplicaMismatch { .. } => "REPLICA_MISMATCH",
             Error::NotLeader { .. } => "NOT_LEADER",
             Error::Membership { .. } => "MEMBERSHIP",
             Error::Stopped { .. } => "STOPPED",

@@ -27,6 +27,7 @@ use crate::types::log_id;
 const TAG_VOTE: u8 = 1;
 const TAG_COMMITTED: u8 = 2;
 const TAG_PURGED: u8 = 3;
+const TAG_REPLICA: u8 = 4;
 
 /// The last purged entry of a group and the record offset that follows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,9 +102,19 @@ impl MetaStore {
         }))
     }
 
+    /// Durably records which replica of `group` this broker's copy is: a replica id names one
+    /// incarnation and a copy must never be reopened under another id.
+    pub fn save_replica(&self, group: GroupId, replica: u64) -> io::Result<()> {
+        self.put(group, TAG_REPLICA, &replica.to_le_bytes(), true)
+    }
+
+    pub fn read_replica(&self, group: GroupId) -> io::Result<Option<u64>> {
+        Ok(self.get(group, TAG_REPLICA, 8)?.map(|v| u64_at(&v, 0)))
+    }
+
     /// Forgets every key of `group` (the group's replica was removed from this broker).
     pub fn remove_group(&self, group: GroupId) -> io::Result<()> {
-        for tag in [TAG_VOTE, TAG_COMMITTED, TAG_PURGED] {
+        for tag in [TAG_VOTE, TAG_COMMITTED, TAG_PURGED, TAG_REPLICA] {
             self.delete(group, tag)?;
         }
         self.db.flush_wal(true).map_err(rocks)

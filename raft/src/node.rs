@@ -260,6 +260,13 @@ impl RaftNode {
         if self.groups().contains_key(&group) {
             return Err(Error::GroupExists(group));
         }
+        match self.inner.log.stored_replica(group)? {
+            Some(stored) if stored != replica => {
+                return Err(Error::ReplicaMismatch { group, stored, requested: replica });
+            }
+            Some(_) => {}
+            None => self.inner.log.inner.meta.save_replica(group, replica)?,
+        }
         let log = self.inner.log.open_group::<A>(group)?;
         let sm = Arc::new(Mutex::new(sm));
         let adapter = SmAdapter { sm: sm.clone(), log: log.clone() };

@@ -154,6 +154,11 @@ impl LogRuntime {
         Ok(ids)
     }
 
+    /// The replica id this broker's copy of `group` was created as, if it has one.
+    pub fn stored_replica(&self, group: GroupId) -> Result<Option<u64>, Error> {
+        Ok(self.inner.meta.read_replica(group)?)
+    }
+
     /// The log settings in force.
     pub fn config(&self) -> &LogConfig {
         &self.inner.config

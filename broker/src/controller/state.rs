@@ -28,6 +28,10 @@ pub struct BrokerRecord {
     /// Client (and Raft) address, `host:port`.
     pub address: String,
     pub rack: Option<String>,
+    /// Identity of the broker's data directory, drawn when it is first created. A new value
+    /// means the broker lost its disk: its replicas are gone and get replaced.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// One replica of a partition: the broker hosting it and its Raft replica id.
@@ -35,13 +39,44 @@ pub struct BrokerRecord {
 pub struct Replica {
     pub broker: u64,
     pub replica: u64,
+    /// The broker's incarnation when the replica was assigned: a broker hosts only replicas
+    /// of its current incarnation, so a wiped disk never comes back under an old replica id.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 /// A partition's Raft group and replicas.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
     pub group: u64,
+    /// The voters, preferred leader first.
     pub replicas: Vec<Replica>,
+    /// While a reassignment is under way: the replicas it moves to (preferred leader first).
+    /// The partition leader adds the new ones as learners, then makes exactly these the
+    /// voters; the controller completes the move when the leader reports that membership.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Vec<Replica>>,
+    /// Completed reassignments; 0 while the founding replicas are the voters (only then may
+    /// a replica initialise the group).
+    #[serde(default)]
+    pub epoch: u32,
+    /// Replica ids removed by reassignments: a broker holding data of one deletes it. Ids are
+    /// never reused, so a stale view of this list never deletes a live replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<u64>,
+}
+
+impl PartitionRecord {
+    /// The replica `broker` hosts: its replica in the target of a reassignment under way
+    /// (which replaces one lost with a wiped disk), else its voter.
+    pub fn assigned(&self, broker: u64) -> Option<Replica> {
+        self.target
+            .iter()
+            .flatten()
+            .chain(self.replicas.iter())
+            .find(|r| r.broker == broker)
+            .copied()
+    }
 }
 
 /// A topic.
@@ -76,6 +111,12 @@ pub enum Command {
     AlterTopicConfig { name: String, configs: BTreeMap<String, String> },
     /// Allocates a producer id (or bumps the epoch of a named producer).
     InitProducer { name: String },
+    /// Starts moving partition `partition` of topic `name` to `brokers` (first = preferred
+    /// leader). The same brokers in another order only change the preferred leader.
+    ReassignPartition { name: String, partition: u32, brokers: Vec<u64> },
+    /// Ends the reassignment of `group`: its leader reported `voters` (replica ids, sorted)
+    /// as the settled Raft voters, and they are the target's.
+    CompleteReassignment { group: u64, voters: Vec<u64> },
 }
 
 /// What applying a command returned.
@@ -122,6 +163,10 @@ impl ControllerState {
             Command::RegisterBroker { broker, cluster_id } => {
                 if self.cluster_id.is_empty() {
                     self.cluster_id = cluster_id;
+                }
+                let known = self.brokers.get(&broker.id).map(|b| b.incarnation);
+                if known.is_some_and(|i| i != broker.incarnation) {
+                    self.replace_lost_replicas(broker.id, broker.incarnation);
                 }
                 self.brokers.insert(broker.id, broker);
                 Outcome::Done
@@ -186,6 +231,31 @@ impl ControllerState {
                     message: format!("topic {name} does not exist"),
                 },
             },
+            Command::ReassignPartition { name, partition, brokers } => {
+                self.reassign(&name, partition, brokers)
+            }
+            Command::CompleteReassignment { group, voters } => {
+                let Some(p) = self.partition_mut(group) else {
+                    return refused(ErrorCode::UnknownPartition, format!("no group {group}"));
+                };
+                let Some(target) = &p.target else {
+                    return refused(ErrorCode::InvalidRequest, "no reassignment under way");
+                };
+                let mut ids: Vec<u64> = target.iter().map(|r| r.replica).collect();
+                ids.sort_unstable();
+                if ids != voters {
+                    return refused(
+                        ErrorCode::InvalidRequest,
+                        format!("voters {voters:?} are not the target {ids:?}"),
+                    );
+                }
+                let target = p.target.take().expect("checked");
+                let gone = p.replicas.iter().filter(|r| !ids.contains(&r.replica));
+                p.removed.extend(gone.map(|r| r.replica));
+                p.replicas = target;
+                p.epoch += 1;
+                Outcome::Done
+            }
             Command::InitProducer { name } => {
                 if !name.is_empty()
                     && let Some((id, epoch)) = self.producers.get_mut(&name)
@@ -209,6 +279,99 @@ impl ControllerState {
         }
     }
 
+    fn partition_mut(&mut self, group: u64) -> Option<&mut PartitionRecord> {
+        self.topics.values_mut().flat_map(|t| t.partitions.iter_mut()).find(|p| p.group == group)
+    }
+
+    fn fresh_replica(&mut self, broker: u64) -> Replica {
+        self.next_replica_id = self.next_replica_id.max(FIRST_PARTITION_REPLICA_ID);
+        let replica = self.next_replica_id;
+        self.next_replica_id += 1;
+        let incarnation = self.brokers.get(&broker).map_or(0, |b| b.incarnation);
+        Replica { broker, replica, incarnation }
+    }
+
+    fn reassign(&mut self, name: &str, partition: u32, brokers: Vec<u64>) -> Outcome {
+        let Some(t) = self.topics.get(name) else {
+            return refused(ErrorCode::UnknownTopic, format!("topic {name} does not exist"));
+        };
+        let Some(p) = t.partitions.get(partition as usize) else {
+            return refused(
+                ErrorCode::UnknownPartition,
+                format!("topic {name} has {} partitions", t.partitions.len()),
+            );
+        };
+        let mut distinct = brokers.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if brokers.is_empty() || distinct.len() != brokers.len() {
+            return refused(
+                ErrorCode::InvalidReplicationFactor,
+                format!("replica brokers must be distinct and at least one, got {brokers:?}"),
+            );
+        }
+        if let Some(b) = brokers.iter().find(|b| !self.brokers.contains_key(b)) {
+            return refused(
+                ErrorCode::InvalidReplicationFactor,
+                format!("broker {b} is not registered"),
+            );
+        }
+        if p.target.is_some() {
+            return refused(
+                ErrorCode::ReassignmentInProgress,
+                format!("{name}-{partition} is already being reassigned"),
+            );
+        }
+        let mut current: Vec<u64> = p.replicas.iter().map(|r| r.broker).collect();
+        current.sort_unstable();
+        let old = p.replicas.clone();
+        let target: Vec<Replica> = brokers
+            .iter()
+            .map(|b| match old.iter().find(|r| r.broker == *b) {
+                Some(r) => *r,
+                None => self.fresh_replica(*b),
+            })
+            .collect();
+        let p = &mut self.topics.get_mut(name).expect("checked").partitions[partition as usize];
+        if current == distinct {
+            // Only the preferred leader changes; the voters stay.
+            p.replicas = target;
+        } else {
+            p.target = Some(target);
+        }
+        Outcome::Done
+    }
+
+    /// Broker `broker` came back with a new data directory: each of its replicas of an older
+    /// incarnation is gone, so it is replaced by a fresh replica on the same broker (added as
+    /// a learner, then swapped in for the lost voter by the partition leader).
+    fn replace_lost_replicas(&mut self, broker: u64, incarnation: u64) {
+        let groups: Vec<u64> = self
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| p.assigned(broker).is_some_and(|r| r.incarnation != incarnation))
+            .map(|p| p.group)
+            .collect();
+        for group in groups {
+            let p = self.partition_mut(group).expect("listed");
+            let mut target = p.target.clone().unwrap_or_else(|| p.replicas.clone());
+            // `fresh_replica` reads the broker record, which is updated after this call.
+            self.next_replica_id = self.next_replica_id.max(FIRST_PARTITION_REPLICA_ID);
+            for r in target.iter_mut().filter(|r| r.broker == broker) {
+                r.replica = self.next_replica_id;
+                r.incarnation = incarnation;
+                self.next_replica_id += 1;
+            }
+            let p = self.partition_mut(group).expect("listed");
+            if !target.iter().any(|r| r.broker == broker) {
+                // Being moved off this broker anyway: the move goes on without it.
+                continue;
+            }
+            p.target = Some(target);
+        }
+    }
+
     /// Partition records for `placement`, with fresh group and replica ids.
     fn new_partitions(&mut self, placement: Vec<Vec<u64>>) -> Vec<PartitionRecord> {
         self.next_group_id = self.next_group_id.max(1);
@@ -218,15 +381,9 @@ impl ControllerState {
             .map(|brokers| {
                 let group = self.next_group_id;
                 self.next_group_id += 1;
-                let replicas = brokers
-                    .into_iter()
-                    .map(|broker| {
-                        let replica = self.next_replica_id;
-                        self.next_replica_id += 1;
-                        Replica { broker, replica }
-                    })
-                    .collect();
-                PartitionRecord { group, replicas }
+                let replicas =
+                    brokers.into_iter().map(|broker| self.fresh_replica(broker)).collect();
+                PartitionRecord { group, replicas, target: None, epoch: 0, removed: Vec::new() }
             })
             .collect()
     }
@@ -249,13 +406,17 @@ impl ControllerState {
     }
 }
 
+fn refused(code: ErrorCode, message: impl Into<String>) -> Outcome {
+    Outcome::Refused { code, message: message.into() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn broker(id: u64) -> Command {
         Command::RegisterBroker {
-            broker: BrokerRecord { id, address: format!("h:{id}"), rack: None },
+            broker: BrokerRecord { id, address: format!("h:{id}"), rack: None, incarnation: id },
             cluster_id: "c".into(),
         }
     }

@@ -167,7 +167,42 @@ impl AdminService {
             in_sync: live.as_ref().map(|l| l.in_sync.clone()).unwrap_or_default(),
             high_watermark: live.as_ref().map_or(-1, |l| l.high_watermark),
             log_start_offset: live.as_ref().map_or(-1, |l| l.log_start_offset),
+            target_replicas: p.target.iter().flatten().map(|r| r.broker).collect(),
         }
+    }
+
+    async fn reassign(&self, topic: String, partition: u32, brokers: Vec<u64>) -> Result<()> {
+        validate_name(&topic, true)?;
+        self.broker
+            .propose(Command::ReassignPartition { name: topic, partition, brokers })
+            .await
+            .map(|_| ())
+    }
+
+    /// Moves `broker` to the front of the replicas: the leader hands leadership to it once it
+    /// is caught up (preferred-leader balancing).
+    async fn transfer(&self, req: v1::TransferLeadershipRequest) -> Result<()> {
+        let (t, _) = self.broker.lookup(&req.topic, req.partition)?;
+        let p = &t.partitions[req.partition as usize];
+        if p.target.is_some() {
+            return Err(Error::new(
+                ErrorCode::ReassignmentInProgress,
+                format!("{}-{} is being reassigned", req.topic, req.partition),
+            ));
+        }
+        let mut brokers: Vec<u64> = p.replicas.iter().map(|r| r.broker).collect();
+        let Some(at) = brokers.iter().position(|b| *b == req.broker) else {
+            return Err(Error::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "broker {} is not a replica of {}-{} (replicas {brokers:?})",
+                    req.broker, req.topic, req.partition
+                ),
+            ));
+        };
+        let to = brokers.remove(at);
+        brokers.insert(0, to);
+        self.reassign(req.topic, req.partition, brokers).await
     }
 
     fn brokers(&self) -> Vec<v1::BrokerInfo> {
@@ -352,5 +387,23 @@ impl Admin for AdminService {
             controller_id: Some(self.broker.id),
             brokers: self.brokers(),
         }))
+    }
+
+    async fn reassign_partition(
+        &self,
+        req: Request<v1::ReassignPartitionRequest>,
+    ) -> Result<Response<v1::ReassignPartitionResponse>, Status> {
+        let req = on_controller!(self, req, reassign_partition, ReassignPartitionResponse);
+        let r = self.reassign(req.topic, req.partition, req.brokers).await;
+        Ok(Response::new(v1::ReassignPartitionResponse { error: Some(proto_error(&r)) }))
+    }
+
+    async fn transfer_leadership(
+        &self,
+        req: Request<v1::TransferLeadershipRequest>,
+    ) -> Result<Response<v1::TransferLeadershipResponse>, Status> {
+        let req = on_controller!(self, req, transfer_leadership, TransferLeadershipResponse);
+        let r = self.transfer(req).await;
+        Ok(Response::new(v1::TransferLeadershipResponse { error: Some(proto_error(&r)) }))
     }
 }

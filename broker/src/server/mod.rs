@@ -26,4 +26,11 @@ impl internal::internal_server::Internal for InternalService {
     ) -> Result<Response<internal::BrokerHeartbeatResponse>, Status> {
         Ok(Response::new(crate::tasks::handle_heartbeat(&self.broker, req.into_inner())))
     }
+
+    async fn probe_membership(
+        &self,
+        req: Request<internal::ProbeMembershipRequest>,
+    ) -> Result<Response<internal::ProbeMembershipResponse>, Status> {
+        Ok(Response::new(crate::membership::answer_probe(&self.broker, req.into_inner())))
+    }
 }

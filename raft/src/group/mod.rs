@@ -194,6 +194,56 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         Ok(())
     }
 
+    /// Makes exactly `ids` the voters (joint consensus when the set changes by more than one);
+    /// voters left out are forgotten. Every id must already be a member (add learners first).
+    pub async fn replace_voters(
+        &self,
+        ids: impl IntoIterator<Item = ReplicaId>,
+    ) -> Result<(), Error> {
+        let g = self.inner.id;
+        let ids: BTreeSet<_> = ids.into_iter().collect();
+        self.renew_lease().await?;
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::ReplaceAllVoters(ids), false)
+            .await
+            .map_err(|e| self.client_write_error(g, e))?;
+        Ok(())
+    }
+
+    /// Forgets learners `ids` (voters must be removed with [`Group::replace_voters`]).
+    pub async fn remove_learners(
+        &self,
+        ids: impl IntoIterator<Item = ReplicaId>,
+    ) -> Result<(), Error> {
+        let g = self.inner.id;
+        let ids: BTreeSet<_> = ids.into_iter().collect();
+        self.renew_lease().await?;
+        self.inner
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .await
+            .map_err(|e| self.client_write_error(g, e))?;
+        Ok(())
+    }
+
+    /// The voters of the newest membership if it is applied (so committed) and not joint;
+    /// `None` while a change is under way.
+    pub fn settled_voters(&self) -> Option<BTreeSet<ReplicaId>> {
+        let m = self.metrics();
+        let config = &m.membership_config;
+        let applied = m.last_applied.map(|l| l.index);
+        if config.log_id().map(|l| l.index) > applied {
+            return None;
+        }
+        let membership = config.membership();
+        let joint = membership.get_joint_config();
+        if joint.len() != 1 {
+            return None;
+        }
+        Some(joint[0].clone())
+    }
+
     /// Asks the leader (this replica) to hand leadership to voter `to`; returns once `to`
     /// leads, or fails after `timeout`.
     pub async fn transfer_leadership(&self, to: ReplicaId, timeout: Duration) -> Result<(), Error> {

@@ -94,7 +94,7 @@ pub async fn final_reads(
 }
 
 /// One fetch answered by broker `addr` whether or not it leads: `(high watermark, batches)`.
-async fn follower_fetch(
+pub async fn follower_fetch(
     client: &TestClient,
     addr: &str,
     topic: &str,
