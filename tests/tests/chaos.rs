@@ -1,5 +1,5 @@
 //! The fault suite's quick schedule (issue 7): each test is one chaos scenario on a 3-broker
-//! cluster whose every link goes through a fault-injecting proxy. Idempotent and raw
+//! (membership: 4-broker) cluster whose every link goes through a fault-injecting proxy. Idempotent and raw
 //! producers, readers and a leader watcher run while the nemesis injects faults; after healing
 //! every replica is read back and the checker must find no lost write, duplicate,
 //! inconsistent offset, aborted or stale read, reordering, replica divergence, or partition
@@ -97,6 +97,21 @@ async fn chaos_consumer_group() {
     let faults = [Fault::KillOne, Fault::Pause, Fault::CrashPoint];
     let mut s = Scenario::new("consumer group", schedule(&faults, 24), seed_or(8));
     s.schedule.crash_points = vec!["offset-commit", "partition-apply", "log-before-fsync"];
+    s.workload.group = Some(GroupOptions { consumers: 3, ..GroupOptions::default() });
+    s.extra_toml = GROUP_TIMING.into();
+    must_pass(s).await;
+}
+
+/// Membership changes under a consumer group: on four brokers (RF 3), partitions are moved
+/// between brokers, a broker's disk is wiped (its replicas and controller replica are
+/// replaced by fresh ones), and brokers are killed, while three crashing consumers read and
+/// commit. Besides the usual checks, every replica of the final voters must hold the same
+/// records, and every reassignment must complete after healing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_membership_and_consumer_group() {
+    let faults = [Fault::MoveReplica, Fault::WipeDisk, Fault::KillOne];
+    let mut s = Scenario::new("membership + consumer group", schedule(&faults, 30), seed_or(10));
+    s.brokers = 4;
     s.workload.group = Some(GroupOptions { consumers: 3, ..GroupOptions::default() });
     s.extra_toml = GROUP_TIMING.into();
     must_pass(s).await;

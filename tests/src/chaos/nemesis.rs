@@ -52,11 +52,20 @@ pub enum Fault {
     /// that took effect look failed, and producers retry them (Jepsen's way to find
     /// duplicates).
     ClientDrops,
+    /// Reassigns a random partition (leader-biased) to a random set of as many brokers:
+    /// learners join, the voters change, removed replicas delete their copy. With as many
+    /// brokers as replicas it only changes the preferred leader. Nothing to undo on heal.
+    MoveReplica,
+    /// SIGKILL one broker (leader-biased) and delete its data directory; restarted empty on
+    /// heal, so its replicas (and controller replica) are replaced by fresh ones. Skipped
+    /// while a replacement or move is still under way or a broker is down: losing a second
+    /// disk before the first is re-replicated can lose a majority, as in any Raft system.
+    WipeDisk,
 }
 
 impl Fault {
     /// Every fault kind.
-    pub const ALL: [Fault; 12] = [
+    pub const ALL: [Fault; 14] = [
         Fault::KillOne,
         Fault::KillAll,
         Fault::Pause,
@@ -69,6 +78,8 @@ impl Fault {
         Fault::Stall,
         Fault::CrashPoint,
         Fault::ClientDrops,
+        Fault::MoveReplica,
+        Fault::WipeDisk,
     ];
 
     /// The name used in histories.
@@ -86,11 +97,21 @@ impl Fault {
             Fault::Stall => "stall",
             Fault::CrashPoint => "crash-point",
             Fault::ClientDrops => "client-drops",
+            Fault::MoveReplica => "move-replica",
+            Fault::WipeDisk => "wipe-disk",
         }
     }
 
     fn needs_net(self) -> bool {
-        !matches!(self, Fault::KillOne | Fault::KillAll | Fault::Pause | Fault::CrashPoint)
+        !matches!(
+            self,
+            Fault::KillOne
+                | Fault::KillAll
+                | Fault::Pause
+                | Fault::CrashPoint
+                | Fault::MoveReplica
+                | Fault::WipeDisk
+        )
     }
 }
 
@@ -261,6 +282,18 @@ impl<'a> Nemesis<'a> {
                 self.net_faulty = true;
                 format!("client proxies drop {:.0}% of response chunks", probability * 100.0)
             }
+            Fault::MoveReplica => self.move_replica().await,
+            Fault::WipeDisk => match self.unsettled().await {
+                Some(why) => format!("skipped: {why}"),
+                None => {
+                    let v = self.victim().await;
+                    self.cluster.broker_mut(v).kill()?;
+                    self.killed.insert(v);
+                    let dir = self.cluster.broker(v).data_dir().to_path_buf();
+                    std::fs::remove_dir_all(&dir)?;
+                    format!("killed {v} and deleted its data directory")
+                }
+            },
             Fault::Resets | Fault::Stall => {
                 let a = self.victim().await;
                 let b = self.other_than(&[a]).ok_or_else(|| anyhow::anyhow!("one broker"))?;
@@ -273,6 +306,67 @@ impl<'a> Nemesis<'a> {
         };
         self.history.ok("nemesis", call(&detail));
         Ok(detail)
+    }
+
+    /// Reassigns a random partition to a random broker set of its size; a refusal (no
+    /// controller, a move already under way) is recorded, not an error.
+    async fn move_replica(&mut self) -> String {
+        let partition = self.rng.random_range(0..self.partitions);
+        let Ok(md) = self.client.metadata(&[&self.topic]).await else {
+            return "skipped: no metadata".into();
+        };
+        let Some(info) =
+            md.topics.first().and_then(|t| t.partitions.iter().find(|p| p.partition == partition))
+        else {
+            return "skipped: partition not in metadata".into();
+        };
+        let mut ids = self.cluster.ids();
+        ids.shuffle(&mut self.rng);
+        // Leader-biased: usually move the leader's replica away when there is room.
+        if let Some(l) = info.leader
+            && ids.len() > info.replicas.len()
+            && self.rng.random_bool(0.75)
+        {
+            ids.retain(|i| *i != l);
+        }
+        ids.truncate(info.replicas.len());
+        let req = rafka_proto::v1::ReassignPartitionRequest {
+            topic: self.topic.clone(),
+            partition,
+            brokers: ids.clone(),
+        };
+        let addr = self.cluster.broker(ids[0]).addr().to_string();
+        let answer = match self.client.admin_at(&addr) {
+            Ok(mut admin) => admin.reassign_partition(req).await,
+            Err(e) => return format!("skipped: {e}"),
+        };
+        match answer.map(|r| r.into_inner().error.unwrap_or_default()) {
+            Ok(e) if e.code == 0 => format!("{partition} from {:?} to {ids:?}", info.replicas),
+            Ok(e) => format!("{partition} to {ids:?} refused: {}", e.message),
+            Err(e) => format!("{partition} to {ids:?} failed: {}", e.message()),
+        }
+    }
+
+    /// Why wiping a disk now could lose a majority of some group, if it could.
+    async fn unsettled(&self) -> Option<String> {
+        let md = match self.client.metadata(&[]).await {
+            Ok(md) => md,
+            Err(e) => return Some(format!("no metadata: {e}")),
+        };
+        if let Some(b) = md.brokers.iter().find(|b| !b.alive) {
+            return Some(format!("broker {} is down", b.broker_id));
+        }
+        for t in &md.topics {
+            for p in &t.partitions {
+                if !p.target_replicas.is_empty() {
+                    return Some(format!("{}/{} is being moved", t.name, p.partition));
+                }
+                if p.replicas.iter().any(|r| !p.in_sync.contains(r)) {
+                    return Some(format!("{}/{} is not fully in sync", t.name, p.partition));
+                }
+            }
+        }
+        None
     }
 
     fn net(&self) -> &super::net::Net {

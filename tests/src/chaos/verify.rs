@@ -26,6 +26,20 @@ pub async fn final_reads(
     partitions: u32,
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    // Moves and disk replacements under way must finish: the replicas read below are then
+    // the final voters.
+    crate::poll("every reassignment to complete after healing", timeout, || async {
+        let md = client.metadata(&[topic]).await?;
+        let moving: Vec<u32> = md
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter())
+            .filter(|p| !p.target_replicas.is_empty())
+            .map(|p| p.partition)
+            .collect();
+        if moving.is_empty() { Ok(()) } else { anyhow::bail!("partitions {moving:?} moving") }
+    })
+    .await?;
     for partition in 0..partitions {
         let (leader, _) = client
             .wait_for_leader(topic, partition, timeout, |_| true)
