@@ -48,6 +48,17 @@
 //! - Idempotent producers: sequences are checked at the leader against the applied table
 //!   plus in-flight proposals of its term, under one lock per partition; proposals are
 //!   submitted in order (`Group::propose`) and waited for outside the lock.
+//! - Reassignment (`ReassignPartition`; `TransferLeadership` reorders the replicas so the
+//!   preferred-leader loop moves leadership) is driven by the partition leader and completed
+//!   by the controller from the leader's heartbeat report of its settled voters, never by
+//!   an RPC between them: any later leader resumes a move a crashed one started.
+//! - Disks are identified by an `incarnation` file in the data directory. A replica is
+//!   stamped with its broker's incarnation; a broker on a new disk hosts none of its old
+//!   replicas (the controller replaces them with fresh replica ids), and its controller
+//!   replica rejoins under a new id (2^63 | incarnation/2) after probing the founding brokers
+//!   (`ProbeMembership`), so DESIGN's "controller voters are the founding brokers" now
+//!   means their current controller replicas. Before this, a wiped controller voter made
+//!   the controller leader's Raft core panic on follower log reversion.
 //! - Topic configs: `retention.ms`, `retention.bytes`, `max.message.bytes`; segment size and
 //!   roll time are broker-wide (`[log]`), because one log runtime serves all partitions.
 

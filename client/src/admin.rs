@@ -260,6 +260,47 @@ impl Admin {
         Ok(())
     }
 
+    /// Moves partition `partition` of `topic` to `brokers` (the first is the preferred
+    /// leader): new replicas join as learners and are promoted once caught up, replicas left
+    /// out are removed. Returns once the move is recorded; `describe_topic` shows it under
+    /// way (`target_replicas`) until it completes.
+    pub async fn reassign_partition(
+        &self,
+        topic: &str,
+        partition: u32,
+        brokers: &[u64],
+    ) -> Result<()> {
+        self.client
+            .call_any(|ch| {
+                let req = v1::ReassignPartitionRequest {
+                    topic: topic.to_string(),
+                    partition,
+                    brokers: brokers.to_vec(),
+                };
+                async move { admin(ch).reassign_partition(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Makes replica `broker` the preferred leader of the partition; leadership moves to it
+    /// once it is caught up.
+    pub async fn transfer_leadership(
+        &self,
+        topic: &str,
+        partition: u32,
+        broker: u64,
+    ) -> Result<()> {
+        self.client
+            .call_any(|ch| {
+                let req =
+                    v1::TransferLeadershipRequest { topic: topic.to_string(), partition, broker };
+                async move { admin(ch).transfer_leadership(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+
     /// The cluster id, controller and brokers.
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         let resp = self

@@ -166,6 +166,8 @@ has_error!(
     v1::ListGroupsResponse,
     v1::DeleteGroupResponse,
     v1::ResetOffsetsResponse,
+    v1::ReassignPartitionResponse,
+    v1::TransferLeadershipResponse,
 );
 
 /// The error of a response as a `Result`, keeping a `NOT_LEADER` hint apart.
@@ -602,6 +604,7 @@ mod tests {
                         leader: Some(1),
                         replicas: vec![1],
                         in_sync: vec![1],
+                        target_replicas: vec![],
                         high_watermark: 0,
                         log_start_offset: 0,
                     },
@@ -610,6 +613,7 @@ mod tests {
                         leader: None,
                         replicas: vec![1],
                         in_sync: vec![],
+                        target_replicas: vec![],
                         high_watermark: 0,
                         log_start_offset: 0,
                     },

@@ -39,6 +39,8 @@ pub struct PartitionDescription {
     pub replicas: Vec<u64>,
     /// Broker ids of the in-sync replicas.
     pub in_sync: Vec<u64>,
+    /// While a reassignment is under way, the broker ids it moves to; empty otherwise.
+    pub target_replicas: Vec<u64>,
     /// Offset after the last committed record.
     pub high_watermark: i64,
     /// The first offset still stored.
@@ -52,6 +54,7 @@ impl From<v1::PartitionInfo> for PartitionDescription {
             leader: p.leader,
             replicas: p.replicas,
             in_sync: p.in_sync,
+            target_replicas: p.target_replicas,
             high_watermark: p.high_watermark,
             log_start_offset: p.log_start_offset,
         }

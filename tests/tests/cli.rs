@@ -201,6 +201,17 @@ async fn errors_are_one_line_and_non_zero() {
         let run = sh("rafka topic create t --partitions 1 --replication-factor 1", &b, "").await;
         assert_one_line_error("topic exists", &run, &["TOPIC_ALREADY_EXISTS"]);
 
+        let run = sh("rafka topic reassign t 0 --brokers 1,9", &b, "").await;
+        assert_one_line_error("reassign to an unknown broker", &run, &["broker 9"]);
+        let run = sh("rafka topic reassign t 5 --brokers 1", &b, "").await;
+        assert_one_line_error("reassign an unknown partition", &run, &["UNKNOWN_PARTITION"]);
+        let run = sh("rafka topic transfer-leadership t 0 --to 7", &b, "").await;
+        assert_one_line_error("transfer to a non-replica", &run, &["not a replica"]);
+        let run = sh("rafka topic reassign t 0 --brokers 1", &b, "").await;
+        assert_eq!((run.code, run.stdout.as_str()), (Some(0), "moving t/0 to brokers 1\n"));
+        let run = sh("rafka topic transfer-leadership t 1 --to 1 --output json", &b, "").await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+
         let run = sh("rafka topic describe t --output json", &b, "").await;
         assert_eq!(run.code, Some(0), "{run:?}");
         let v: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
@@ -208,6 +219,7 @@ async fn errors_are_one_line_and_non_zero() {
         let parts = v["partitions"].as_array().unwrap();
         assert_eq!(parts.len(), 2, "{v}");
         for p in parts {
+            assert_eq!(p["moving_to"], serde_json::json!([]), "{v}");
             for field in ["partition", "leader", "replicas", "in_sync"] {
                 assert!(!p[field].is_null(), "{field} missing in {v}");
             }

@@ -479,4 +479,126 @@ mod tests {
         assert_eq!(s.apply(3, init("p")), Outcome::Producer { id: 1, epoch: 1 });
         assert_eq!(s.apply(4, init("")), Outcome::Producer { id: 2, epoch: 0 });
     }
+
+    fn topic(s: &mut ControllerState, name: &str, placement: Vec<Vec<u64>>) {
+        let cmd = Command::CreateTopic {
+            name: name.into(),
+            placement,
+            configs: BTreeMap::new(),
+            internal: false,
+        };
+        assert!(matches!(s.apply(s.version + 1, cmd), Outcome::TopicCreated { .. }));
+    }
+
+    fn reassign(s: &mut ControllerState, name: &str, brokers: Vec<u64>) -> Outcome {
+        let cmd = Command::ReassignPartition { name: name.into(), partition: 0, brokers };
+        s.apply(s.version + 1, cmd)
+    }
+
+    fn code(o: Outcome) -> ErrorCode {
+        match o {
+            Outcome::Refused { code, .. } => code,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_reassignment_adds_fresh_replicas_and_completes_on_the_target_voters() {
+        let mut s = ControllerState::default();
+        for b in 1..=4 {
+            s.apply(b, broker(b));
+        }
+        topic(&mut s, "t", vec![vec![1, 2, 3]]);
+        let before = s.topics["t"].partitions[0].clone();
+        assert_eq!(reassign(&mut s, "t", vec![4, 2, 3]), Outcome::Done);
+        let p = s.topics["t"].partitions[0].clone();
+        assert_eq!(p.replicas, before.replicas, "voters change only on completion");
+        let target = p.target.clone().unwrap();
+        assert_eq!(target[1..], before.replicas[1..], "staying brokers keep their replica");
+        assert_eq!(target[0].broker, 4);
+        assert!(before.replicas.iter().all(|r| r.replica != target[0].replica));
+        assert_eq!(target[0].incarnation, 4);
+        assert_eq!(p.assigned(4), Some(target[0]));
+        assert_eq!(p.assigned(1), Some(before.replicas[0]), "still hosted until completion");
+
+        let in_progress = reassign(&mut s, "t", vec![1, 2, 3]);
+        assert_eq!(code(in_progress), ErrorCode::ReassignmentInProgress);
+        let mut ids: Vec<u64> = target.iter().map(|r| r.replica).collect();
+        ids.sort_unstable();
+        let wrong = Command::CompleteReassignment { group: p.group, voters: vec![ids[0]] };
+        assert_eq!(code(s.apply(s.version + 1, wrong)), ErrorCode::InvalidRequest);
+        let done = Command::CompleteReassignment { group: p.group, voters: ids };
+        assert_eq!(s.apply(s.version + 1, done.clone()), Outcome::Done);
+        let p = &s.topics["t"].partitions[0];
+        assert_eq!((&p.replicas, &p.target, p.epoch), (&target, &None, 1));
+        assert_eq!(p.removed, vec![before.replicas[0].replica]);
+        assert_eq!(p.assigned(1), None);
+        // Completing twice is refused and changes nothing.
+        let again = s.apply(s.version + 1, done);
+        assert_eq!(code(again), ErrorCode::InvalidRequest);
+        assert_eq!(s.topics["t"].partitions[0].epoch, 1);
+    }
+
+    #[test]
+    fn the_same_brokers_in_another_order_only_move_the_preferred_leader() {
+        let mut s = ControllerState::default();
+        for b in 1..=3 {
+            s.apply(b, broker(b));
+        }
+        topic(&mut s, "t", vec![vec![1, 2, 3]]);
+        let before = s.topics["t"].partitions[0].replicas.clone();
+        assert_eq!(reassign(&mut s, "t", vec![3, 1, 2]), Outcome::Done);
+        let p = &s.topics["t"].partitions[0];
+        assert_eq!(p.target, None);
+        assert_eq!(p.replicas, vec![before[2], before[0], before[1]]);
+    }
+
+    #[test]
+    fn bad_reassignments_are_refused_and_change_nothing() {
+        let mut s = ControllerState::default();
+        for b in 1..=3 {
+            s.apply(b, broker(b));
+        }
+        topic(&mut s, "t", vec![vec![1, 2]]);
+        let before = s.topics.clone();
+        let cases = [
+            ("t", 0, vec![], ErrorCode::InvalidReplicationFactor),
+            ("t", 0, vec![1, 1], ErrorCode::InvalidReplicationFactor),
+            ("t", 0, vec![1, 9], ErrorCode::InvalidReplicationFactor),
+            ("t", 3, vec![1, 2], ErrorCode::UnknownPartition),
+            ("u", 0, vec![1, 2], ErrorCode::UnknownTopic),
+        ];
+        for (name, partition, brokers, want) in cases {
+            let cmd = Command::ReassignPartition { name: name.into(), partition, brokers };
+            assert_eq!(code(s.apply(s.version + 1, cmd)), want);
+        }
+        assert_eq!(s.topics, before);
+    }
+
+    #[test]
+    fn a_new_incarnation_replaces_the_brokers_replicas_with_fresh_ones() {
+        let mut s = ControllerState::default();
+        for b in 1..=3 {
+            s.apply(b, broker(b));
+        }
+        topic(&mut s, "t", vec![vec![1, 2, 3], vec![1, 3]]);
+        let before = s.topics["t"].partitions.clone();
+        let same = broker(2);
+        s.apply(s.version + 1, same);
+        assert_eq!(s.topics["t"].partitions, before, "the same disk changes nothing");
+
+        let wiped = Command::RegisterBroker {
+            broker: BrokerRecord { id: 2, address: "h:2".into(), rack: None, incarnation: 77 },
+            cluster_id: "c".into(),
+        };
+        s.apply(s.version + 1, wiped);
+        let p = &s.topics["t"].partitions;
+        assert_eq!(p[1], before[1], "a partition without broker 2 is untouched");
+        let target = p[0].target.clone().expect("a replacement under way");
+        assert_eq!(p[0].replicas, before[0].replicas);
+        assert_eq!((target[0], target[2]), (before[0].replicas[0], before[0].replicas[2]));
+        assert_eq!((target[1].broker, target[1].incarnation), (2, 77));
+        assert_ne!(target[1].replica, before[0].replicas[1].replica, "never the lost id");
+        assert_eq!(s.brokers[&2].incarnation, 77);
+    }
 }

@@ -1,11 +1,11 @@
-//! `rafka topic create|list|describe|delete`.
+//! `rafka topic create|list|describe|delete|reassign|transfer-leadership`.
 //!
 //! # Format
 //!
 //! `topic describe NAME --output json` prints one object:
 //! `{"name", "topic_id", "configs": {..}, "partitions": [{"partition", "leader", "replicas",
-//! "in_sync", "high_watermark", "log_start_offset"}]}` with `leader` `null` while none is
-//! elected. `topic list --output json` prints `[{"name", "topic_id", "partitions",
+//! "in_sync", "moving_to", "high_watermark", "log_start_offset"}]}` with `leader` `null`
+//! while none is elected and `moving_to` empty unless a reassignment is under way. `topic list --output json` prints `[{"name", "topic_id", "partitions",
 //! "internal"}]`.
 
 use std::collections::BTreeMap;
@@ -44,6 +44,27 @@ pub enum TopicCommand {
         /// The topic.
         name: String,
     },
+    /// Move a partition's replicas to other brokers (learners first, then one membership
+    /// change); returns once the move is recorded: `topic describe` shows it under way.
+    Reassign {
+        /// The topic.
+        name: String,
+        /// The partition.
+        partition: u32,
+        /// The new replica brokers, preferred leader first, e.g. `4,1,3`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        brokers: Vec<u64>,
+    },
+    /// Make a replica the partition's leader (its preferred leader from now on).
+    TransferLeadership {
+        /// The topic.
+        name: String,
+        /// The partition.
+        partition: u32,
+        /// The broker id of the replica to lead.
+        #[arg(long)]
+        to: u64,
+    },
 }
 
 /// `rafka topic create`
@@ -75,6 +96,32 @@ pub async fn run(bootstrap: &str, out: Output, cmd: TopicCommand) -> anyhow::Res
             match out {
                 Output::Text => println!("deleted topic {name}"),
                 Output::Json => print_json(&json!({ "deleted": name })),
+            }
+        }
+        TopicCommand::Reassign { name, partition, brokers } => {
+            admin
+                .reassign_partition(&name, partition, &brokers)
+                .await
+                .with_context(|| format!("reassigning {name}/{partition}"))?;
+            match out {
+                Output::Text => println!("moving {name}/{partition} to brokers {}", ids(&brokers)),
+                Output::Json => print_json(
+                    &json!({ "topic": name, "partition": partition, "moving_to": brokers }),
+                ),
+            }
+        }
+        TopicCommand::TransferLeadership { name, partition, to } => {
+            admin
+                .transfer_leadership(&name, partition, to)
+                .await
+                .with_context(|| format!("moving the leadership of {name}/{partition}"))?;
+            match out {
+                Output::Text => {
+                    println!("broker {to} is now the preferred leader of {name}/{partition}")
+                }
+                Output::Json => print_json(
+                    &json!({ "topic": name, "partition": partition, "preferred_leader": to }),
+                ),
             }
         }
     }
@@ -161,13 +208,22 @@ async fn describe(admin: &Admin, out: Output, name: &str) -> anyhow::Result<()> 
                         p.leader.map_or("-".to_string(), |l| l.to_string()),
                         ids(&p.replicas),
                         ids(&p.in_sync),
+                        ids(&p.target_replicas),
                         p.high_watermark.to_string(),
                         p.log_start_offset.to_string(),
                     ]
                 })
                 .collect();
             print_table(
-                &["PARTITION", "LEADER", "REPLICAS", "IN_SYNC", "HIGH_WATERMARK", "LOG_START"],
+                &[
+                    "PARTITION",
+                    "LEADER",
+                    "REPLICAS",
+                    "IN_SYNC",
+                    "MOVING_TO",
+                    "HIGH_WATERMARK",
+                    "LOG_START",
+                ],
                 &rows,
             );
         }
@@ -180,6 +236,7 @@ async fn describe(admin: &Admin, out: Output, name: &str) -> anyhow::Result<()> 
                 "leader": p.leader,
                 "replicas": p.replicas,
                 "in_sync": p.in_sync,
+                "moving_to": p.target_replicas,
                 "high_watermark": p.high_watermark,
                 "log_start_offset": p.log_start_offset,
             })).collect::<Vec<_>>(),
