@@ -292,7 +292,8 @@ pub async fn join_controller(b: Arc<Broker>) {
             return;
         }
     };
-    let majority = (peers.len() + 1) / 2 + 1;
+    let founders = peers.len() + 1;
+    let majority = founders / 2 + 1;
     while !b.is_stopping() {
         let answers = futures::future::join_all(peers.iter().map(|addr| probe(&b, addr))).await;
         let answers: Vec<_> = answers.into_iter().flatten().collect();
