@@ -8,6 +8,11 @@
 //!   deleted while it is down. It comes back with a new incarnation, its lost replica is
 //!   replaced by a fresh one that catches up, and then it is a voter: with the other
 //!   follower down, acks=all writes still succeed.
+//! - `a_new_replica_of_a_purged_log_installs_a_snapshot_even_after_crashing_there`: retention
+//!   purged the head of the log, so a replica added by a move must install the snapshot at
+//!   the retention point; it aborts at the `snapshot-install` crash point the first time
+//!   (needs the `failpoints` build), restarts, installs it, and then holds the leader's
+//!   retained records.
 //! - `transfer_leadership_moves_the_leader`: leadership goes to the named replica and stays.
 //! - `bad_reassignments_are_refused_and_change_nothing`: unknown topics and partitions,
 //!   empty, duplicate or unknown brokers, a second move while one is under way, and a
@@ -19,15 +24,19 @@ use std::time::Duration;
 use rafka_proto::ErrorCode;
 use rafka_proto::ErrorExt;
 use rafka_proto::v1::Acks;
+use rafka_proto::v1::ListOffsetsRequest;
+use rafka_proto::v1::OffsetSpec;
 use rafka_proto::v1::PartitionInfo;
 use rafka_proto::v1::ReassignPartitionRequest;
 use rafka_proto::v1::TransferLeadershipRequest;
+use rafka_proto::v1::offset_spec::Spec;
 use rafka_tests::Cluster;
 use rafka_tests::ClusterOptions;
 use rafka_tests::TestClient;
 use rafka_tests::bounded;
 use rafka_tests::chaos::verify::follower_fetch;
 use rafka_tests::poll;
+use rafka_tests::produced::Produced;
 use rafka_tests::records;
 use rafka_tests::wait::test_timeout;
 
@@ -102,14 +111,26 @@ async fn replica_copy(
     hw: i64,
     timeout: Duration,
 ) -> Vec<(i64, u32)> {
+    replica_copy_from(client, addr, topic, 0, hw, timeout).await
+}
+
+/// [`replica_copy`] of the batches from the one holding `from`.
+async fn replica_copy_from(
+    client: &TestClient,
+    addr: &str,
+    topic: &str,
+    from: i64,
+    hw: i64,
+    timeout: Duration,
+) -> Vec<(i64, u32)> {
     poll(&format!("the copy at {addr} reaching {hw}"), timeout, || async {
-        let (at, _) = follower_fetch(client, addr, topic, 0, 0).await?;
+        let (at, _) = follower_fetch(client, addr, topic, 0, from).await?;
         if at >= hw { Ok(()) } else { anyhow::bail!("at {at}") }
     })
     .await
     .unwrap();
     let mut out = Vec::new();
-    let mut next = 0;
+    let mut next = from;
     while next < hw {
         let (_, batches) = follower_fetch(client, addr, topic, 0, next).await.unwrap();
         assert!(!batches.is_empty(), "{addr}: nothing at {next} below {hw}");
@@ -240,6 +261,78 @@ async fn a_broker_with_a_wiped_disk_rejoins_as_a_new_replica() {
             .map(|r| String::from_utf8_lossy(&r.value).into_owned())
             .collect();
         assert_eq!(got, sent);
+    })
+    .await;
+}
+
+/// The first offset broker `addr`'s own copy still holds.
+async fn earliest_at(client: &TestClient, addr: &str, topic: &str) -> anyhow::Result<i64> {
+    let req = ListOffsetsRequest {
+        topic: topic.into(),
+        partition: 0,
+        spec: Some(OffsetSpec { spec: Some(Spec::Earliest(true)) }),
+        allow_follower: true,
+    };
+    let resp = client.data_at(addr)?.list_offsets(req).await?.into_inner();
+    let e = resp.error.unwrap_or_default();
+    anyhow::ensure!(e.is_ok(), "{:?}: {}", e.error_code(), e.message);
+    Ok(resp.offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_replica_of_a_purged_log_installs_a_snapshot_even_after_crashing_there() {
+    let limit = test_timeout(Duration::from_secs(240));
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        brokers: 4,
+        extra_toml: format!(
+            "{FAST_BALANCE}retention-check-interval-ms = 200\n[log]\nsegment-bytes = 65536\n"
+        ),
+        ..Default::default()
+    })
+    .await;
+    bounded("snapshot install", limit, async {
+        let client = cluster.client();
+        let t = Duration::from_secs(90);
+        client.must_create_topic_with("purged", 1, 3, &[("retention.bytes", "100000")]).await;
+        let before = info(&client, "purged", 0).await.unwrap();
+        let spare = (1..=4).find(|b| !before.replicas.contains(b)).unwrap();
+        // About 512 KiB in 64 KiB segments: retention purges the head of the log.
+        let mut sent = Produced::default();
+        sent.append(&client, "purged", 0, 128, (4, 1000), records::now_ms()).await;
+        poll("retention to purge the leader's log", t, || async {
+            let p = info(&client, "purged", 0).await?;
+            if p.log_start_offset > 0 { Ok(()) } else { anyhow::bail!("log start 0") }
+        })
+        .await
+        .unwrap();
+
+        cluster.broker(spare).arm_crash_point("snapshot-install", "1*return").await.unwrap();
+        let mut target = before.replicas.clone();
+        target[2] = spare;
+        assert_eq!(reassign(&cluster, "purged", 0, &target).await.0, ErrorCode::None);
+        poll("the new replica to crash installing the snapshot", t, || {
+            let running = cluster.broker_mut(spare).is_running();
+            async move { if running { Err("still running") } else { Ok(()) } }
+        })
+        .await
+        .unwrap();
+        cluster.must_restart(spare, t).await;
+        wait_settled(&client, "purged", &target, t).await;
+
+        let hw = sent.end();
+        let leader = client.wait_for_leader("purged", 0, t, |_| true).await.unwrap().0;
+        let leader_addr = cluster.broker(leader).addr().to_string();
+        let spare_addr = cluster.broker(spare).addr().to_string();
+        let spare_start = earliest_at(&client, &spare_addr, "purged").await.unwrap();
+        let leader_start = earliest_at(&client, &leader_addr, "purged").await.unwrap();
+        assert!(spare_start > 0, "the new replica copied the whole log instead of a snapshot");
+        let from = spare_start.max(leader_start);
+        let on_spare = replica_copy_from(&client, &spare_addr, "purged", from, hw, t).await;
+        let on_leader = replica_copy_from(&client, &leader_addr, "purged", from, hw, t).await;
+        assert!(!on_spare.is_empty());
+        assert_eq!(on_spare, on_leader, "the new replica's retained log differs");
+        let got = client.fetch_all("purged", 0, leader_start).await.unwrap();
+        sent.check_from(&got, leader_start, "after the move");
     })
     .await;
 }
