@@ -153,6 +153,12 @@ fn stored_groups(cluster: &Cluster, broker: u64) -> BTreeSet<String> {
         .collect()
 }
 
+/// Every record value of partition 0, from offset 0.
+async fn values(client: &TestClient, topic: &str) -> Vec<String> {
+    let records = client.fetch_all(topic, 0, 0).await.unwrap();
+    records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect()
+}
+
 async fn produce_values(client: &TestClient, topic: &str, tag: &str, n: usize) -> Vec<String> {
     let mut sent = Vec::new();
     for i in 0..n {
@@ -192,13 +198,7 @@ async fn reassignment_moves_a_partition_and_deletes_the_old_copy() {
         sent.extend(produce_values(&client, "moved", "after", 20).await);
 
         // Every acknowledged record, once, in order.
-        let got: Vec<String> = client
-            .fetch_all("moved", 0, 0)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
-            .collect();
+        let got = values(&client, "moved").await;
         assert_eq!(got, sent);
         // Every replica holds the same bytes.
         let hw = got.len() as i64;
@@ -253,13 +253,7 @@ async fn a_broker_with_a_wiped_disk_rejoins_as_a_new_replica() {
         // The new replica votes: with the other follower down, writes still commit.
         cluster.must_kill(other);
         sent.extend(produce_values(&client, "wiped", "after", 10).await);
-        let got: Vec<String> = client
-            .fetch_all("wiped", 0, 0)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
-            .collect();
+        let got = values(&client, "wiped").await;
         assert_eq!(got, sent);
     })
     .await;

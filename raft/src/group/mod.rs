@@ -167,15 +167,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
 
     /// Promotes learners to voters.
     pub async fn promote(&self, ids: impl IntoIterator<Item = ReplicaId>) -> Result<(), Error> {
-        let g = self.inner.id;
-        let ids: BTreeSet<_> = ids.into_iter().collect();
-        self.renew_lease().await?;
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::AddVoterIds(ids), false)
-            .await
-            .map_err(|e| self.client_write_error(g, e))?;
-        Ok(())
+        self.change_membership(ChangeMembers::AddVoterIds(ids.into_iter().collect())).await
     }
 
     /// Removes voters (and forgets them: they do not stay as learners).
@@ -183,15 +175,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         &self,
         ids: impl IntoIterator<Item = ReplicaId>,
     ) -> Result<(), Error> {
-        let g = self.inner.id;
-        let ids: BTreeSet<_> = ids.into_iter().collect();
-        self.renew_lease().await?;
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::RemoveVoters(ids), false)
-            .await
-            .map_err(|e| self.client_write_error(g, e))?;
-        Ok(())
+        self.change_membership(ChangeMembers::RemoveVoters(ids.into_iter().collect())).await
     }
 
     /// Makes exactly `ids` the voters (joint consensus when the set changes by more than one);
@@ -200,15 +184,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         &self,
         ids: impl IntoIterator<Item = ReplicaId>,
     ) -> Result<(), Error> {
-        let g = self.inner.id;
-        let ids: BTreeSet<_> = ids.into_iter().collect();
-        self.renew_lease().await?;
-        self.inner
-            .raft
-            .change_membership(ChangeMembers::ReplaceAllVoters(ids), false)
-            .await
-            .map_err(|e| self.client_write_error(g, e))?;
-        Ok(())
+        self.change_membership(ChangeMembers::ReplaceAllVoters(ids.into_iter().collect())).await
     }
 
     /// Forgets learners `ids` (voters must be removed with [`Group::replace_voters`]).
@@ -216,12 +192,20 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         &self,
         ids: impl IntoIterator<Item = ReplicaId>,
     ) -> Result<(), Error> {
+        self.change_membership(ChangeMembers::RemoveNodes(ids.into_iter().collect())).await
+    }
+
+    /// One membership change on the leader, after confirming its lease; returns once the
+    /// new membership is committed.
+    async fn change_membership(
+        &self,
+        change: ChangeMembers<ReplicaId, ReplicaNode>,
+    ) -> Result<(), Error> {
         let g = self.inner.id;
-        let ids: BTreeSet<_> = ids.into_iter().collect();
         self.renew_lease().await?;
         self.inner
             .raft
-            .change_membership(ChangeMembers::RemoveNodes(ids), false)
+            .change_membership(change, false)
             .await
             .map_err(|e| self.client_write_error(g, e))?;
         Ok(())
