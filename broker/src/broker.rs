@@ -81,6 +81,8 @@ impl Broker {
         let address = config.advertise_addr().to_string();
         let cluster = config.initial_cluster()?;
         std::fs::create_dir_all(config.data_dir.join("partitions"))?;
+        // With `lazy-io`, first undo what the last crash left without a directory fsync.
+        rafka_raft::durable::init(&config.data_dir)?;
         let incarnation = crate::membership::load_incarnation(&config.data_dir)?;
         let log = LogRuntime::open(&config.data_dir, config.log.clone())?;
         let node = RaftNode::start_embedded(

@@ -47,14 +47,15 @@ pub fn load_incarnation(data_dir: &Path) -> anyhow::Result<u64> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let id = rand::random::<u64>().max(1);
             let tmp = data_dir.join("incarnation.tmp");
+            rafka_raft::durable::creating(&tmp)?;
             {
                 use std::io::Write;
                 let mut f = std::fs::File::create(&tmp)?;
                 writeln!(f, "{id}")?;
                 f.sync_all()?;
             }
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(data_dir)?.sync_all()?;
+            rafka_raft::durable::rename(&tmp, &path)?;
+            rafka_raft::durable::sync_dir(data_dir)?;
             tracing::info!(incarnation = id, "new data directory");
             Ok(id)
         }

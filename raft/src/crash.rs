@@ -15,6 +15,7 @@ pub const CRASH_POINTS: &[&str] = &[
     "partition-apply",
     "snapshot-install",
     "offset-commit",
+    crate::durable::BEFORE_DIR_FSYNC,
 ];
 
 /// Before a flush round fdatasyncs segment files (writes done, none durable yet).

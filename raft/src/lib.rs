@@ -26,6 +26,8 @@
 //! - [`meta`]: vote, committed and purge point per group in RocksDB.
 //! - [`config`]: [`LogConfig`], [`FlushPolicy`].
 //! - [`crash`]: crash points ([`crash_point!`]) for the fault suite, behind `failpoints`.
+//! - [`durable`]: creations, renames and directory fsyncs; with `lazy-io`, a crash undoes
+//!   those no directory fsync made durable (simulated power loss).
 //! - [`error`]: [`Error`] with stable codes. [`metrics`]: metric names.
 //!
 //! Storage decisions worth knowing before changing anything here:
@@ -72,6 +74,7 @@ pub mod config;
 pub mod crash;
 mod detector;
 mod driver;
+pub mod durable;
 pub mod error;
 pub mod group;
 pub mod log;

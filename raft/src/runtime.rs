@@ -132,7 +132,7 @@ impl LogRuntime {
             // First make the whole directory disappear atomically, so a crash never leaves
             // half a log behind: an interrupted removal is finished by the next open.
             remove_dir_if_present(&tomb)?;
-            std::fs::rename(&dir, &tomb)?;
+            crate::durable::rename(&dir, &tomb)?;
             crate::segment::sync_dir(&groups)?;
         }
         self.inner.meta.remove_group(group)?;

@@ -5,7 +5,6 @@
 //! recovery the last index record whose entry verifies marks a known-good position: only
 //! the bytes after it are scanned. That keeps recovery O(segments), not O(bytes).
 
-use std::fs::File;
 use std::fs::OpenOptions;
 use std::io;
 use std::path::Path;
@@ -73,6 +72,8 @@ impl Segment {
     /// `base_offset`, and makes its directory entry durable.
     pub fn create(dir: &Path, first_index: u64, base_offset: i64) -> io::Result<Segment> {
         let (log_path, index_path) = paths(dir, first_index);
+        crate::durable::creating(&log_path)?;
+        crate::durable::creating(&index_path)?;
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -347,5 +348,5 @@ pub(crate) fn recover(dir: &Path, first_index: u64, interval: u32) -> io::Result
 
 /// Makes a directory's entries (created, renamed, removed files) durable.
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::durable::sync_dir(dir)
 }

@@ -194,5 +194,8 @@ async fn chaos_pinned_seed_4242() {
         Fault::CrashPoint,
         Fault::ClientDrops,
     ];
-    must_pass(soak_round("pinned seed 4242", &faults, 4242, 120)).await;
+    let mut s = soak_round("pinned seed 4242", &faults, 4242, 120);
+    s.schedule.crash_points =
+        vec!["log-before-fsync", "log-after-fsync", "partition-apply", "segment-roll"];
+    must_pass(s).await;
 }

@@ -3,6 +3,10 @@
 //! - `full_cluster_restart_keeps_topics_and_data`: three brokers, two topics with data; all
 //!   brokers stopped with SIGTERM (each must exit 0) and started again: topics, configs,
 //!   offsets and every stored batch are identical, and writing continues at the old end.
+//! - `a_crash_before_a_directory_fsync_loses_no_acknowledged_record`: a broker built with
+//!   `failpoints` and `lazy-io` aborts right before a directory fsync (a segment roll); the
+//!   restart undoes the file creations and renames that fsync would have made durable, as a
+//!   power cut would, and every acknowledged record is still there.
 //! - `recovery_after_kill_9`: one broker with `RAFKA_TEST_RECOVERY_BYTES` of data (default
 //!   64 MiB) in many small segments (`RAFKA_TEST_SEGMENT_BYTES`, default 4 MiB) is killed
 //!   with SIGKILL and restarted; the time until `/readyz` and until the last offset can be
@@ -159,6 +163,55 @@ fn count_segments(dir: &Path) -> usize {
 
 /// What was written: per batch, its base offset, checksum and record count.
 type Written = Vec<(i64, u32, u32)>;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_before_a_directory_fsync_loses_no_acknowledged_record() {
+    let mut cluster = Cluster::start_with(ClusterOptions {
+        brokers: 1,
+        extra_toml: "[log]\nsegment-bytes = 65536\n".into(),
+        ..Default::default()
+    })
+    .await;
+    bounded("crash before a directory fsync", test_timeout(Duration::from_secs(120)), async {
+        let client = cluster.client();
+        client.must_create_topic("dirsync", 1, 1).await;
+        cluster.broker(1).arm_crash_point("before-dir-fsync", "1*return").await.unwrap();
+        let quick = client.clone().with_timeout(Duration::from_secs(3));
+        let mut acked = Vec::new();
+        // 1 KiB records: the 64 KiB segment rolls after about 60 of them.
+        for i in 0..2000 {
+            let v = format!("{i:04}-{}", "x".repeat(1000));
+            let batch = records::values_batch(&[v.as_str()], records::now_ms());
+            match quick.produce("dirsync", 0, batch, Acks::All).await {
+                Ok(r) if r.error.as_ref().is_none_or(|e| e.code == 0) => acked.push(v),
+                _ => break,
+            }
+        }
+        assert!(acked.len() < 2000, "the crash point was never reached");
+        poll("the broker to abort", Duration::from_secs(10), || {
+            let running = cluster.broker_mut(1).is_running();
+            async move { if running { Err("running") } else { Ok(()) } }
+        })
+        .await
+        .unwrap();
+        cluster.must_restart(1, Duration::from_secs(60)).await;
+        let log = std::fs::read_to_string(cluster.broker(1).log_path()).unwrap();
+        assert!(log.contains("rolling back a namespace operation"), "nothing was rolled back");
+        let got: Vec<String> = client
+            .fetch_all("dirsync", 0, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .collect();
+        assert!(got.len() >= acked.len(), "{} of {} acknowledged records", got.len(), acked.len());
+        assert_eq!(got[..acked.len()], acked[..], "acknowledged records changed");
+        // The log goes on where it was.
+        let batch = records::values_batch(&["after"], records::now_ms());
+        assert_eq!(client.must_produce("dirsync", 0, batch, Acks::All).await, got.len() as i64);
+    })
+    .await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_after_kill_9() {

@@ -186,14 +186,15 @@ fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> io::Result<()>
     let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
     // Unique: a background checkpoint may be writing beside a synchronous one.
     let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
+    rafka_raft::durable::creating(&tmp)?;
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
+    rafka_raft::durable::rename(&tmp, path)?;
     if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
+        rafka_raft::durable::sync_dir(dir)?;
     }
     Ok(())
 }

@@ -449,7 +449,10 @@ impl<'a> Nemesis<'a> {
 }
 
 /// The crash points a [`Fault::CrashPoint`] draws from by default: those a produce workload
-/// passes. `offset-commit` needs a consumer group (add it in [`Schedule::crash_points`]);
-/// `snapshot-install` is left out: no scenario purges logs, so no replica installs one.
-pub const PRODUCE_CRASH_POINTS: [&str; 4] =
-    ["log-before-fsync", "log-after-fsync", "partition-apply", "segment-roll"];
+/// passes. `before-dir-fsync` strikes at a segment roll or a state checkpoint, between a file
+/// creation or rename and the directory fsync (with `lazy-io`, the next start undoes them).
+/// `offset-commit` needs a consumer group (add it in [`Schedule::crash_points`]);
+/// `snapshot-install` is left out: no scenario purges logs (`tests/tests/membership.rs`
+/// crashes a replica there).
+pub const PRODUCE_CRASH_POINTS: [&str; 5] =
+    ["log-before-fsync", "log-after-fsync", "partition-apply", "segment-roll", "before-dir-fsync"];
