@@ -133,11 +133,11 @@ impl LogRuntime {
             // half a log behind: an interrupted removal is finished by the next open.
             remove_dir_if_present(&tomb)?;
             crate::durable::rename(&dir, &tomb)?;
-            crate::segment::sync_dir(&groups)?;
+            crate::durable::sync_dir(&groups)?;
         }
         self.inner.meta.remove_group(group)?;
         remove_dir_if_present(&tomb)?;
-        crate::segment::sync_dir(&groups)?;
+        crate::durable::sync_dir(&groups)?;
         Ok(())
     }
 

@@ -81,7 +81,7 @@ impl Segment {
             .truncate(true)
             .open(&log_path)?;
         OpenOptions::new().write(true).create(true).truncate(true).open(&index_path)?;
-        sync_dir(dir)?;
+        crate::durable::sync_dir(dir)?;
         Ok(Segment {
             first_index,
             file: Arc::new(SegFile::new(file)),
@@ -344,9 +344,4 @@ pub(crate) fn recover(dir: &Path, first_index: u64, interval: u32) -> io::Result
         invalid_tail,
         scanned_bytes: file_len - scan_from,
     })
-}
-
-/// Makes a directory's entries (created, renamed, removed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    crate::durable::sync_dir(dir)
 }

@@ -8,7 +8,7 @@ impl<A: App> SegmentLog<A> {
         if !dir.exists() {
             crate::durable::creating(&dir)?;
             std::fs::create_dir_all(&dir)?;
-            segment::sync_dir(dir.parent().expect("groups dir"))?;
+            crate::durable::sync_dir(dir.parent().expect("groups dir"))?;
         }
         let mut firsts = Vec::new();
         for ent in std::fs::read_dir(&dir)? {
@@ -119,7 +119,7 @@ impl<A: App> SegmentLog<A> {
             next_offset = Some(s.next_offset);
             last_log_id = Some(log_id(lt, li));
         }
-        segment::sync_dir(&dir)?;
+        crate::durable::sync_dir(&dir)?;
 
         let next_offset = next_offset.unwrap_or(0);
         let mut state = State {

@@ -332,7 +332,7 @@ impl<A: App> Shared<A> {
             remove_segment_files(&s)?;
             // One at a time, last first, each durable before the next: a crash must leave
             // a shorter log, never a hole (later segments back after earlier ones gone).
-            segment::sync_dir(&self.dir)?;
+            crate::durable::sync_dir(&self.dir)?;
         }
         *w = None;
         if let Some(s) = st.segments.last_mut()
@@ -466,7 +466,7 @@ impl<A: App> Shared<A> {
             remove_segment_files(s)?;
         }
         if !gone.is_empty() {
-            segment::sync_dir(&self.dir)?;
+            crate::durable::sync_dir(&self.dir)?;
         }
         Ok(())
     }
