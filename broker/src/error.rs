@@ -18,6 +18,16 @@ pub struct Error {
     pub message: String,
     /// Where the leader is, with `NOT_LEADER` / `NOT_CONTROLLER`.
     pub leader: Option<LeaderHint>,
+    /// With `OFFSET_OUT_OF_RANGE` from a replica allowed to answer the read: the range it
+    /// judged against, as Kafka reports it beside the error.
+    pub watermarks: Option<Watermarks>,
+}
+
+/// A replica's readable range: `[log_start_offset, high_watermark)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermarks {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
 }
 
 /// Result with the broker's [`Error`].
@@ -26,7 +36,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error { code, message: message.into(), leader: None }
+        Error { code, message: message.into(), leader: None, watermarks: None }
+    }
+
+    /// `OFFSET_OUT_OF_RANGE` from a readable replica, with the range it holds.
+    pub fn out_of_range(message: impl Into<String>, watermarks: Watermarks) -> Error {
+        Error { watermarks: Some(watermarks), ..Error::new(ErrorCode::OffsetOutOfRange, message) }
     }
 
     /// `NOT_LEADER` pointing at `leader` (broker id, client address), or
@@ -39,6 +54,7 @@ impl Error {
                     "not the leader of {what}; leader is broker {broker_id} at {address}"
                 ),
                 leader: Some(LeaderHint { broker_id, address }),
+                watermarks: None,
             },
             None => {
                 Error::new(ErrorCode::LeaderNotAvailable, format!("{what} has no leader right now"))

@@ -214,23 +214,26 @@ fn leading(b: &Broker) -> Vec<internal::PartitionReport> {
     let mut out: Vec<_> = b
         .hosted()
         .iter()
-        .filter_map(|p| report(b, &p.group, p.applied().high_watermark, p.log_start_offset()))
+        .filter_map(|p| report(b, &p.group, || (p.applied().high_watermark, p.log_start_offset())))
         .collect();
     // Offsets partitions hold no records: they report leadership only.
-    out.extend(b.coordinators().iter().filter_map(|c| report(b, &c.group, 0, 0)));
+    out.extend(b.coordinators().iter().filter_map(|c| report(b, &c.group, || (0, 0))));
     out
 }
 
-/// The leader's report of one group; `None` on a follower.
+/// The leader's report of one group; `None` on a follower, and on a new leader until it has
+/// applied an entry of its term (its high watermark may trail the previous leader's until
+/// then, and metadata must not show a watermark going back). `offsets` gives the high
+/// watermark and log start offset, read once the leader is known ready.
 fn report<A: App, S: StateMachine<A>>(
     b: &Broker,
     group: &Group<A, S>,
-    high_watermark: i64,
-    log_start_offset: i64,
+    offsets: impl FnOnce() -> (i64, i64),
 ) -> Option<internal::PartitionReport> {
-    if !group.is_leader() {
+    if !group.is_leader_ready() {
         return None;
     }
+    let (high_watermark, log_start_offset) = offsets();
     let metrics = group.metrics();
     let last = metrics.last_log_index.unwrap_or(0);
     let membership = metrics.membership_config.membership().clone();

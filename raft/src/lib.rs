@@ -68,6 +68,12 @@
 //!   hold no fresh lease for openraft's own pre-vote check to go by.
 //! - Snapshots describe the retention point chosen by the state machine, never the head
 //!   (`StateMachine::build_snapshot`); `Group::compact` snapshots and purges up to it.
+//! - Reads without a write (`Group::confirm_read_lease`) rest on a quorum having
+//!   acknowledged the leader within half the detector's timeout, the soonest a voter may
+//!   vote for another. A leadership transfer skips that wait (the target campaigns at once
+//!   and voters grant it), so a leader that hands its term over confirms no read in that
+//!   term any more, whatever its lease says (a fault-suite stale read during partition
+//!   moves: the old leader, removed from the group, never heard of its successor).
 
 pub mod codec;
 pub mod config;

@@ -300,6 +300,7 @@ impl RaftNode {
             lease: self.inner.config.timing.lease(),
             heartbeat_timeout: self.inner.config.timing.heartbeat_timeout(),
             renewing: tokio::sync::Mutex::new(()),
+            handed_off: Mutex::new(None),
             span,
         });
         {

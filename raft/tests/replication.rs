@@ -1,5 +1,6 @@
 //! Multi-raft replication over real gRPC: many groups on 3 nodes, leader failure, partitions,
-//! a new replica joining after the log was purged, leadership transfer and bad requests.
+//! a new replica joining after the log was purged, leadership transfer (and the old leader's
+//! reads after it) and bad requests.
 //!
 //! Sizes: `RAFKA_TEST_GROUPS` (default 200) groups and `RAFKA_TEST_ENTRIES` (default 100)
 //! entries per group in `many_groups_replicate_identically`; the issue's long variant is
@@ -16,6 +17,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use openraft::RaftLogReader;
 use rafka_raft::LogConfig;
+use rafka_raft::RaftTiming;
 use rafka_raft::wire::pb;
 use rafka_raft::wire::pb::raft_transport_client::RaftTransportClient;
 
@@ -360,6 +362,59 @@ async fn leadership_transfers_to_the_named_voter() {
         .unwrap_err();
     assert_eq!(err.code(), "NOT_LEADER");
     c.must_write(3, payload(3, 1, 10), SECS(10)).await;
+}
+
+/// Found by the fault suite as a stale read during a partition move: a leader that hands its
+/// term to another replica must stop serving lease reads at once. The target campaigns
+/// immediately and the voters grant it without waiting out the old leader's lease, so the
+/// old leader's recent quorum acknowledgement no longer proves that no newer leader commits.
+/// Here the new leader cannot reach the old one (when moved off the group it never would;
+/// otherwise its first append deposes it): the old leader still believes it leads, with a
+/// fresh lease, while the new leader commits past what it applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_that_handed_off_its_term_refuses_reads() {
+    // The read lease is half the failure detector's timeout: make it outlast the test, so
+    // only the hand-off can void it.
+    let timing = RaftTiming { detector_timeout_ms: 120_000, ..RaftTiming::loopback() };
+    let c = Cluster::start_with(3, LogConfig::default(), timing).await;
+    let replicas = c.must_create_group(4, &[1, 2, 3]).await;
+    assert_eq!(c.must_leader(4, SECS(20)).await, 1);
+    c.must_write(4, payload(4, 0, 10), SECS(10)).await;
+    let old = c.node(1).group(4).unwrap();
+    let lease = |g: cluster::TestGroup| async move { g.confirm_read_lease().await };
+    let g = old.clone();
+    c.node(1).run(move |_, _| lease(g)).await.expect("the leader's lease before the hand-off");
+
+    // Node 1 still reaches 2 and 3; they no longer reach it.
+    c.node(2).node.as_ref().unwrap().set_partitioned([1]);
+    c.node(3).node.as_ref().unwrap().set_partitioned([1]);
+    let (g, to) = (old.clone(), replicas[&3]);
+    // Node 1 never hears that the transfer succeeded: its wait times out.
+    let _ =
+        c.node(1).run(move |_, _| async move { g.transfer_leadership(to, SECS(1)).await }).await;
+    let newer = c.must_write_among(4, &[3], payload(4, 1, 10), SECS(20)).await;
+
+    let m = old.metrics();
+    assert_eq!(m.state, openraft::ServerState::Leader, "node 1 learnt of the new term");
+    let applied = old.state_machine().lock().unwrap().state.last_applied;
+    assert!(applied < Some(newer), "node 1 applied {applied:?}, the new leader wrote {newer:?}");
+    let g = old.clone();
+    match c.node(1).run(move |_, _| lease(g)).await {
+        Ok(()) => panic!(
+            "the old leader confirmed a read at {applied:?} after handing its term over, while \
+             the new leader committed {newer:?}: a stale read"
+        ),
+        Err(rafka_raft::Error::NotLeader { leader, .. }) => {
+            assert_eq!(leader.map(|(id, _)| id), Some(to), "NOT_LEADER names the new leader");
+        }
+        Err(e) => panic!("expected NOT_LEADER naming the new leader, got {e}"),
+    }
+    // Once it hears from the new leader it follows it.
+    c.node(2).node.as_ref().unwrap().set_partitioned([]);
+    c.node(3).node.as_ref().unwrap().set_partitioned([]);
+    let last = c.must_write(4, payload(4, 2, 10), SECS(20)).await;
+    c.must_apply(4, last.index, SECS(20)).await;
+    assert_eq!(c.must_leader(4, SECS(20)).await, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Reading a partition: fetch from an offset (long poll), offset lookups.
 
 use super::*;
+use crate::error::Watermarks;
 
 /// Entries read from the log per step of a fetch.
 const READ_STEP: u64 = 64;
@@ -31,7 +32,8 @@ impl Partition {
         }
         match self.group.confirm_read_lease().await {
             Ok(()) => Ok(()),
-            Err(rafka_raft::Error::NotLeader { .. }) => Err(self.leader_error()),
+            // Deposed, or handed its term to another replica (named in the error).
+            Err(e @ rafka_raft::Error::NotLeader { .. }) => Err(Error::from_raft(&self.name, e)),
             Err(e) => Err(Error::new(
                 ErrorCode::LeaderNotAvailable,
                 format!("{}: leadership not confirmed by a quorum: {e}", self.name),
@@ -54,9 +56,9 @@ impl Partition {
         let start = self.log_start_offset();
         let hw = applied.borrow().high_watermark;
         if offset < start || offset > hw {
-            return Err(Error::new(
-                ErrorCode::OffsetOutOfRange,
+            return Err(Error::out_of_range(
                 format!("{}: offset {offset} is outside [{start}, {hw}]", self.name),
+                Watermarks { high_watermark: hw, log_start_offset: start },
             ));
         }
         if offset == hw && !max_wait.is_zero() {
@@ -76,10 +78,7 @@ impl Partition {
         let log = self.group.log();
         let Some(loc) = log.find_offset(offset).await.map_err(|e| self.io_error(e))? else {
             // Retention removed it between the check and the lookup.
-            return Err(Error::new(
-                ErrorCode::OffsetOutOfRange,
-                format!("{}: offset {offset} is no longer retained", self.name),
-            ));
+            return Err(self.no_longer_retained(offset, now));
         };
         let mut bytes = 0usize;
         let mut next_index = loc.index;
@@ -113,10 +112,7 @@ impl Partition {
         }
         out.next_offset = next_offset.max(offset);
         if out.batches.is_empty() && next_index == loc.index {
-            return Err(Error::new(
-                ErrorCode::OffsetOutOfRange,
-                format!("{}: offset {offset} is no longer retained", self.name),
-            ));
+            return Err(self.no_longer_retained(offset, now));
         }
         Ok(out)
     }
@@ -170,6 +166,17 @@ impl Partition {
             }
         }
         Ok((loc.base_offset, loc.max_timestamp))
+    }
+
+    fn no_longer_retained(&self, offset: i64, now: Applied) -> Error {
+        let watermarks = Watermarks {
+            high_watermark: now.high_watermark,
+            log_start_offset: self.log_start_offset(),
+        };
+        Error::out_of_range(
+            format!("{}: offset {offset} is no longer retained", self.name),
+            watermarks,
+        )
     }
 
     fn io_error(&self, e: std::io::Error) -> Error {

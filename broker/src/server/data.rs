@@ -35,6 +35,18 @@ pub struct DataService {
     pub broker: Arc<Broker>,
 }
 
+/// A refused fetch. OFFSET_OUT_OF_RANGE carries the range the replica judged against;
+/// every other refusal says nothing of the log (-1), never a made-up 0.
+fn fetch_error(e: &Error) -> v1::FetchResponse {
+    let w = e.watermarks;
+    v1::FetchResponse {
+        error: Some(e.to_proto()),
+        high_watermark: w.map_or(-1, |w| w.high_watermark),
+        log_start_offset: w.map_or(-1, |w| w.log_start_offset),
+        batches: Vec::new(),
+    }
+}
+
 fn code_of<T>(r: &Result<T>) -> ErrorCode {
     r.as_ref().err().map_or(ErrorCode::None, |e| e.code)
 }
@@ -151,10 +163,7 @@ impl Data for DataService {
         let started = Instant::now();
         let r = DataService::fetch(self, req.get_ref()).await;
         m::request("fetch", code_of(&r), started);
-        Ok(Response::new(r.unwrap_or_else(|e| v1::FetchResponse {
-            error: Some(e.to_proto()),
-            ..Default::default()
-        })))
+        Ok(Response::new(r.unwrap_or_else(|e| fetch_error(&e))))
     }
 
     type SubscribeStream = BoxStream<'static, Result<v1::FetchResponse, Status>>;
@@ -190,10 +199,7 @@ impl Data for DataService {
                         offset = next.max(offset);
                         (resp, false)
                     }
-                    Err(e) => (
-                        v1::FetchResponse { error: Some(e.to_proto()), ..Default::default() },
-                        true,
-                    ),
+                    Err(e) => (fetch_error(&e), true),
                 };
                 if tx.send(Ok(resp)).await.is_err() || done {
                     return;

@@ -81,6 +81,11 @@ pub(crate) struct GroupInner<A: App, S: StateMachine<A>> {
     pub heartbeat_timeout: Duration,
     /// Held while a lease renewal runs.
     pub renewing: tokio::sync::Mutex<()>,
+    /// The term in which this replica, as leader, handed its leadership to another replica,
+    /// and to which one. The target campaigns at once and voters grant it without waiting
+    /// out this leader's lease, so from then on this term's lease proves nothing: reads are
+    /// refused until a newer term (see [`Group::confirm_leadership`]).
+    pub handed_off: Mutex<Option<(u64, ReplicaId)>>,
     pub span: tracing::Span,
 }
 
@@ -232,9 +237,11 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     /// leads, or fails after `timeout`.
     pub async fn transfer_leadership(&self, to: ReplicaId, timeout: Duration) -> Result<(), Error> {
         let g = self.inner.id;
-        if !self.is_leader() {
+        let m = self.metrics();
+        if m.state != ServerState::Leader {
             return Err(Error::NotLeader { group: g, leader: self.leader() });
         }
+        self.inner.note_hand_off(m.current_term, to);
         self.inner.raft.trigger().transfer_leader(to).await.map_err(|e| stopped(g, e))?;
         self.inner
             .raft
@@ -278,6 +285,19 @@ fn stopped(group: GroupId, e: impl std::fmt::Display) -> Error {
 impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
     pub(crate) fn note_replicas(&self, ids: impl IntoIterator<Item = ReplicaId>) {
         self.seen_replicas.lock().unwrap_or_else(|p| p.into_inner()).extend(ids);
+    }
+
+    /// Records, before the transfer is sent, that this leader hands `term` over to `to`.
+    pub(crate) fn note_hand_off(&self, term: u64, to: ReplicaId) {
+        *self.handed_off.lock().unwrap_or_else(|p| p.into_inner()) = Some((term, to));
+    }
+
+    /// The replica this leader handed its current term to, if it did.
+    pub(crate) fn handed_off_to(&self, term: u64) -> Option<ReplicaId> {
+        match *self.handed_off.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((t, to)) if t == term => Some(to),
+            _ => None,
+        }
     }
 
     /// Whether this replica follows a live leader: one is known, it is another replica, its
@@ -695,23 +715,24 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
     fn hand_off(&self, timeout: Duration) -> BoxFuture<'static, ()> {
         let raft = self.raft.clone();
         let me = self.replica;
+        let target = {
+            let m = raft.metrics();
+            let m = m.borrow_watched();
+            let voters: BTreeSet<ReplicaId> =
+                m.membership_config.membership().voter_ids().collect();
+            let target = m.replication.as_ref().and_then(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != me && voters.contains(id))
+                    .max_by_key(|(_, matched)| matched.map(|l| l.index))
+                    .map(|(id, _)| *id)
+            });
+            target.filter(|_| m.state == ServerState::Leader).map(|to| (m.current_term, to))
+        };
+        if let Some((term, to)) = target {
+            self.note_hand_off(term, to);
+        }
         async move {
-            let target = {
-                let m = raft.metrics();
-                let m = m.borrow_watched();
-                if m.state != ServerState::Leader {
-                    return;
-                }
-                let voters: BTreeSet<ReplicaId> =
-                    m.membership_config.membership().voter_ids().collect();
-                m.replication.as_ref().and_then(|r| {
-                    r.iter()
-                        .filter(|(id, _)| **id != me && voters.contains(id))
-                        .max_by_key(|(_, matched)| matched.map(|l| l.index))
-                        .map(|(id, _)| *id)
-                })
-            };
-            let Some(to) = target else { return };
+            let Some((_, to)) = target else { return };
             if raft.trigger().transfer_leader(to).await.is_err() {
                 return;
             }

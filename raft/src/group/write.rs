@@ -117,20 +117,34 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     /// (else one heartbeat round asks). A leader cut off from its quorum never steps down by
     /// itself, so state served without a write (a read, an unchanged answer) must be fenced
     /// this way when a newer leader may act on the same state after `within`.
+    ///
+    /// A leader that handed its term to another replica confirms nothing any more: the
+    /// target campaigns at once and the voters grant it without waiting out this lease, so
+    /// a quorum's recent acknowledgement no longer means no other leader exists. It answers
+    /// `NOT_LEADER` pointing at the target until it learns of the newer term.
     pub async fn confirm_leadership(&self, within: Duration) -> Result<(), Error> {
         let g = self.inner.id;
         let m = self.metrics();
         if m.state != ServerState::Leader {
             return Err(Error::NotLeader { group: g, leader: self.leader() });
         }
+        self.check_not_handed_off(&m)?;
         if m.membership_config.membership().voter_ids().count() <= 1 {
             return Ok(());
         }
         self.renew_lease_within(within).await?;
-        if self.metrics().state != ServerState::Leader {
+        let m = self.metrics();
+        if m.state != ServerState::Leader {
             return Err(Error::NotLeader { group: g, leader: self.leader() });
         }
-        Ok(())
+        self.check_not_handed_off(&m)
+    }
+
+    /// `NOT_LEADER` (naming the target) if this leader handed its current term over.
+    fn check_not_handed_off(&self, m: &RaftMetrics<TypeConfig<A>>) -> Result<(), Error> {
+        let Some(to) = self.inner.handed_off_to(m.current_term) else { return Ok(()) };
+        let node = m.membership_config.membership().get_node(&to).cloned();
+        Err(Error::NotLeader { group: self.inner.id, leader: node.map(|n| (to, n)) })
     }
 
     /// Confirms, before serving a read, that no other replica can have become leader: a

@@ -211,21 +211,20 @@ pub fn replica_id(g: u64, b: u64, inc: u64) -> ReplicaId {
 }
 
 impl Cluster {
-    /// Starts `n` nodes (broker ids 1..=n).
+    /// Starts `n` nodes (broker ids 1..=n) with loopback timing.
     pub async fn start(n: u64, log_config: LogConfig) -> Cluster {
+        Cluster::start_with(n, log_config, RaftTiming::loopback()).await
+    }
+
+    /// Starts `n` nodes (broker ids 1..=n) with `timing`.
+    pub async fn start_with(n: u64, log_config: LogConfig, timing: RaftTiming) -> Cluster {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
         let turn = ONE_AT_A_TIME.lock().await;
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Cluster {
-            _turn: turn,
-            dir,
-            nodes: Vec::new(),
-            timing: RaftTiming::loopback(),
-            log_config,
-        };
+        let mut c = Cluster { _turn: turn, dir, nodes: Vec::new(), timing, log_config };
         for id in 1..=n {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap();

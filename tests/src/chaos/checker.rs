@@ -13,7 +13,8 @@
 //! value whose every send failed is read), `poll_order`/`poll_skip` (per consumer, group and
 //! partition, polls continue exactly from the last seek or poll), `producer_order` (a
 //! producer's acks increase with its seq), `stale_read` (a read after an ack at `o` reports a
-//! watermark <= `o`), `replica_divergence` (replicas equal the leader below both watermarks),
+//! watermark <= `o`), `watermark_regression` (a read reports a lower watermark than a read
+//! that completed before it), `replica_divergence` (replicas equal the leader below both watermarks),
 //! `commit_regression` (committed offsets never go back between ordered observations),
 //! `group_skip` (a group polled everything below its final commit) and `liveness` (every
 //! partition acks a send soon after the last heal, and has a final leader read).
@@ -65,8 +66,10 @@ struct ReadDone<'a> {
     from: i64,
     records: &'a [Rec],
     high_watermark: Option<i64>,
+    refusal: Option<&'a str>,
     invoked: u64,
     invoked_pos: usize,
+    done_pos: usize,
 }
 
 /// One replica's final log.
@@ -147,7 +150,7 @@ fn parse(ops: &[Op]) -> Parsed<'_> {
                 a.done = Some((op.kind, op.time, pos));
                 a.offset = if op.kind == OpType::Ok { *offset } else { None };
             }
-            Call::Read { partition, from, records, high_watermark } => {
+            Call::Read { partition, from, records, high_watermark, refusal } => {
                 let key = (process, "read");
                 if invoke {
                     open_calls.entry(key).or_default().push((pos, op.time));
@@ -162,8 +165,10 @@ fn parse(ops: &[Op]) -> Parsed<'_> {
                         from: *from,
                         records,
                         high_watermark: *high_watermark,
+                        refusal: refusal.as_deref(),
                         invoked: itime,
                         invoked_pos: ipos,
+                        done_pos: pos,
                     });
                 }
             }
@@ -271,6 +276,7 @@ pub fn check(ops: &[Op], opts: &CheckOptions) -> Report {
     check_polls(&p, &mut v);
     check_producer_order(&acked, &mut v);
     check_stale(&p, &acked, &mut v);
+    check_watermarks(&p, &mut v);
     check_divergence(&p, &leaders, &mut v);
     check_commits(&p, &mut v);
     check_group_skip(&p, &leaders, &mut v);
@@ -503,12 +509,54 @@ fn check_stale(p: &Parsed<'_>, acked: &[&Attempt<'_>], v: &mut Vec<Violation>) {
                 process: r.process.to_owned(),
                 from: r.from,
                 high_watermark: r.high_watermark,
+                refusal: r.refusal.map(str::to_owned),
                 last_read,
                 acked_value: acked_value.to_owned(),
                 acked_offset,
                 acked_at,
                 read_at: r.invoked,
             });
+        }
+    }
+}
+
+/// Leader reads never go backwards: the high watermark a read reports is at least every one
+/// reported by reads that completed before it was invoked (a committed offset stays
+/// committed, whichever replica leads).
+fn check_watermarks(p: &Parsed<'_>, v: &mut Vec<Violation>) {
+    let mut by_partition: BTreeMap<u32, Vec<&ReadDone<'_>>> = BTreeMap::new();
+    for r in p.reads.iter().filter(|r| r.high_watermark.is_some()) {
+        by_partition.entry(r.partition).or_default().push(r);
+    }
+    for reads in by_partition.values_mut() {
+        // Completions in history order with the running maximum of what they reported.
+        let mut done: Vec<&ReadDone<'_>> = reads.clone();
+        done.sort_by_key(|r| r.done_pos);
+        let mut best: Vec<(usize, i64, &str)> = Vec::with_capacity(done.len());
+        for r in done {
+            let hw = r.high_watermark.unwrap_or(-1);
+            let entry = match best.last() {
+                Some(&(_, max, who)) if max >= hw => (r.done_pos, max, who),
+                _ => (r.done_pos, hw, r.process),
+            };
+            best.push(entry);
+        }
+        for r in reads.iter() {
+            let n = best.partition_point(|b| b.0 < r.invoked_pos);
+            let Some(&(_, earlier, who)) = n.checked_sub(1).map(|i| &best[i]) else { continue };
+            let hw = r.high_watermark.unwrap_or(-1);
+            if hw < earlier {
+                v.push(Violation::WatermarkRegression {
+                    partition: r.partition,
+                    process: r.process.to_owned(),
+                    from: r.from,
+                    high_watermark: hw,
+                    refusal: r.refusal.map(str::to_owned),
+                    earlier_high_watermark: earlier,
+                    earlier_process: who.to_owned(),
+                    read_at: r.invoked,
+                });
+            }
         }
     }
 }
@@ -670,7 +718,7 @@ fn figures(p: &Parsed<'_>, v: &[Violation], opts: &CheckOptions) -> Figures {
     f.duplicated = count("duplicate");
     f.inconsistent = count("inconsistent");
     f.reordered = count("producer_order");
-    f.stale = count("stale_read");
+    f.stale = count("stale_read") + count("watermark_regression");
 
     let windows = unavailable_windows(p, opts.unavailable_threshold_us);
     f.unavailable_longest_us = windows.iter().map(|w| w.1 - w.0).max().unwrap_or(0);

@@ -81,6 +81,9 @@ pub enum Call {
         /// High watermark the broker reported (completion).
         #[serde(default)]
         high_watermark: Option<i64>,
+        /// The broker's message when it answered OFFSET_OUT_OF_RANGE (completion).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refusal: Option<String>,
     },
     /// Records a consumer (process) delivered to the application from one poll, for one
     /// partition, in order. A single ok op. `group` is set for group consumers.
@@ -358,6 +361,7 @@ mod tests {
                 from: 0,
                 records: vec![(5, "p1:1".into())],
                 high_watermark: Some(6),
+                refusal: None,
             },
         );
         h.ok(
@@ -395,7 +399,13 @@ mod tests {
         let ops = History::load(&path).unwrap();
         assert_eq!(
             ops[0].call,
-            Call::Read { partition: 1, from: 3, records: vec![], high_watermark: None }
+            Call::Read {
+                partition: 1,
+                from: 3,
+                records: vec![],
+                high_watermark: None,
+                refusal: None
+            }
         );
         assert_eq!(ops[1].call, Call::Nemesis { fault: "heal".into(), detail: String::new() });
         std::fs::write(&path, "{not json}\n").unwrap();

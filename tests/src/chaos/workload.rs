@@ -416,7 +416,13 @@ async fn reader(mut ctx: Ctx, process: String) -> anyhow::Result<()> {
         let from = ctx.acked.get(partition).max(0);
         ctx.history.invoke(
             &process,
-            Call::Read { partition, from, records: Vec::new(), high_watermark: None },
+            Call::Read {
+                partition,
+                from,
+                records: Vec::new(),
+                high_watermark: None,
+                refusal: None,
+            },
         );
         match ctx.test.fetch(&opts.topic, partition, from).await {
             // Out of range is an answer too: the leader says its high watermark is below
@@ -435,18 +441,29 @@ async fn reader(mut ctx: Ctx, process: String) -> anyhow::Result<()> {
                         }
                     }
                 }
+                let refusal = resp
+                    .error
+                    .as_ref()
+                    .filter(|e| e.error_code() != ErrorCode::None)
+                    .map(|e| e.message.clone());
                 let call = Call::Read {
                     partition,
                     from,
                     records,
                     high_watermark: Some(resp.high_watermark),
+                    refusal,
                 };
                 ctx.history.ok(&process, call);
             }
             // Not an answer about the data (no leader, timed out): nothing to check.
             _ => {
-                let call =
-                    Call::Read { partition, from, records: Vec::new(), high_watermark: None };
+                let call = Call::Read {
+                    partition,
+                    from,
+                    records: Vec::new(),
+                    high_watermark: None,
+                    refusal: None,
+                };
                 ctx.history.info(&process, call);
             }
         }

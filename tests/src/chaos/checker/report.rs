@@ -123,6 +123,9 @@ pub enum Violation {
         from: i64,
         /// High watermark reported.
         high_watermark: Option<i64>,
+        /// The broker's message, when it answered OFFSET_OUT_OF_RANGE.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refusal: Option<String>,
         /// Last offset returned.
         last_read: Option<i64>,
         /// The acknowledged value it missed.
@@ -131,6 +134,27 @@ pub enum Violation {
         acked_offset: i64,
         /// When the ack arrived.
         acked_at: u64,
+        /// When the read was invoked.
+        read_at: u64,
+    },
+    /// A leader read reported a high watermark below one an earlier read (completed before
+    /// this one was invoked) had reported: reads went backwards.
+    WatermarkRegression {
+        /// Partition.
+        partition: u32,
+        /// Reader process.
+        process: String,
+        /// Fetch offset.
+        from: i64,
+        /// High watermark reported.
+        high_watermark: i64,
+        /// The broker's message, when it answered OFFSET_OUT_OF_RANGE.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        refusal: Option<String>,
+        /// The higher watermark reported before.
+        earlier_high_watermark: i64,
+        /// The process that was told it.
+        earlier_process: String,
         /// When the read was invoked.
         read_at: u64,
     },
@@ -195,7 +219,7 @@ pub enum Violation {
 impl Violation {
     /// Short kind name: "lost", "duplicate", "inconsistent" (also for a wrong ack offset),
     /// "aborted_read", "poll_order", "poll_skip", "producer_order", "stale_read",
-    /// "replica_divergence", "commit_regression", "group_skip", "liveness".
+    /// "watermark_regression", "replica_divergence", "commit_regression", "group_skip", "liveness".
     pub fn kind(&self) -> &'static str {
         match self {
             Violation::Lost { .. } => "lost",
@@ -206,6 +230,7 @@ impl Violation {
             Violation::PollSkip { .. } => "poll_skip",
             Violation::ProducerOrder { .. } => "producer_order",
             Violation::StaleRead { .. } => "stale_read",
+            Violation::WatermarkRegression { .. } => "watermark_regression",
             Violation::ReplicaDivergence { .. } => "replica_divergence",
             Violation::CommitRegression { .. } => "commit_regression",
             Violation::GroupSkip { .. } => "group_skip",

@@ -68,9 +68,21 @@ impl H {
         r: &[(i64, &str)],
         hw: Option<i64>,
     ) -> &mut Self {
-        let inv = Call::Read { partition: part, from, records: vec![], high_watermark: None };
+        let inv = Call::Read {
+            partition: part,
+            from,
+            records: vec![],
+            high_watermark: None,
+            refusal: None,
+        };
         self.op(p, OpType::Invoke, inv);
-        let done = Call::Read { partition: part, from, records: recs(r), high_watermark: hw };
+        let done = Call::Read {
+            partition: part,
+            from,
+            records: recs(r),
+            high_watermark: hw,
+            refusal: None,
+        };
         self.op(p, OpType::Ok, done)
     }
 
@@ -378,6 +390,31 @@ fn stale_read_after_ack() {
 }
 
 #[test]
+fn watermark_regression_between_reads() {
+    let mut h = H::new();
+    h.produce("a", 0, "a:1", 0).produce("a", 0, "a:2", 1).produce("a", 0, "a:3", 2);
+    h.read("r1", 0, 0, &[(0, "a:1"), (1, "a:2"), (2, "a:3")], Some(3));
+    // Overlapping reads may complete in any order: r2 was invoked before r3 completed.
+    h.op("r2", OpType::Invoke, read_call(0, 3, None));
+    h.read("r3", 0, 3, &[], Some(3));
+    h.op("r2", OpType::Ok, read_call(0, 3, Some(3)));
+    // Invoked after r1 reported 3: a lower watermark is a regression, even with nothing
+    // acknowledged above it.
+    h.read("r2", 0, 3, &[], Some(2));
+    h.read("r2", 1, 0, &[], Some(0)); // other partition: fine
+    h.fin(0, 1, true, 3, &[(0, "a:1"), (1, "a:2"), (2, "a:3")]);
+    let report = h.check();
+    let v = only(&report, "watermark_regression", 1);
+    assert!(matches!(&v[0], Violation::WatermarkRegression { partition: 0, high_watermark: 2,
+        earlier_high_watermark: 3, process, .. } if process == "r2"));
+    assert_eq!(report.figures.stale, 1);
+}
+
+fn read_call(partition: u32, from: i64, hw: Option<i64>) -> Call {
+    Call::Read { partition, from, records: vec![], high_watermark: hw, refusal: None }
+}
+
+#[test]
 fn replica_divergence_in_records_and_batches() {
     let mut h = H::new();
     h.produce("a", 0, "a", 0).produce("a", 0, "b", 1).produce("a", 0, "c", 2);
@@ -640,7 +677,13 @@ fn completions_without_invokes_are_tolerated() {
     h.op(
         "r",
         OpType::Ok,
-        Call::Read { partition: 0, from: 0, records: recs(&[(0, "a:1")]), high_watermark: Some(1) },
+        Call::Read {
+            partition: 0,
+            from: 0,
+            records: recs(&[(0, "a:1")]),
+            high_watermark: Some(1),
+            refusal: None,
+        },
     );
     h.commit_op("c", OpType::Ok, "g", 0, 1).committed("c", "g", 0, 1);
     h.poll("c", Some("g"), 0, &[(0, "a:1")]);
