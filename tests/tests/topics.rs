@@ -107,7 +107,9 @@ fn only_partition_dir(data_dir: &Path) -> std::path::PathBuf {
     data_dir.join("groups").join(&dirs[0])
 }
 
-/// A fetch at `offset` must be refused with `OFFSET_OUT_OF_RANGE`.
+/// A fetch at `offset` must be refused with `OFFSET_OUT_OF_RANGE`, naming the range it
+/// judged against (Kafka's answer too): a log start at or past `start` (retention may have
+/// moved on since) and beyond `offset`, and a high watermark at or past the log start.
 async fn assert_out_of_range(client: &TestClient, topic: &str, offset: i64, start: i64) {
     let resp = client.fetch(topic, 0, offset).await.unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(
@@ -117,6 +119,9 @@ async fn assert_out_of_range(client: &TestClient, topic: &str, offset: i64, star
         resp.error,
         resp.batches.len()
     );
+    let (reported, hw) = (resp.log_start_offset, resp.high_watermark);
+    assert!(reported >= start && reported > offset, "log start {reported} reported at {offset}");
+    assert!(hw >= reported, "high watermark {hw} reported with log start {reported}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -624,6 +629,7 @@ async fn subscribe_streams_committed_batches_and_resumes() {
         let mut past = subscribe(&cluster, TOPIC, end + 10).await;
         let msg = next_message(&mut past, "subscription past the end").await.expect("a message");
         assert_eq!(code_of(&msg), ErrorCode::OffsetOutOfRange, "past the end: {:?}", msg.error);
+        assert_eq!(msg.high_watermark, end, "the refusal names the high watermark");
         assert!(next_message(&mut past, "after the error").await.is_none(), "stream ended");
     })
     .await;

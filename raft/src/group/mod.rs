@@ -241,6 +241,10 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         if m.state != ServerState::Leader {
             return Err(Error::NotLeader { group: g, leader: self.leader() });
         }
+        if to == self.inner.replica {
+            // Already there: openraft would mark this leader as transferring, refusing writes.
+            return Ok(());
+        }
         self.inner.note_hand_off(m.current_term, to);
         self.inner.raft.trigger().transfer_leader(to).await.map_err(|e| stopped(g, e))?;
         self.inner
