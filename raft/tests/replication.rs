@@ -404,10 +404,16 @@ async fn leader_that_handed_off_its_term_refuses_reads() {
             "the old leader confirmed a read at {applied:?} after handing its term over, while \
              the new leader committed {newer:?}: a stale read"
         ),
+        // It names the replica it last handed over to: it sends the transfer again when it
+        // hears of no successor, so that may be the other voter.
         Err(rafka_raft::Error::NotLeader { leader, .. }) => {
-            assert_eq!(leader.map(|(id, _)| id), Some(to), "NOT_LEADER names the new leader");
+            let named = leader.map(|(id, _)| id);
+            assert!(
+                named.is_some_and(|id| id != replicas[&1]),
+                "NOT_LEADER names another replica: {named:?}"
+            );
         }
-        Err(e) => panic!("expected NOT_LEADER naming the new leader, got {e}"),
+        Err(e) => panic!("expected NOT_LEADER naming another replica, got {e}"),
     }
     // Once it hears from the new leader it follows it.
     c.node(2).node.as_ref().unwrap().set_partitioned([]);
@@ -415,6 +421,31 @@ async fn leader_that_handed_off_its_term_refuses_reads() {
     let last = c.must_write(4, payload(4, 2, 10), SECS(20)).await;
     c.must_apply(4, last.index, SECS(20)).await;
     assert_eq!(c.must_leader(4, SECS(20)).await, 3);
+}
+
+/// A transfer whose request never reaches its target must not strand the group: openraft
+/// keeps a transferring leader from writing for the rest of its term, and its followers,
+/// seeing its broker alive, elect no one else. Once its wait times out the leader sends the
+/// transfer again, to the same target and then to the other voter. (Before, the group took
+/// no write for over a minute here.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_transfer_does_not_strand_the_group() {
+    let c = Cluster::start(3, LogConfig::default()).await;
+    let replicas = c.must_create_group(5, &[1, 2, 3]).await;
+    assert_eq!(c.must_leader(5, SECS(20)).await, 1);
+    c.must_write(5, payload(5, 0, 10), SECS(10)).await;
+    let old = c.node(1).group(5).unwrap();
+    let term = old.metrics().current_term;
+    // The transfer request to node 3 is lost.
+    c.node(1).node.as_ref().unwrap().set_partitioned([3]);
+    let (g, to) = (old.clone(), replicas[&3]);
+    let res =
+        c.node(1).run(move |_, _| async move { g.transfer_leadership(to, SECS(1)).await }).await;
+    assert_eq!(res.map_err(|e| e.code()), Err("TIMEOUT"), "the transfer cannot have succeeded");
+    // Well within any lease or election timeout: only a leader of a new term can write.
+    let last = c.must_write(5, payload(5, 1, 10), SECS(10)).await;
+    assert!(last.committed_leader_id().term > term, "written in a new term: {last:?}");
+    c.must_apply(5, last.index, SECS(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
