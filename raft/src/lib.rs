@@ -74,6 +74,11 @@
 //!   and voters grant it), so a leader that hands its term over confirms no read in that
 //!   term any more, whatever its lease says (a fault-suite stale read during partition
 //!   moves: the old leader, removed from the group, never heard of its successor).
+//! - A transfer that stalls (`Group::transfer_leadership` timing out while this replica still
+//!   leads that term) is sent again, to the same target and then to the other voters:
+//!   openraft keeps a transferring leader from writing for the rest of its term, and
+//!   followers that see its broker alive elect no one, so one lost request would strand the
+//!   group.
 
 pub mod codec;
 pub mod config;
