@@ -173,18 +173,15 @@ impl<'a> Nemesis<'a> {
         }
     }
 
-    /// Whether broker `id`'s process exits within `timeout` (polled).
+    /// Whether broker `id`'s process exits within `timeout`.
     async fn exits_within(&mut self, id: u64, timeout: Duration) -> bool {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if !self.cluster.broker_mut(id).is_running() {
-                return true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("broker {id} to exit");
+        crate::poll(&what, timeout, || {
+            let running = self.cluster.broker_mut(id).is_running();
+            async move { if running { Err("still running") } else { Ok(()) } }
+        })
+        .await
+        .is_ok()
     }
 
     /// A victim: usually the leader of a random partition, else a random broker.
