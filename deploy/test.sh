@@ -19,6 +19,8 @@ cargo fmt --all --check
 features=rafka-broker/failpoints,rafka-broker/lazy-io
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features "$features" -- -D warnings
+# The client library without the CLI's dependencies (`default-features = false`).
+cargo clippy -p rafka-client --lib --no-default-features --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 test=(cargo test --workspace --locked --features "$features")

@@ -91,11 +91,12 @@ impl Broker {
                 advertise_addr: address.clone(),
                 cluster: "rafka".into(),
                 timing: config.raft.clone(),
-                dial_overrides: config.dial_overrides.clone(),
             },
             log,
         )
         .await?;
+        #[cfg(feature = "failpoints")]
+        node.set_dial_overrides(config.dial_overrides.clone());
         for (peer, addr) in &cluster {
             if *peer != id {
                 node.add_peer(*peer, addr)?;
@@ -227,7 +228,10 @@ impl Broker {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
+        #[cfg(feature = "failpoints")]
         let dial = self.config.dial_overrides.get(addr).map_or(addr, String::as_str);
+        #[cfg(not(feature = "failpoints"))]
+        let dial = addr;
         let c = Channel::from_shared(format!("http://{dial}"))
             .map_err(|e| Error::new(ErrorCode::Unknown, format!("bad address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))

@@ -102,9 +102,11 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicDefaults,
     /// Consumer groups (`[groups]`).
     pub groups: crate::group::GroupsConfig,
-    /// Testing only (`[dial-overrides]`): another broker's advertised `host:port` → the
-    /// address this broker dials instead. The fault suite routes each direction of every
-    /// broker pair through its own proxy this way; clients are not affected.
+    /// Fault suite only (`[dial-overrides]`, in builds with the `failpoints` feature): another
+    /// broker's advertised `host:port` → the address this broker dials instead. The fault
+    /// suite routes each direction of every broker pair through its own proxy this way;
+    /// clients are not affected.
+    #[cfg(feature = "failpoints")]
     pub dial_overrides: BTreeMap<String, String>,
 }
 
@@ -129,6 +131,7 @@ impl Default for BrokerConfig {
             raft: rafka_raft::RaftTiming::default(),
             topic_defaults: TopicDefaults::default(),
             groups: crate::group::GroupsConfig::default(),
+            #[cfg(feature = "failpoints")]
             dial_overrides: BTreeMap::new(),
         }
     }
@@ -389,6 +392,7 @@ impl BrokerConfig {
         self.topic_defaults.validate()?;
         self.groups.validate()?;
         self.initial_cluster()?;
+        #[cfg(feature = "failpoints")]
         for (from, to) in &self.dial_overrides {
             for addr in [from, to] {
                 check_host_port(addr).map_err(|why| {
@@ -596,6 +600,7 @@ fn unknown_key(
                 return Err(ConfigError::UnknownKey { key: dotted, origin, hint });
             }
             // Free-form tables: their keys are data (addresses), not settings.
+            #[cfg(feature = "failpoints")]
             (Some(Value::Dict(..)), Value::Dict(..)) if *path == ["dial-overrides"] => {}
             (Some(Value::Dict(_, sub_schema)), Value::Dict(_, sub_data)) => {
                 unknown_key(figment, root, sub_schema, sub_data, path)?;

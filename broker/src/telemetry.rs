@@ -60,13 +60,33 @@ pub enum TelemetryError {
     Metrics(#[from] BuildError),
 }
 
+/// Directives added to every filter that does not name the target itself: openraft logs its
+/// whole state on every change at `info`, which drowns what an operator wants to see (start,
+/// ready, leadership changes, topics, shutdown). `openraft=info` in the filter turns it back on.
+const QUIET_DEPENDENCIES: [(&str, &str); 1] = [("openraft", "warn")];
+
+/// `filter` with [`QUIET_DEPENDENCIES`] appended for each target it does not mention.
+pub fn effective_filter(filter: &str) -> String {
+    let mut out = filter.trim().to_string();
+    for (target, level) in QUIET_DEPENDENCIES {
+        if !out.contains(target) {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(&format!("{target}={level}"));
+        }
+    }
+    out
+}
+
 /// Sends `tracing` events to stderr as text or JSON lines. The filter is `RUST_LOG` when set
 /// and non-empty (so an operator can turn up one module without editing the config), else
-/// `level`. Fails, rather than panics, when a subscriber is already set.
+/// `level`; either way dependencies' internals stay at `warn` unless named
+/// ([`effective_filter`]). Fails, rather than panics, when a subscriber is already set.
 pub fn init_tracing(format: LogFormat, level: &str) -> Result<(), TelemetryError> {
     let (filter, origin) = match std::env::var("RUST_LOG") {
-        Ok(s) if !s.trim().is_empty() => (s, "RUST_LOG"),
-        _ => (level.to_string(), "log-level"),
+        Ok(s) if !s.trim().is_empty() => (effective_filter(&s), "RUST_LOG"),
+        _ => (effective_filter(level), "log-level"),
     };
     let env_filter = EnvFilter::try_new(&filter).map_err(|e| TelemetryError::Filter {
         filter: filter.clone(),
@@ -167,6 +187,14 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }
+    }
+
+    #[test]
+    fn dependencies_stay_quiet_unless_named() {
+        assert_eq!(effective_filter("info"), "info,openraft=warn");
+        assert_eq!(effective_filter(" debug "), "debug,openraft=warn");
+        assert_eq!(effective_filter(""), "openraft=warn");
+        assert_eq!(effective_filter("info,openraft=debug"), "info,openraft=debug");
     }
 
     #[test]

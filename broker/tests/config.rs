@@ -305,6 +305,7 @@ fn leaves(table: &toml::Table, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
+#[cfg(feature = "failpoints")]
 #[test]
 fn dial_overrides_are_a_free_form_table_of_addresses() {
     let toml = "[dial-overrides]\n\"127.0.0.2:9092\" = \"127.0.0.1:40001\"\n";
@@ -313,6 +314,15 @@ fn dial_overrides_are_a_free_form_table_of_addresses() {
     let err =
         load_err(Some("[dial-overrides]\n\"127.0.0.2:9092\" = \"nowhere\"\n"), &[], &no_flags());
     assert!(err.contains("dial-overrides") && err.contains("nowhere"), "{err}");
+}
+
+/// The fault suite's hook is no setting of a production build.
+#[cfg(not(feature = "failpoints"))]
+#[test]
+fn dial_overrides_exist_only_in_test_builds() {
+    let toml = "[dial-overrides]\n\"127.0.0.2:9092\" = \"127.0.0.1:40001\"\n";
+    let err = load_err(Some(toml), &[], &no_flags());
+    assert!(err.contains("dial-overrides"), "{err}");
 }
 
 #[test]

@@ -164,7 +164,6 @@ fn node_main(id: u64, dir: String, port: u16) {
             advertise_addr: addr.to_string(),
             cluster: "bench".into(),
             timing: timing(),
-            dial_overrides: Default::default(),
         };
         let node = Arc::new(RaftNode::start(config, log, listener).await.unwrap());
         println!("addr {addr}");

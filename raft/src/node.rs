@@ -4,7 +4,6 @@
 //! caller-supplied [`StateMachine`], serves the Raft transport on an already-bound listener,
 //! runs the failure detector and the driver that replaces openraft's per-group tick.
 
-use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -58,9 +57,6 @@ pub struct NodeConfig {
     pub cluster: String,
     /// Failure detection, heartbeat and election timing.
     pub timing: RaftTiming,
-    /// Peer address → the address actually dialed (empty for everyone but test harnesses,
-    /// which route inter-broker traffic through fault-injecting proxies).
-    pub dial_overrides: BTreeMap<String, String>,
 }
 
 /// The multi-raft runtime of one broker. Dropping it without [`RaftNode::shutdown`] aborts
@@ -133,7 +129,6 @@ impl RaftNode {
             config.timing.clone(),
             detector.clone(),
         ));
-        peers.set_dial_overrides(config.dial_overrides.clone());
         let groups: Arc<Groups> = Arc::default();
         let service = TransportService {
             groups: groups.clone(),
@@ -221,8 +216,17 @@ impl RaftNode {
     /// Fault injection for tests (a transport filter, as TiKV's test clusters have): send
     /// nothing to `brokers` until called again with another set. Partition a node away by
     /// cutting it from every peer and every peer from it.
+    #[cfg(feature = "test-hooks")]
     pub fn set_partitioned(&self, brokers: impl IntoIterator<Item = u64>) {
         self.inner.peers.set_partitioned(brokers.into_iter().collect());
+    }
+
+    /// Fault injection for tests: dial `overrides[addr]` instead of a peer's advertised
+    /// `addr` (the fault suite routes each direction of every broker pair through its own
+    /// proxy). Applies to channels made afterwards: call it before adding peers.
+    #[cfg(feature = "test-hooks")]
+    pub fn set_dial_overrides(&self, overrides: std::collections::BTreeMap<String, String>) {
+        self.inner.peers.set_dial_overrides(overrides);
     }
 
     /// RPCs this node has sent since it started.

@@ -112,7 +112,8 @@ impl Peers {
     }
 
     /// Dial `overrides[addr]` instead of a peer's advertised `addr` (see
-    /// [`crate::NodeConfig::dial_overrides`]). Applies to channels made afterwards.
+    /// [`crate::RaftNode::set_dial_overrides`]). Applies to channels made afterwards.
+    #[cfg(feature = "test-hooks")]
     pub fn set_dial_overrides(&self, overrides: BTreeMap<String, String>) {
         *self.dial_overrides.lock().unwrap_or_else(|p| p.into_inner()) = overrides;
     }
@@ -191,6 +192,7 @@ impl Peers {
 
     /// Fault injection for tests: drop all traffic to `brokers` (and restore it to every
     /// other peer). Open append streams to them end.
+    #[cfg(feature = "test-hooks")]
     pub fn set_partitioned(&self, brokers: HashSet<u64>) {
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         for (b, p) in peers.iter() {

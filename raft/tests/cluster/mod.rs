@@ -258,7 +258,6 @@ impl Cluster {
             advertise_addr: node.addr.to_string(),
             cluster: "test".into(),
             timing: self.timing.clone(),
-            dial_overrides: Default::default(),
         };
         listener.set_nonblocking(true).unwrap();
         let raft_node = rt
