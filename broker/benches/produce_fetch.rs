@@ -198,6 +198,8 @@ async fn run(c: &Cluster, partitions: usize) {
             let topic = topic.clone();
             let p = *p;
             let count = (per_partition + inflight - 1 - lane) / inflight;
+            // Load-generating client tasks, joined below: not broker code.
+            #[allow(clippy::disallowed_methods)]
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(count);
                 for i in 0..count {

@@ -1,90 +1,66 @@
-//! [`Broker`]: one broker's Raft node, controller replica, hosted partitions and the
-//! background loops that keep them in line with the controller (reconciler, heartbeats,
-//! retention).
+//! [`Broker`]: one running broker, put together from its components — the Raft node, the
+//! controller handle, the hosted replicas, the controller leader's live view, the task
+//! supervisor — and the few facts every part asks of it (who is alive, where a partition
+//! is served, whether the broker is ready). The behaviour that changes the components lives
+//! with them or in the modules that drive them (`bootstrap`, `reconcile`, `reassign`,
+//! `heartbeat`, `upkeep`); none of those is imported here.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::RwLock;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use rafka_proto::ErrorCode;
 use rafka_raft::LogRuntime;
 use rafka_raft::NodeConfig;
 use rafka_raft::RaftNode;
-use rafka_raft::ReplicaNode;
-use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::config::BrokerConfig;
-use crate::controller::CONTROLLER_GROUP;
-use crate::controller::Command;
-use crate::controller::CommandEntry;
-use crate::controller::ControllerGroup;
-use crate::controller::ControllerSm;
+use crate::controller::Controller;
 use crate::controller::ControllerState;
-use crate::controller::Outcome;
 use crate::controller::live::LiveView;
+use crate::controller::state::Replica;
 use crate::controller::state::TopicRecord;
 use crate::error::Error;
 use crate::error::Result;
-use crate::group::Coordinator;
 use crate::group::GroupsDb;
 use crate::partition::Partition;
+use crate::partition::files;
+use crate::replicas::Replicas;
+use crate::supervisor::Supervisor;
 use crate::topic::TopicConfig;
 
-/// Header set on admin requests a broker forwards to the controller leader, so a stale
-/// leader hint never makes requests bounce between brokers.
+/// Header set on requests a broker forwards to another broker (admin requests to the
+/// controller leader, group listings), so a stale leader hint never makes requests bounce.
 pub const FORWARDED_HEADER: &str = "x-rafka-forwarded";
 
 /// One running broker.
 pub struct Broker {
-    pub config: BrokerConfig,
-    pub id: u64,
+    config: BrokerConfig,
+    id: u64,
     /// Advertised client (and Raft) address.
-    pub address: String,
-    pub node: RaftNode,
-    /// Identity of this broker's data directory (see [`crate::membership`]).
-    pub incarnation: u64,
-    /// This broker's controller replica; unset while a broker on an empty data directory
-    /// finds out whether it founds the cluster or replaces its own lost disk.
-    pub(crate) controller: std::sync::OnceLock<ControllerGroup>,
-    /// The controller state machine until its replica is created.
-    pub(crate) pending_controller: std::sync::Mutex<Option<ControllerSm>>,
-    pub controller_state: watch::Receiver<Arc<ControllerState>>,
+    address: String,
+    node: RaftNode,
+    /// Identity of this broker's data directory (see [`crate::bootstrap`]).
+    incarnation: u64,
+    controller: Controller,
     /// Filled on the controller leader from broker heartbeats.
-    pub live: LiveView,
-    /// Hosted partition replicas by group id.
-    pub partitions: RwLock<HashMap<u64, Arc<Partition>>>,
-    pub(crate) channels: std::sync::Mutex<HashMap<String, Channel>>,
-    pub(crate) stopping: AtomicBool,
-    /// Groups whose deletion is under way (one task each).
-    pub(crate) deleting: std::sync::Mutex<std::collections::HashSet<u64>>,
-    /// Groups whose reassignment this broker (as their leader) is driving.
-    pub(crate) reassigning: std::sync::Mutex<std::collections::HashSet<u64>>,
-    /// Groups whose reassignment this broker (as controller leader) is completing.
-    pub(crate) completing: std::sync::Mutex<std::collections::HashSet<u64>>,
-    /// The consumer-group database (offsets partitions' state).
-    pub groups_db: Arc<GroupsDb>,
-    /// Hosted `__consumer_offsets` partition replicas by group id.
-    pub coordinators: RwLock<HashMap<u64, Arc<Coordinator>>>,
-    /// Set while this broker (as controller leader) creates `__consumer_offsets`.
-    pub(crate) creating_offsets_topic: AtomicBool,
+    live: LiveView,
+    replicas: Arc<Replicas>,
+    groups_db: Arc<GroupsDb>,
+    channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+    tasks: Supervisor,
 }
 
 impl Broker {
-    /// Opens storage, starts the Raft node and the controller replica.
-    pub async fn start(config: BrokerConfig) -> anyhow::Result<Arc<Broker>> {
+    /// Opens storage and starts the Raft node; the controller replica is created by
+    /// [`crate::bootstrap`].
+    pub async fn open(config: BrokerConfig, incarnation: u64, tasks: Supervisor) -> Result<Broker> {
         let id = config.node_id;
         let address = config.advertise_addr().to_string();
-        let cluster = config.initial_cluster()?;
-        std::fs::create_dir_all(config.data_dir.join("partitions"))?;
-        // With `lazy-io`, first undo what the last crash left without a directory fsync.
-        rafka_raft::durable::init(&config.data_dir)?;
-        let incarnation = crate::membership::load_incarnation(&config.data_dir)?;
-        let log = LogRuntime::open(&config.data_dir, config.log.clone())?;
+        let storage = |what: &str, e: std::io::Error| Error::Storage(format!("{what}: {e}"));
+        std::fs::create_dir_all(files::dir(&config.data_dir))
+            .map_err(|e| storage("creating the partitions directory", e))?;
+        let log = LogRuntime::open(&config.data_dir, config.log.clone())
+            .map_err(|e| Error::from_raft("log runtime", e))?;
         let node = RaftNode::start_embedded(
             NodeConfig {
                 broker_id: id,
@@ -94,135 +70,92 @@ impl Broker {
             },
             log,
         )
-        .await?;
+        .await
+        .map_err(|e| Error::from_raft("raft node", e))?;
         #[cfg(feature = "failpoints")]
         node.set_dial_overrides(config.dial_overrides.clone());
-        for (peer, addr) in &cluster {
-            if *peer != id {
-                node.add_peer(*peer, addr)?;
-            }
-        }
-        let groups_db = GroupsDb::open(&config.data_dir.join("consumer-groups"))?;
-        let (sm, controller_state) = ControllerSm::new();
-        let stored = node.log_runtime().stored_replica(CONTROLLER_GROUP)?;
-        let has_log = node.log_runtime().stored_groups()?.contains(&CONTROLLER_GROUP);
-        let broker = Arc::new(Broker {
-            config,
+        let groups_db = GroupsDb::open(&config.data_dir.join("consumer-groups"))
+            .map_err(|e| storage("opening the consumer-groups database", e))?;
+        let replicas = Arc::new(Replicas::new(
+            id,
+            node.clone(),
+            config.data_dir.clone(),
+            groups_db.clone(),
+            config.groups.clone(),
+            Duration::from_millis(config.raft.election_timeout_max_ms * 2),
+            tasks.clone(),
+        ));
+        Ok(Broker {
             id,
             address,
             node,
             incarnation,
-            controller: std::sync::OnceLock::new(),
-            pending_controller: std::sync::Mutex::new(Some(sm)),
-            controller_state,
+            controller: Controller::new(id),
             live: LiveView::default(),
-            partitions: RwLock::default(),
-            channels: Default::default(),
-            stopping: AtomicBool::new(false),
-            deleting: Default::default(),
-            reassigning: Default::default(),
-            completing: Default::default(),
+            replicas,
             groups_db,
-            coordinators: RwLock::default(),
-            creating_offsets_topic: AtomicBool::new(false),
-        });
-        match (stored, has_log) {
-            (Some(replica), _) => broker.create_controller(replica, false).await?,
-            // A data directory from before replica ids were stored.
-            (None, true) => broker.create_controller(id, false).await?,
-            (None, false) if cluster.len() == 1 => broker.create_controller(id, true).await?,
-            // Decided once the gRPC server runs (peers probe each other): see
-            // [`crate::membership::join_controller`].
-            (None, false) => {}
-        }
-        Ok(broker)
+            channels: Default::default(),
+            tasks,
+            config,
+        })
     }
 
-    /// Creates this broker's controller replica as `replica`; a founding replica (`found`)
-    /// bootstraps the group with the founding brokers.
-    pub(crate) async fn create_controller(
-        self: &Arc<Self>,
-        replica: u64,
-        found: bool,
-    ) -> anyhow::Result<()> {
-        let sm = self
-            .pending_controller
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("the controller replica exists already"))?;
-        let group = self.node.create_group(CONTROLLER_GROUP, replica, sm).await?;
-        let _ = self.controller.set(group.clone());
-        if found {
-            let cluster = self.config.initial_cluster()?;
-            let members: BTreeMap<u64, ReplicaNode> = cluster
-                .iter()
-                .map(|(id, addr)| (*id, ReplicaNode { broker_id: *id, addr: addr.clone() }))
-                .collect();
-            let first = *cluster.keys().next().expect("cluster has this broker");
-            crate::tasks::initialize_when_quiet(
-                self,
-                group,
-                first == self.id,
-                members,
-                "controller",
-            );
-        }
-        Ok(())
+    /// This broker's id.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
-    /// This broker's controller replica, once it has one.
-    pub fn controller(&self) -> Option<&ControllerGroup> {
-        self.controller.get()
+    /// The address clients and other brokers reach this broker at.
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
-    /// The latest controller state this replica applied.
+    /// The configuration it runs with.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    /// Identity of the data directory.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// The Raft node hosting every group of this broker.
+    pub fn node(&self) -> &RaftNode {
+        &self.node
+    }
+
+    /// This broker's view of the controller.
+    pub fn controller(&self) -> &Controller {
+        &self.controller
+    }
+
+    /// The latest controller state this broker applied.
     pub fn state(&self) -> Arc<ControllerState> {
-        self.controller_state.borrow().clone()
+        self.controller.state()
     }
 
-    /// Whether this broker's controller replica leads the controller group.
-    pub fn is_controller(&self) -> bool {
-        self.controller().is_some_and(|c| c.is_leader())
+    /// What the controller leader learnt from heartbeats.
+    pub fn live(&self) -> &LiveView {
+        &self.live
     }
 
-    /// The controller leader's broker id and address.
-    pub fn controller_leader(&self) -> Option<(u64, String)> {
-        self.controller()?.leader().map(|(_, n)| (n.broker_id, n.addr))
+    /// The hosted replicas.
+    pub fn replicas(&self) -> &Arc<Replicas> {
+        &self.replicas
     }
 
-    /// `NOT_CONTROLLER` pointing at the controller leader.
-    pub fn not_controller(&self) -> Error {
-        let mut e = Error::new(
-            ErrorCode::NotController,
-            match self.controller_leader() {
-                Some((b, a)) => {
-                    format!("broker {} is not the controller; it is broker {b} at {a}", self.id)
-                }
-                None => "the controller has no leader right now".to_string(),
-            },
-        );
-        e.leader = self
-            .controller_leader()
-            .map(|(broker_id, address)| rafka_proto::v1::LeaderHint { broker_id, address });
-        e
+    /// The consumer-group database.
+    pub fn groups_db(&self) -> &Arc<GroupsDb> {
+        &self.groups_db
     }
 
-    /// Proposes a controller command; only on the controller leader.
-    pub async fn propose(&self, cmd: Command) -> Result<Outcome> {
-        if !self.is_controller() {
-            return Err(self.not_controller());
-        }
-        let Some(controller) = self.controller() else { return Err(self.not_controller()) };
-        match controller.write(CommandEntry::new(&cmd)).await {
-            Ok((_, Outcome::Refused { code, message })) => Err(Error::new(code, message)),
-            Ok((_, out)) => Ok(out),
-            Err(rafka_raft::Error::NotLeader { .. }) => Err(self.not_controller()),
-            Err(e) => Err(Error::from_raft("controller", e)),
-        }
+    /// The owner of this broker's background tasks.
+    pub fn tasks(&self) -> &Supervisor {
+        &self.tasks
     }
 
-    /// A cached gRPC channel to `addr`.
+    /// A cached gRPC channel to another broker at `addr`.
     pub fn channel(&self, addr: &str) -> Result<Channel> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(c) = channels.get(addr) {
@@ -233,7 +166,7 @@ impl Broker {
         #[cfg(not(feature = "failpoints"))]
         let dial = addr;
         let c = Channel::from_shared(format!("http://{dial}"))
-            .map_err(|e| Error::new(ErrorCode::Unknown, format!("bad address {addr}: {e}")))?
+            .map_err(|e| Error::Internal(format!("bad address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
             .timeout(Duration::from_millis(self.config.request_timeout_ms))
             .connect_lazy();
@@ -251,25 +184,20 @@ impl Broker {
             )
     }
 
-    /// The hosted replica of `group`, if any.
-    pub fn partition(&self, group: u64) -> Option<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|p| p.into_inner()).get(&group).cloned()
+    /// Registered brokers that are alive.
+    pub fn live_brokers(&self, state: &ControllerState) -> Vec<u64> {
+        state.brokers.keys().copied().filter(|id| self.is_alive(*id)).collect()
     }
 
-    /// Every hosted partition replica (a snapshot of the set).
-    pub fn hosted(&self) -> Vec<Arc<Partition>> {
-        self.partitions.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    /// Founding brokers (`initial-cluster`), at least this one.
+    pub fn founding_brokers(&self) -> usize {
+        self.config.initial_cluster().map_or(1, |c| c.len())
     }
 
-    /// Every hosted `__consumer_offsets` replica.
-    pub fn coordinators(&self) -> Vec<Arc<Coordinator>> {
-        self.coordinators.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
-    }
-
-    /// Whether a replica of `group` (partition or offsets partition) is hosted here.
-    pub fn hosts(&self, group: u64) -> bool {
-        self.partition(group).is_some()
-            || self.coordinators.read().unwrap_or_else(|p| p.into_inner()).contains_key(&group)
+    /// Whether this broker may host `r`: a replica stamped with another incarnation was lost
+    /// with an earlier disk (0: assigned before incarnations existed).
+    pub fn is_current(&self, r: &Replica) -> bool {
+        r.incarnation == self.incarnation || r.incarnation == 0
     }
 
     /// Resolves `topic`/`partition` to its record and group.
@@ -277,24 +205,15 @@ impl Broker {
         let state = self.state();
         let Some(t) = state.topics.get(topic) else {
             if crate::topic::validate_name(topic, true).is_err() {
-                return Err(Error::new(
-                    ErrorCode::InvalidTopic,
-                    format!("invalid topic name {topic:?}"),
-                ));
+                return Err(Error::InvalidTopic(format!("invalid topic name {topic:?}")));
             }
-            return Err(Error::new(
-                ErrorCode::UnknownTopic,
-                format!("topic {topic} does not exist"),
-            ));
+            return Err(Error::UnknownTopic(format!("topic {topic} does not exist")));
         };
         let Some(p) = t.partitions.get(partition as usize) else {
-            return Err(Error::new(
-                ErrorCode::UnknownPartition,
-                format!(
-                    "topic {topic} has {} partitions; no partition {partition}",
-                    t.partitions.len()
-                ),
-            ));
+            return Err(Error::UnknownPartition(format!(
+                "topic {topic} has {} partitions; no partition {partition}",
+                t.partitions.len()
+            )));
         };
         Ok((t.clone(), p.group))
     }
@@ -304,27 +223,30 @@ impl Broker {
     pub fn route(&self, topic: &str, partition: u32) -> Result<(TopicRecord, Arc<Partition>)> {
         let (t, group) = self.lookup(topic, partition)?;
         if t.internal {
-            return Err(Error::new(
-                ErrorCode::InvalidTopic,
-                format!("{topic} is internal: use the Groups RPCs (CommitOffsets, FetchOffsets)"),
-            ));
+            return Err(Error::InvalidTopic(format!(
+                "{topic} is internal: use the Groups RPCs (CommitOffsets, FetchOffsets)"
+            )));
         }
-        match self.partition(group) {
+        match self.replicas.partition(group) {
             Some(p) => Ok((t, p)),
             None => {
                 let what = format!("{topic}-{partition}");
-                let state = self.state();
                 // Not hosted here: point at a replica's broker (the client asks again there
                 // and gets the exact leader).
-                let hint = t.partitions[partition as usize]
-                    .replicas
-                    .iter()
-                    .find(|r| self.is_alive(r.broker))
-                    .and_then(|r| state.brokers.get(&r.broker))
-                    .map(|b| (b.id, b.address.clone()));
+                let hint = self.live_replica_broker(&t.partitions[partition as usize].replicas);
                 Err(Error::not_leader(&what, hint))
             }
         }
+    }
+
+    /// The id and address of a live broker among `replicas`, if any.
+    pub fn live_replica_broker(&self, replicas: &[Replica]) -> Option<(u64, String)> {
+        let state = self.state();
+        replicas
+            .iter()
+            .find(|r| self.is_alive(r.broker))
+            .and_then(|r| state.brokers.get(&r.broker))
+            .map(|b| (b.id, b.address.clone()))
     }
 
     /// The effective config of a topic.
@@ -335,7 +257,15 @@ impl Broker {
 
     /// Whether the broker is shutting down.
     pub fn is_stopping(&self) -> bool {
-        self.stopping.load(Ordering::Relaxed)
+        self.tasks.is_stopping()
+    }
+
+    /// `BROKER_NOT_AVAILABLE` while shutting down.
+    pub fn available(&self) -> Result<()> {
+        if self.is_stopping() {
+            return Err(Error::ShuttingDown("broker is shutting down".into()));
+        }
+        Ok(())
     }
 
     /// Ready = the controller has a leader and every partition assigned here is hosted.
@@ -343,10 +273,10 @@ impl Broker {
         if self.is_stopping() {
             return Err("shutting down".into());
         }
-        if self.controller().is_none() {
+        if self.controller.group().is_none() {
             return Err("joining the controller group (probing the founding brokers)".into());
         }
-        if self.controller_leader().is_none() {
+        if self.controller.leader().is_none() {
             return Err("the controller has no leader".into());
         }
         let state = self.state();
@@ -367,10 +297,8 @@ impl Broker {
             .topics
             .values()
             .flat_map(|t| t.partitions.iter())
-            .filter(|p| {
-                p.assigned(self.id).is_some_and(|r| crate::membership::is_current(self, &r))
-            })
-            .filter(|p| !self.hosts(p.group))
+            .filter(|p| p.assigned(self.id).is_some_and(|r| self.is_current(&r)))
+            .filter(|p| !self.replicas.hosts(p.group))
             .count();
         if missing > 0 {
             return Err(format!("{missing} assigned partitions not loaded yet"));

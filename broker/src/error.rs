@@ -1,26 +1,21 @@
-//! The broker's error: a wire [`ErrorCode`], a message and, for `NOT_LEADER` and
-//! `NOT_CONTROLLER`, where the leader is. This is the one place errors of the layers below
-//! (rafka-raft, batch validation) become wire codes.
+//! [`Error`]: why the broker refused or failed a request, one variant per kind of refusal,
+//! each with exactly one stable wire code ([`Error::code`]). This is the one place errors of
+//! the layers below (rafka-raft, batch validation, the controller's recorded refusals)
+//! become broker errors; the wire protocols translate [`Error`] (the gRPC layer in
+//! `server/`), nothing else.
+//!
+//! Retriable and fatal stay apart: a replica stopping because the broker shuts down is
+//! [`Error::ShuttingDown`] (retriable elsewhere), a storage failure is [`Error::Storage`]
+//! (fatal for that replica until the broker restarts).
 
 use rafka_proto::ErrorCode;
-use rafka_proto::ErrorExt;
 use rafka_proto::batch::BatchError;
-use rafka_proto::v1;
-use rafka_proto::v1::LeaderHint;
 
-/// A refused or failed request.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code:?}: {message}")]
-pub struct Error {
-    /// The wire code.
-    pub code: ErrorCode,
-    /// Human-readable detail.
-    pub message: String,
-    /// Where the leader is, with `NOT_LEADER` / `NOT_CONTROLLER`.
-    pub leader: Option<LeaderHint>,
-    /// With `OFFSET_OUT_OF_RANGE` from a replica allowed to answer the read: the range it
-    /// judged against, as Kafka reports it beside the error.
-    pub watermarks: Option<Watermarks>,
+/// Where to ask instead: a broker id and its client address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leader {
+    pub broker_id: u64,
+    pub address: String,
 }
 
 /// A replica's readable range: `[log_start_offset, high_watermark)`.
@@ -30,43 +25,216 @@ pub struct Watermarks {
     pub log_start_offset: i64,
 }
 
+/// A refused or failed request. `Display` is the human-readable message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// This broker does not lead the partition; `leader` is the leader or a broker hosting a
+    /// replica (which knows the leader).
+    #[error("{message}")]
+    NotLeader { message: String, leader: Leader },
+    /// The partition has no leader right now, or its new leader is not ready yet.
+    #[error("{0}")]
+    LeaderNotAvailable(String),
+    /// This broker does not lead the controller; `leader` is the controller leader if known.
+    #[error("{message}")]
+    NotController { message: String, leader: Option<Leader> },
+    /// This broker is not the group's coordinator; `coordinator` is (or knows) it.
+    #[error("{message}")]
+    NotCoordinator { message: String, coordinator: Leader },
+    /// No live broker coordinates the group right now.
+    #[error("{0}")]
+    CoordinatorNotAvailable(String),
+    /// The offset is outside the replica's log; with the range it judged against when the
+    /// replica was allowed to answer the read.
+    #[error("{message}")]
+    OffsetOutOfRange { message: String, watermarks: Option<Watermarks> },
+    /// The request did not complete in time; it may still take effect.
+    #[error("{0}")]
+    TimedOut(String),
+    /// The broker (or the replica) is shutting down; another broker can serve.
+    #[error("{0}")]
+    ShuttingDown(String),
+    /// Storage failed: the replica cannot serve until the broker restarts.
+    #[error("{0}")]
+    Storage(String),
+    /// The record batch was refused (size, structure, checksum, version).
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("{0}")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    UnknownPartition(String),
+    #[error("{0}")]
+    TopicAlreadyExists(String),
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{0}")]
+    InvalidPartitions(String),
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A malformed or out-of-bounds request field.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// Too few live brokers for the replicas asked for.
+    #[error("{0}")]
+    NotEnoughReplicas(String),
+    #[error("{0}")]
+    ReassignmentInProgress(String),
+    /// An idempotent producer's epoch is older than the partition's.
+    #[error("{0}")]
+    ProducerFenced(String),
+    /// An idempotent producer's sequence does not follow its last one.
+    #[error("{0}")]
+    OutOfOrderSequence(String),
+    #[error("{0}")]
+    UnknownProducer(String),
+    #[error("{0}")]
+    InvalidGroupId(String),
+    #[error("{0}")]
+    GroupIdNotFound(String),
+    #[error("{0}")]
+    GroupNotEmpty(String),
+    #[error("{0}")]
+    GroupMaxSizeReached(String),
+    #[error("{0}")]
+    UnknownMemberId(String),
+    #[error("{0}")]
+    FencedMemberEpoch(String),
+    #[error("{0}")]
+    StaleMemberEpoch(String),
+    #[error("{0}")]
+    UnsupportedAssignor(String),
+    #[error("{0}")]
+    UnsupportedVersion(String),
+    /// A broker bug or an outcome that cannot happen: not the client's fault, not retriable.
+    #[error("{0}")]
+    Internal(String),
+}
+
 /// Result with the broker's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    /// An error with a code and message.
-    pub fn new(code: ErrorCode, message: impl Into<String>) -> Error {
-        Error { code, message: message.into(), leader: None, watermarks: None }
+    /// The stable wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::NotLeader { .. } => ErrorCode::NotLeader,
+            Error::LeaderNotAvailable(_) => ErrorCode::LeaderNotAvailable,
+            Error::NotController { .. } => ErrorCode::NotController,
+            Error::NotCoordinator { .. } => ErrorCode::NotCoordinator,
+            Error::CoordinatorNotAvailable(_) => ErrorCode::CoordinatorNotAvailable,
+            Error::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            Error::TimedOut(_) => ErrorCode::RequestTimedOut,
+            Error::ShuttingDown(_) => ErrorCode::BrokerNotAvailable,
+            Error::Storage(_) => ErrorCode::StorageError,
+            Error::Batch(e) => e.code(),
+            Error::UnknownTopic(_) => ErrorCode::UnknownTopic,
+            Error::UnknownPartition(_) => ErrorCode::UnknownPartition,
+            Error::TopicAlreadyExists(_) => ErrorCode::TopicAlreadyExists,
+            Error::InvalidTopic(_) => ErrorCode::InvalidTopic,
+            Error::InvalidPartitions(_) => ErrorCode::InvalidPartitions,
+            Error::InvalidReplicationFactor(_) => ErrorCode::InvalidReplicationFactor,
+            Error::InvalidConfig(_) => ErrorCode::InvalidConfig,
+            Error::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            Error::NotEnoughReplicas(_) => ErrorCode::NotEnoughReplicas,
+            Error::ReassignmentInProgress(_) => ErrorCode::ReassignmentInProgress,
+            Error::ProducerFenced(_) => ErrorCode::ProducerFenced,
+            Error::OutOfOrderSequence(_) => ErrorCode::OutOfOrderSequence,
+            Error::UnknownProducer(_) => ErrorCode::UnknownProducer,
+            Error::InvalidGroupId(_) => ErrorCode::InvalidGroupId,
+            Error::GroupIdNotFound(_) => ErrorCode::GroupIdNotFound,
+            Error::GroupNotEmpty(_) => ErrorCode::GroupNotEmpty,
+            Error::GroupMaxSizeReached(_) => ErrorCode::GroupMaxSizeReached,
+            Error::UnknownMemberId(_) => ErrorCode::UnknownMemberId,
+            Error::FencedMemberEpoch(_) => ErrorCode::FencedMemberEpoch,
+            Error::StaleMemberEpoch(_) => ErrorCode::StaleMemberEpoch,
+            Error::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
+            Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Error::Internal(_) => ErrorCode::Unknown,
+        }
+    }
+
+    /// Where to ask instead, with `NOT_LEADER`, `NOT_CONTROLLER` and `NOT_COORDINATOR`.
+    pub fn leader(&self) -> Option<&Leader> {
+        match self {
+            Error::NotLeader { leader, .. } => Some(leader),
+            Error::NotController { leader, .. } => leader.as_ref(),
+            Error::NotCoordinator { coordinator, .. } => Some(coordinator),
+            _ => None,
+        }
+    }
+
+    /// The readable range an `OFFSET_OUT_OF_RANGE` was judged against, when known.
+    pub fn watermarks(&self) -> Option<Watermarks> {
+        match self {
+            Error::OffsetOutOfRange { watermarks, .. } => *watermarks,
+            _ => None,
+        }
     }
 
     /// `OFFSET_OUT_OF_RANGE` from a readable replica, with the range it holds.
     pub fn out_of_range(message: impl Into<String>, watermarks: Watermarks) -> Error {
-        Error { watermarks: Some(watermarks), ..Error::new(ErrorCode::OffsetOutOfRange, message) }
+        Error::OffsetOutOfRange { message: message.into(), watermarks: Some(watermarks) }
     }
 
     /// `NOT_LEADER` pointing at `leader` (broker id, client address), or
     /// `LEADER_NOT_AVAILABLE` when no leader is known.
     pub fn not_leader(what: &str, leader: Option<(u64, String)>) -> Error {
         match leader {
-            Some((broker_id, address)) => Error {
-                code: ErrorCode::NotLeader,
+            Some((broker_id, address)) => Error::NotLeader {
                 message: format!(
                     "not the leader of {what}; leader is broker {broker_id} at {address}"
                 ),
-                leader: Some(LeaderHint { broker_id, address }),
-                watermarks: None,
+                leader: Leader { broker_id, address },
             },
-            None => {
-                Error::new(ErrorCode::LeaderNotAvailable, format!("{what} has no leader right now"))
-            }
+            None => Error::LeaderNotAvailable(format!("{what} has no leader right now")),
         }
     }
 
-    /// The wire form.
-    pub fn to_proto(&self) -> v1::Error {
-        let mut e = v1::Error::new(self.code, self.message.clone());
-        e.leader = self.leader.clone();
-        e
+    /// The error a replica's state machine recorded with this code (the controller's
+    /// refusals are replicated as a code and a message).
+    pub fn from_code(code: ErrorCode, message: String) -> Error {
+        match code {
+            ErrorCode::UnknownTopic => Error::UnknownTopic(message),
+            ErrorCode::UnknownPartition => Error::UnknownPartition(message),
+            ErrorCode::TopicAlreadyExists => Error::TopicAlreadyExists(message),
+            ErrorCode::InvalidTopic => Error::InvalidTopic(message),
+            ErrorCode::InvalidPartitions => Error::InvalidPartitions(message),
+            ErrorCode::InvalidReplicationFactor => Error::InvalidReplicationFactor(message),
+            ErrorCode::InvalidConfig => Error::InvalidConfig(message),
+            ErrorCode::InvalidRequest => Error::InvalidRequest(message),
+            ErrorCode::NotEnoughReplicas => Error::NotEnoughReplicas(message),
+            ErrorCode::ReassignmentInProgress => Error::ReassignmentInProgress(message),
+            ErrorCode::ProducerFenced => Error::ProducerFenced(message),
+            ErrorCode::OutOfOrderSequence => Error::OutOfOrderSequence(message),
+            ErrorCode::UnknownProducer => Error::UnknownProducer(message),
+            ErrorCode::InvalidGroupId => Error::InvalidGroupId(message),
+            ErrorCode::GroupIdNotFound => Error::GroupIdNotFound(message),
+            ErrorCode::GroupNotEmpty => Error::GroupNotEmpty(message),
+            ErrorCode::GroupMaxSizeReached => Error::GroupMaxSizeReached(message),
+            ErrorCode::UnknownMemberId => Error::UnknownMemberId(message),
+            ErrorCode::FencedMemberEpoch => Error::FencedMemberEpoch(message),
+            ErrorCode::StaleMemberEpoch => Error::StaleMemberEpoch(message),
+            ErrorCode::UnsupportedAssignor => Error::UnsupportedAssignor(message),
+            ErrorCode::UnsupportedVersion => Error::UnsupportedVersion(message),
+            ErrorCode::LeaderNotAvailable => Error::LeaderNotAvailable(message),
+            ErrorCode::CoordinatorNotAvailable => Error::CoordinatorNotAvailable(message),
+            ErrorCode::RequestTimedOut => Error::TimedOut(message),
+            ErrorCode::BrokerNotAvailable => Error::ShuttingDown(message),
+            ErrorCode::StorageError => Error::Storage(message),
+            ErrorCode::OffsetOutOfRange => Error::OffsetOutOfRange { message, watermarks: None },
+            ErrorCode::NotController => Error::NotController { message, leader: None },
+            // Recorded refusals never name a broker: without one these cannot be told apart
+            // from a broker bug.
+            ErrorCode::None
+            | ErrorCode::Unknown
+            | ErrorCode::NotLeader
+            | ErrorCode::NotCoordinator
+            | ErrorCode::InvalidRecord
+            | ErrorCode::MessageTooLarge => Error::Internal(format!("{code:?}: {message}")),
+        }
     }
 
     /// Maps an error of the Raft layer for a request about `what`.
@@ -76,47 +244,29 @@ impl Error {
             R::NotLeader { leader, .. } => {
                 Error::not_leader(what, leader.map(|(_, n)| (n.broker_id, n.addr)))
             }
-            R::Timeout { detail, .. } => Error::new(
-                ErrorCode::RequestTimedOut,
-                format!("{what}: timed out, outcome unknown: {detail}"),
-            ),
-            R::Stopped { detail, .. } => Error::new(
-                ErrorCode::BrokerNotAvailable,
-                format!("{what}: replica stopped on this broker: {detail}"),
-            ),
-            R::Io(e) => Error::new(ErrorCode::StorageError, format!("{what}: {e}")),
-            R::Corrupt { detail, .. } => {
-                Error::new(ErrorCode::StorageError, format!("{what}: {detail}"))
+            R::Timeout { detail, .. } => {
+                Error::TimedOut(format!("{what}: timed out, outcome unknown: {detail}"))
             }
-            other => Error::new(ErrorCode::Unknown, format!("{what}: {other}")),
+            R::Stopped { detail, .. } => {
+                Error::ShuttingDown(format!("{what}: replica stopping on this broker: {detail}"))
+            }
+            // The replica is gone from this broker (deleted or moved away): the client asks
+            // again and is routed to a broker that hosts one.
+            R::UnknownGroup(_) | R::GroupInUse(_) => {
+                Error::ShuttingDown(format!("{what}: replica not hosted here any more: {e}"))
+            }
+            R::Failed { detail, .. } => {
+                Error::Storage(format!("{what}: replica failed (restart the broker): {detail}"))
+            }
+            R::Io(e) => Error::Storage(format!("{what}: {e}")),
+            R::Corrupt { detail, .. } => Error::Storage(format!("{what}: {detail}")),
+            R::ReplicaMismatch { .. } => Error::Storage(format!("{what}: {e}")),
+            R::Membership { detail, .. } => {
+                Error::InvalidRequest(format!("{what}: membership change refused: {detail}"))
+            }
+            R::Config(detail) => Error::Internal(format!("{what}: {detail}")),
+            R::GroupExists(_) => Error::Internal(format!("{what}: {e}")),
         }
-    }
-}
-
-impl From<BatchError> for Error {
-    fn from(e: BatchError) -> Error {
-        Error::new(e.code(), e.to_string())
-    }
-}
-
-impl From<crate::group::state::GroupError> for Error {
-    fn from(e: crate::group::state::GroupError) -> Error {
-        use crate::group::state::GroupError as G;
-        let code = match e {
-            G::UnknownMemberId { .. } => ErrorCode::UnknownMemberId,
-            G::FencedMemberEpoch { .. } => ErrorCode::FencedMemberEpoch,
-            G::StaleMemberEpoch { .. } => ErrorCode::StaleMemberEpoch,
-            G::UnsupportedAssignor { .. } => ErrorCode::UnsupportedAssignor,
-        };
-        Error::new(code, e.to_string())
-    }
-}
-
-/// The wire `Error` of a result: NONE for Ok.
-pub fn proto_error<T>(r: &Result<T>) -> v1::Error {
-    match r {
-        Ok(_) => v1::Error::none(),
-        Err(e) => e.to_proto(),
     }
 }
 
@@ -128,13 +278,41 @@ mod tests {
     fn raft_errors_keep_their_retriability() {
         let e =
             Error::from_raft("t-0", rafka_raft::Error::Timeout { group: 1, detail: "slow".into() });
-        assert_eq!(e.code, ErrorCode::RequestTimedOut);
-        assert!(e.code.is_retriable());
+        assert_eq!(e.code(), ErrorCode::RequestTimedOut);
+        assert!(e.code().is_retriable());
         let e =
             Error::from_raft("t-0", rafka_raft::Error::Corrupt { group: 1, detail: "crc".into() });
-        assert!(!e.code.is_retriable());
+        assert!(!e.code().is_retriable());
         let e = Error::not_leader("t-0", Some((2, "h:1".into())));
-        assert_eq!(e.to_proto().leader.unwrap().address, "h:1");
-        assert_eq!(Error::not_leader("t-0", None).code, ErrorCode::LeaderNotAvailable);
+        assert_eq!(e.leader().unwrap().address, "h:1");
+        assert_eq!(Error::not_leader("t-0", None).code(), ErrorCode::LeaderNotAvailable);
+    }
+
+    /// Shutting down is retriable (another broker serves); a failed replica is not.
+    #[test]
+    fn stopping_and_failing_are_told_apart() {
+        let stopping = rafka_raft::Error::Stopped { group: 1, detail: "shutdown".into() };
+        let e = Error::from_raft("t-0", stopping);
+        assert_eq!(e.code(), ErrorCode::BrokerNotAvailable);
+        assert!(e.code().is_retriable());
+        let failed = rafka_raft::Error::Failed { group: 1, detail: "disk".into() };
+        let e = Error::from_raft("t-0", failed);
+        assert_eq!(e.code(), ErrorCode::StorageError);
+        assert!(!e.code().is_retriable());
+    }
+
+    #[test]
+    fn recorded_codes_come_back_as_the_same_code() {
+        for code in [
+            ErrorCode::UnknownTopic,
+            ErrorCode::TopicAlreadyExists,
+            ErrorCode::InvalidConfig,
+            ErrorCode::ReassignmentInProgress,
+            ErrorCode::NotController,
+            ErrorCode::GroupNotEmpty,
+        ] {
+            assert_eq!(Error::from_code(code, "m".into()).code(), code);
+        }
+        assert_eq!(Error::from_code(ErrorCode::NotLeader, "m".into()).code(), ErrorCode::Unknown);
     }
 }

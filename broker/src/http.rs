@@ -176,6 +176,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        #[allow(clippy::disallowed_methods)] // the test owns and awaits this task
         let server = tokio::spawn(serve(listener, handle, health.clone(), async {
             let _ = stopped.await;
         }));

@@ -36,7 +36,8 @@ fn main() -> anyhow::Result<()> {
         if cfg!(feature = "failpoints") {
             tracing::warn!("built with crash points (feature failpoints): a test build only");
         }
-        rafka_broker::run(grpc, http, config, shutdown_signal()).await
+        rafka_broker::run(grpc, http, config, shutdown_signal()).await?;
+        Ok(())
     })
 }
 

@@ -1,5 +1,5 @@
 //! Process-wide telemetry: the tracing subscriber ([`init_tracing`]) and the Prometheus
-//! metrics recorder ([`install_metrics_recorder`], kept fresh by [`spawn_upkeep`]). Both are
+//! metrics recorder ([`install_metrics_recorder`], kept fresh by [`upkeep`]). Both are
 //! global, so a binary sets them up once at start; libraries only emit.
 
 use std::io::IsTerminal;
@@ -35,7 +35,7 @@ pub const COUNT_BUCKETS: [f64; 13] =
 /// histograms that count things rather than time them.
 const COUNT_SUFFIXES: [&str; 4] = ["_entries", "_writes", "_records", "_batches"];
 
-/// How often [`spawn_upkeep`] drains histogram samples into their buckets.
+/// How often [`upkeep`] drains histogram samples into their buckets.
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Telemetry that could not be set up.
@@ -112,7 +112,7 @@ static RECORDER: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 /// Installs the global Prometheus recorder on the first call and returns its handle (later
 /// calls return the same handle). Histograms get [`LATENCY_BUCKETS_SECONDS`], except those
 /// named `*_bytes` ([`SIZE_BUCKETS_BYTES`]) and `*_entries`, `*_writes`, `*_records`,
-/// `*_batches` ([`COUNT_BUCKETS`]). Spawns nothing: call [`spawn_upkeep`] inside the runtime.
+/// `*_batches` ([`COUNT_BUCKETS`]). Spawns nothing: run [`upkeep`] inside the runtime.
 pub fn install_metrics_recorder() -> Result<PrometheusHandle, TelemetryError> {
     let mut installed = RECORDER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(handle) = installed.as_ref() {
@@ -135,20 +135,14 @@ fn builder() -> Result<PrometheusBuilder, BuildError> {
 }
 
 /// Runs [`PrometheusHandle::run_upkeep`] every [`UPKEEP_INTERVAL`], which bounds the memory
-/// of histogram samples between scrapes. Abort the task to stop it.
-///
-/// # Panics
-///
-/// Outside a tokio runtime.
-pub fn spawn_upkeep(handle: PrometheusHandle) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            handle.run_upkeep();
-        }
-    })
+/// of histogram samples between scrapes. Runs until dropped (run it as a supervised task).
+pub async fn upkeep(handle: PrometheusHandle) {
+    let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        handle.run_upkeep();
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use rafka_proto::ErrorCode;
-
 use crate::config::TopicDefaults;
 use crate::error::Error;
 
@@ -41,9 +39,7 @@ impl TopicConfig {
     ) -> Result<TopicConfig, Error> {
         let mut c = TopicConfig::from_defaults(d);
         for (k, v) in overrides {
-            let bad = |why: &str| {
-                Error::new(ErrorCode::InvalidConfig, format!("config {k}={v:?}: {why}"))
-            };
+            let bad = |why: &str| Error::InvalidConfig(format!("config {k}={v:?}: {why}"));
             let int = || v.trim().parse::<i64>().map_err(|_| bad("not an integer"));
             match k.as_str() {
                 "retention.ms" => {
@@ -68,13 +64,10 @@ impl TopicConfig {
                     c.max_message_bytes = n as u64;
                 }
                 _ => {
-                    return Err(Error::new(
-                        ErrorCode::InvalidConfig,
-                        format!(
-                            "unknown topic config {k:?} (supported: retention.ms, retention.bytes, \
+                    return Err(Error::InvalidConfig(format!(
+                        "unknown topic config {k:?} (supported: retention.ms, retention.bytes, \
                              max.message.bytes)"
-                        ),
-                    ));
+                    )));
                 }
             }
         }
@@ -94,8 +87,7 @@ impl TopicConfig {
 /// Checks a topic name: `[a-zA-Z0-9._-]{1,249}`; names starting `__` are internal and only
 /// the broker itself may create them.
 pub fn validate_name(name: &str, internal: bool) -> Result<(), Error> {
-    let bad =
-        |why: &str| Error::new(ErrorCode::InvalidTopic, format!("topic name {name:?}: {why}"));
+    let bad = |why: &str| Error::InvalidTopic(format!("topic name {name:?}: {why}"));
     if name.is_empty() || name.len() > 249 {
         return Err(bad("must be 1 to 249 characters"));
     }
@@ -122,8 +114,8 @@ mod tests {
         }
         for bad in ["", "a/b", "a b", "é", "..", "__consumer_offsets", &"x".repeat(250)] {
             assert_eq!(
-                validate_name(bad, false).unwrap_err().code,
-                ErrorCode::InvalidTopic,
+                validate_name(bad, false).unwrap_err().code(),
+                rafka_proto::ErrorCode::InvalidTopic,
                 "{bad}"
             );
         }
@@ -145,7 +137,7 @@ mod tests {
             ("cleanup.policy", "compact"),
         ] {
             let e = TopicConfig::resolve(&d, &BTreeMap::from([(k.into(), v.into())])).unwrap_err();
-            assert_eq!(e.code, ErrorCode::InvalidConfig, "{k}={v}");
+            assert_eq!(e.code(), rafka_proto::ErrorCode::InvalidConfig, "{k}={v}");
         }
     }
 }

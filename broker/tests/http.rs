@@ -25,13 +25,15 @@ async fn metrics_endpoint_serves_the_global_recorder() {
     let handle = telemetry::install_metrics_recorder().unwrap();
     // A second call (e.g. a test harness and main both setting up) gets the same recorder.
     let again = telemetry::install_metrics_recorder().unwrap();
-    let upkeep = telemetry::spawn_upkeep(again);
+    let upkeep = rafka_broker::supervisor::Supervisor::new();
+    upkeep.spawn("metrics upkeep", telemetry::upkeep(again));
     metrics::histogram!("rafka_test_fsync_seconds").record(0.002);
     metrics::counter!("rafka_test_appends_total").increment(3);
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    #[allow(clippy::disallowed_methods)] // the test owns and awaits this task
     let server = tokio::spawn(rafka_broker::http::serve(listener, handle, Arc::new(Up), async {
         let _ = stopped.await;
     }));
@@ -50,5 +52,5 @@ async fn metrics_endpoint_serves_the_global_recorder() {
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
-    upkeep.abort();
+    upkeep.shutdown(Duration::from_secs(5)).await;
 }

@@ -168,7 +168,7 @@ fn check_key_placement_and_order(acked: &[(String, RecordMetadata)], partitions:
 
 /// Keyed sends across a leader kill: every acknowledged record is stored exactly once, at
 /// its acknowledged offset, in its key's partition, in send order per key.
-/// `RAFKA_TEST_RECORDS` sets the total (default 2000; the long run is 100000).
+/// `RAFKA_TEST_RECORDS` sets the total (default 2000; the long run is 100000).
 #[tokio::test]
 async fn idempotent_sends_survive_killing_a_leader() {
     const KEYS: usize = 20;

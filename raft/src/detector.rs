@@ -1,4 +1,4 @@
-//! The per-broker failure detector (DESIGN.md "Replication").
+//! The per-broker failure detector.
 //!
 //! Each broker probes every peer broker every `detector-interval-ms` over the peer's shared
 //! channel ([`crate::transport::Peers`]); a probe received or answered counts as a sign of

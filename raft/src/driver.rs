@@ -1,5 +1,5 @@
 //! The node's driver: heartbeats and elections for every hosted group, so that openraft's
-//! per-group tick can stay off (DESIGN.md "Replication"; the way CockroachDB quiesces idle
+//! per-group tick can stay off (the way CockroachDB quiesces idle
 //! ranges).
 //!
 //! - Every heartbeat interval, a leader with something to tell its followers (entries not yet

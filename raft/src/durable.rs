@@ -11,6 +11,13 @@
 //! comes back from a hard link kept for the purpose). The crash point `before-dir-fsync`
 //! (feature `failpoints`) dies right before a directory fsync, where this matters most.
 //!
+//! On top of them, the one API for files with durable content:
+//! - [`open_file`] / [`create_dir`]: a file or directory whose creation the caller makes
+//!   durable with [`sync_dir`] (segments, indexes, group directories);
+//! - [`write_state_file`] / [`read_state_file`]: small state files replaced atomically
+//!   (unique temp file, fsync, rename, directory fsync) inside a versioned, checksummed
+//!   envelope; a damaged file is refused, never used.
+//!
 //! RocksDB's own files are not covered (RocksDB fsyncs its directories itself); its unsynced
 //! WAL writes are (see `meta::lazy_io`).
 
@@ -47,6 +54,104 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     #[cfg(feature = "lazy-io")]
     lazy::before_rename(from, to)?;
     std::fs::rename(from, to)
+}
+
+/// Opens `path` with `options`, first noting its creation if it does not exist yet: the
+/// caller makes the creation durable with [`sync_dir`] of its directory.
+pub fn open_file(path: &Path, options: &std::fs::OpenOptions) -> io::Result<File> {
+    creating(path)?;
+    options.open(path)
+}
+
+/// Creates directory `path` (and missing parents), noting its creation: the caller makes it
+/// durable with [`sync_dir`] of the parent.
+pub fn create_dir(path: &Path) -> io::Result<()> {
+    creating(path)?;
+    std::fs::create_dir_all(path)
+}
+
+/// Magic of the state-file envelope.
+pub const STATE_MAGIC: [u8; 4] = *b"RFKS";
+/// Version of the state-file envelope this code writes.
+pub const STATE_VERSION: u16 = 1;
+/// Bytes of the envelope before the payload.
+pub const STATE_HEADER_LEN: usize = 14;
+
+/// Replaces `path` with `payload` atomically and durably, in the state-file envelope.
+///
+/// # Format
+///
+/// ```text
+/// magic "RFKS" | version u16 LE (1) | payload length u32 LE | CRC32C of the payload u32 LE
+/// | payload
+/// ```
+///
+/// Written as a temp file beside `path` (unique name: two writers of one file never share
+/// one), fsynced, renamed over `path`, then the directory is fsynced.
+pub fn write_state_file(path: &Path, payload: &[u8]) -> io::Result<()> {
+    let mut bytes = Vec::with_capacity(STATE_HEADER_LEN + payload.len());
+    bytes.extend_from_slice(&STATE_MAGIC);
+    bytes.extend_from_slice(&STATE_VERSION.to_le_bytes());
+    let len = u32::try_from(payload.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "state file over 4 GiB"))?;
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    bytes.extend_from_slice(payload);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("state");
+    let tmp = path.with_file_name(format!("{name}.{:016x}.tmp", rand::random::<u64>()));
+    {
+        use std::io::Write;
+        let mut f = open_file(&tmp, std::fs::OpenOptions::new().write(true).create_new(true))?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Reads a state file written by [`write_state_file`]: `None` if it does not exist. A file
+/// without the envelope (written before it existed) is returned whole; a file with the
+/// envelope whose version is unknown, whose length disagrees or whose checksum fails is an
+/// `InvalidData` error naming the file.
+pub fn read_state_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    open_envelope(bytes).map(Some).map_err(|why| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()))
+    })
+}
+
+/// The payload of an enveloped state file (or the whole of a legacy one).
+fn open_envelope(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if !bytes.starts_with(&STATE_MAGIC) {
+        return Ok(bytes);
+    }
+    if bytes.len() < STATE_HEADER_LEN {
+        return Err(format!("damaged state file: {} bytes, shorter than its header", bytes.len()));
+    }
+    let version = u16::from_le_bytes([bytes[4], bytes[5]]);
+    if version != STATE_VERSION {
+        return Err(format!("state file version {version}; this broker reads {STATE_VERSION}"));
+    }
+    let len = u32::from_le_bytes(bytes[6..10].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(bytes[10..14].try_into().expect("4 bytes"));
+    let payload = &bytes[STATE_HEADER_LEN..];
+    if payload.len() != len {
+        return Err(format!(
+            "damaged state file: header says {len} bytes of content, {} follow",
+            payload.len()
+        ));
+    }
+    let actual = crc32c::crc32c(payload);
+    if actual != crc {
+        return Err(format!(
+            "damaged state file: checksum {actual:#010x}, header says {crc:#010x}"
+        ));
+    }
+    Ok(payload.to_vec())
 }
 
 /// Makes a directory's entries (created, renamed, removed files) durable.
@@ -264,5 +369,43 @@ mod lazy {
             assert_eq!(std::fs::read(&kept).unwrap(), b"x");
             assert!(!root.join("lazy-io.journal").exists());
         }
+    }
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::*;
+
+    #[test]
+    fn state_files_round_trip_and_damage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("1.json");
+        assert_eq!(read_state_file(&path).unwrap(), None);
+        write_state_file(&path, b"{\"a\":1}").unwrap();
+        assert_eq!(read_state_file(&path).unwrap().unwrap(), b"{\"a\":1}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(names.len(), 1, "no temp file left behind");
+
+        // A file from before the envelope is read as it is.
+        std::fs::write(&path, b"{\"legacy\":true}").unwrap();
+        assert_eq!(read_state_file(&path).unwrap().unwrap(), b"{\"legacy\":true}");
+
+        write_state_file(&path, b"{\"a\":1}").unwrap();
+        let good = std::fs::read(&path).unwrap();
+        let refused = |bytes: &[u8]| {
+            std::fs::write(&path, bytes).unwrap();
+            let e = read_state_file(&path).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+            assert!(e.to_string().contains("1.json"), "{e}");
+            e.to_string()
+        };
+        let mut flipped = good.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(refused(&flipped).contains("checksum"));
+        assert!(refused(&good[..good.len() - 1]).contains("bytes of content"));
+        assert!(refused(&good[..8]).contains("shorter than its header"));
+        let mut future = good.clone();
+        future[4] = 9;
+        assert!(refused(&future).contains("version 9"));
     }
 }

@@ -32,9 +32,14 @@ pub enum Error {
     /// A membership change was refused (unknown replica, id reused, change in progress...).
     #[error("group {group}: membership change refused: {detail}")]
     Membership { group: u64, detail: String },
-    /// The group's Raft core stopped (storage failure, or the group is shutting down).
+    /// The group's Raft core stopped normally: the group or the node is shutting down (or
+    /// the replica is being deleted). Another replica can serve.
     #[error("group {group}: raft stopped: {detail}")]
     Stopped { group: u64, detail: String },
+    /// The group's Raft core failed (a storage error, or a panic) and stays stopped until
+    /// the node restarts.
+    #[error("group {group}: raft failed: {detail}")]
+    Failed { group: u64, detail: String },
     /// The operation did not complete in time; it may still take effect.
     #[error("group {group}: timed out: {detail}")]
     Timeout { group: u64, detail: String },
@@ -54,6 +59,7 @@ impl Error {
             Error::NotLeader { .. } => "NOT_LEADER",
             Error::Membership { .. } => "MEMBERSHIP",
             Error::Stopped { .. } => "STOPPED",
+            Error::Failed { .. } => "FAILED",
             Error::Timeout { .. } => "TIMEOUT",
         }
     }
@@ -61,6 +67,18 @@ impl Error {
     /// Whether retrying (after refreshing the leader) may succeed.
     pub fn is_retriable(&self) -> bool {
         matches!(self, Error::NotLeader { .. } | Error::Timeout { .. })
+    }
+}
+
+/// The error of a stopped Raft core: shutting down, or failed.
+pub(crate) fn fatal<C: openraft::RaftTypeConfig>(
+    group: u64,
+    e: openraft::errors::Fatal<C>,
+) -> Error {
+    use openraft::errors::Fatal;
+    match e {
+        Fatal::Stopped => Error::Stopped { group, detail: e.to_string() },
+        Fatal::StorageError(_) | Fatal::Panicked => Error::Failed { group, detail: e.to_string() },
     }
 }
 

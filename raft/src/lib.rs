@@ -30,55 +30,8 @@
 //!   those no directory fsync made durable (simulated power loss).
 //! - [`error`]: [`Error`] with stable codes. [`metrics`]: metric names.
 //!
-//! Storage decisions worth knowing before changing anything here:
-//! - Sparse-index records are persisted only for entries already fdatasynced, so the last
-//!   index record that verifies is a known-durable point: recovery scans only after it
-//!   (O(segments)). Bytes before it are checked by CRC32C on every read instead: a damaged
-//!   entry there is an error, never served. A damaged tail of a *sealed* segment would be a
-//!   hole, so the group refuses to open (`CORRUPT_LOG`) rather than cut acknowledged data.
-//! - On open the active segment is fdatasynced before its tail counts as durable (a killed
-//!   process leaves written-but-unsynced bytes in the page cache).
-//! - The purge point stores the record offset after the purged entry. Purging past the end
-//!   of the local log (after a snapshot install) needs that offset from the state machine:
-//!   [`SegmentLog::set_snapshot_offset`], unless the app has no offsets
-//!   ([`App::RECORD_OFFSETS`]).
-//! - Vote, truncate and purge run on the group's IO thread behind earlier appends, so all
-//!   write IO is applied in order, as openraft requires.
-
-//!
-//! Replication decisions (DESIGN.md "Replication"; recorded here because the design notes
-//! are shared read-only — see the closing note):
-//! - openraft's tick is off (`enable_tick/heartbeat/elect = false`). The node's driver sends
-//!   a group heartbeat only while the group has something to tell (uncommitted entries, an
-//!   unseen commit index, a lagging follower); an idle group sends nothing at all. The
-//!   leader lease is long (8 × the election timeout's upper bound, `RaftTiming::lease`) so
-//!   an overloaded cluster keeps writing; the first write after a longer quiet period renews
-//!   it with one heartbeat round (`Group::write`).
-//! - Liveness comes from the broker-pair failure detector: probes every
-//!   `detector-interval-ms`, and any traffic from a peer counts as a sign of life; probe
-//!   answers also list groups whose Raft core stopped on a live broker. When a leader's
-//!   broker is seen dead (or restarted, or its group stopped), the surviving voters campaign
-//!   at once, ranked per group. A survivor first sounds the others (a pre-vote answered by
-//!   the transport, by log and term), so one whose log is behind never bumps the term in the
-//!   way of one that can win; voters whose own detector agrees the leader is gone grant the
-//!   real vote without waiting out its lease.
-//! - Leader restore is off: a restarted leader wins an election again, so a leader that lost
-//!   unsynced entries (`flush = interval`) cannot reuse their log ids.
-//! - A live leader (or a follower of one) refuses pre-votes: with no heartbeats, idle groups
-//!   hold no fresh lease for openraft's own pre-vote check to go by.
-//! - Snapshots describe the retention point chosen by the state machine, never the head
-//!   (`StateMachine::build_snapshot`); `Group::compact` snapshots and purges up to it.
-//! - Reads without a write (`Group::confirm_read_lease`) rest on a quorum having
-//!   acknowledged the leader within half the detector's timeout, the soonest a voter may
-//!   vote for another. A leadership transfer skips that wait (the target campaigns at once
-//!   and voters grant it), so a leader that hands its term over confirms no read in that
-//!   term any more, whatever its lease says (a fault-suite stale read during partition
-//!   moves: the old leader, removed from the group, never heard of its successor).
-//! - A transfer that stalls (`Group::transfer_leadership` timing out while this replica still
-//!   leads that term) is sent again, to the same target and then to the other voters:
-//!   openraft keeps a transferring leader from writing for the rest of its term, and
-//!   followers that see its broker alive elect no one, so one lost request would strand the
-//!   group.
+//! The design and the decisions behind it (storage and replication): `docs/ARCHITECTURE.md`,
+//! sections 4, 7 and 9.
 
 pub mod codec;
 pub mod config;

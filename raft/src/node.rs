@@ -290,7 +290,7 @@ impl RaftNode {
         )
         .instrument(span.clone())
         .await
-        .map_err(|e| Error::Stopped { group, detail: e.to_string() })?;
+        .map_err(|e| crate::error::fatal(group, e))?;
         let inner = Arc::new(GroupInner {
             id: group,
             replica,

@@ -72,15 +72,14 @@ impl Segment {
     /// `base_offset`, and makes its directory entry durable.
     pub fn create(dir: &Path, first_index: u64, base_offset: i64) -> io::Result<Segment> {
         let (log_path, index_path) = paths(dir, first_index);
-        crate::durable::creating(&log_path)?;
-        crate::durable::creating(&index_path)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&log_path)?;
-        OpenOptions::new().write(true).create(true).truncate(true).open(&index_path)?;
+        let file = crate::durable::open_file(
+            &log_path,
+            OpenOptions::new().read(true).write(true).create(true).truncate(true),
+        )?;
+        crate::durable::open_file(
+            &index_path,
+            OpenOptions::new().write(true).create(true).truncate(true),
+        )?;
         crate::durable::sync_dir(dir)?;
         Ok(Segment {
             first_index,

@@ -2,10 +2,10 @@
 //!
 //! The caller (the broker) supplies one [`StateMachine`] per group: partition, consumer
 //! offsets or controller state. The trait is synchronous and small on purpose: every method
-//! runs on the group's state-machine task, one at a time, and the state is small (DESIGN.md
-//! "Partition log": the Raft log is the data log, the state machine holds only metadata).
+//! runs on the group's state-machine task, one at a time, and the state is small (the Raft
+//! log is the data log, the state machine holds only metadata).
 //!
-//! Snapshots follow DESIGN.md: [`StateMachine::build_snapshot`] describes the state as of the
+//! Snapshots: [`StateMachine::build_snapshot`] describes the state as of the
 //! *retention point* (a checkpoint at or below the applied index), not the head, so a new
 //! replica installs a small snapshot and then receives every retained entry by replication.
 

@@ -1,6 +1,6 @@
 //! Failure-detection and election timing of a cluster ([`RaftTiming`]).
 //!
-//! Failover speed does not depend on per-group heartbeats (DESIGN.md "Replication"): brokers
+//! Failover speed does not depend on per-group heartbeats: brokers
 //! probe each other every `detector-interval-ms`; a peer silent for `detector-timeout-ms` is
 //! dead, and the groups it led elect at once (spread over `election-jitter-ms`). Per-group
 //! heartbeats (`heartbeat-interval-ms`) are sent only while a group has something to tell its

@@ -3,7 +3,7 @@
 //! reads after it) and bad requests.
 //!
 //! Sizes: `RAFKA_TEST_GROUPS` (default 200) groups and `RAFKA_TEST_ENTRIES` (default 100)
-//! entries per group in `many_groups_replicate_identically`; the long variant is
+//! entries per group in `many_groups_replicate_identically`; the long variant is
 //! `RAFKA_TEST_ENTRIES=10000`.
 
 mod cluster;

@@ -140,7 +140,7 @@ async fn readme_walkthrough_works_as_written() {
     assert_eq!(lines, expected, "the README walk-through and this test disagree");
     let printed: String = WALKTHROUGH.iter().map(|(_, o)| *o).collect();
     assert_eq!(output, printed, "the README's walk-through output and this test disagree");
-    let cluster = Cluster::start(1).await;
+    let mut cluster = Cluster::start(1).await;
     let bootstrap = bootstrap(&cluster);
     bounded("README walk-through", Duration::from_secs(180), async {
         for (line, want) in WALKTHROUGH {
@@ -150,7 +150,26 @@ async fn readme_walkthrough_works_as_written() {
         }
     })
     .await;
+    let status = cluster.must_terminate(1, Duration::from_secs(30)).await;
+    assert!(status.success(), "the broker stopped with {status}");
+    // At the default level an operator sees what started, changed and stopped, not the
+    // internals of the broker's dependencies. (RUST_LOG, when set, is a filter of the
+    // developer's choosing: nothing to check then.)
+    if std::env::var_os("RUST_LOG").is_none() {
+        let log = std::fs::read_to_string(cluster.broker(1).log_path()).unwrap();
+        let lines: Vec<&str> = log.lines().filter(|l| !l.starts_with("=== rafka-tests:")).collect();
+        assert!(
+            lines.len() < MAX_SESSION_LOG_LINES,
+            "the walk-through session logged {} lines at the default level:\n{}",
+            lines.len(),
+            lines.join("\n")
+        );
+        assert!(lines.iter().any(|l| l.contains("broker stopped")), "{log}");
+    }
 }
+
+/// Most log lines a fresh single broker may write for the whole walk-through, start to stop.
+const MAX_SESSION_LOG_LINES: usize = 40;
 
 /// Asserts `run` failed with exactly one line on stderr that contains every `needle`.
 fn assert_one_line_error(what: &str, run: &Run, needles: &[&str]) {

@@ -1,4 +1,4 @@
-//! Acceptance: consumer groups (issue 5) through the public `Groups` service.
+//! Acceptance: consumer groups through the public `Groups` service.
 //!
 //! - `members_never_share_a_partition_and_dead_members_expire`: three members split twelve
 //!   partitions exactly; a fourth joins and one leaves while every member's owned set is

@@ -1,4 +1,4 @@
-//! Acceptance: consumer groups under faults (issue 5).
+//! Acceptance: consumer groups under faults.
 //!
 //! - `committed_offsets_survive_coordinator_failover_and_full_restart`: offsets (with their
 //!   metadata and commit times) read from the new coordinator after the old one is killed

@@ -5,11 +5,17 @@
 //! - [`placement`]: where a new topic's replicas go (computed by the leader, with liveness).
 //! - [`ControllerSm`]: the state machine; it publishes every applied state on a watch
 //!   channel, which the reconciler and metadata readers follow.
+//! - [`plan`]: the leader's decisions — what a request or a heartbeat becomes (validation,
+//!   placement), or why it is refused.
+//! - [`handle`]: [`Controller`], this broker's replica of the group: state, leader,
+//!   proposing.
 //! - [`live`]: what the controller leader learns from broker heartbeats (partition leaders,
 //!   in-sync replicas) — soft state, never in the log.
 
+pub mod handle;
 pub mod live;
 pub mod placement;
+pub mod plan;
 pub mod state;
 
 use std::io;
@@ -26,6 +32,7 @@ use rafka_raft::StateMachine;
 use rafka_raft::StoredMembership;
 use tokio::sync::watch;
 
+pub use handle::Controller;
 pub use state::Command;
 pub use state::ControllerState;
 pub use state::Outcome;

@@ -388,6 +388,15 @@ impl ControllerState {
             .collect()
     }
 
+    /// Every user topic and its partition count: what assignors distribute.
+    pub fn user_topic_partitions(&self) -> BTreeMap<String, u32> {
+        self.topics
+            .values()
+            .filter(|t| !t.internal)
+            .map(|t| (t.name.clone(), t.partitions.len() as u32))
+            .collect()
+    }
+
     /// The topic and partition record hosting `group`, if it exists.
     pub fn partition_of_group(&self, group: u64) -> Option<(&TopicRecord, u32)> {
         self.topics

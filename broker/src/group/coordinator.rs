@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
-use rafka_proto::ErrorCode;
 use rafka_proto::groups::MAX_GROUP_ID_BYTES;
 use tokio::sync::OwnedMutexGuard;
 
@@ -29,8 +28,10 @@ use super::store::GroupsView;
 use super::store::OffsetRecord;
 use super::store::StoredOffset;
 use crate::error::Error;
+use crate::error::Leader;
 use crate::error::Result;
 use crate::json_entry::JsonEntry;
+use crate::supervisor::Supervisor;
 
 /// Entries applied since the last snapshot after which the coordinator compacts its log.
 const COMPACT_AFTER_ENTRIES: u64 = 20_000;
@@ -42,23 +43,19 @@ const MAX_COMMAND_BYTES: usize = 8 << 20;
 /// Checks a group id: 1..=255 bytes, no NUL (the store's key separator).
 pub fn validate_group_id(group: &str) -> Result<()> {
     if group.is_empty() || group.len() > MAX_GROUP_ID_BYTES || group.contains('\0') {
-        return Err(Error::new(
-            ErrorCode::InvalidGroupId,
-            format!(
-                "group id must be 1 to {MAX_GROUP_ID_BYTES} bytes without NUL, got {} bytes",
-                group.len()
-            ),
-        ));
+        return Err(Error::InvalidGroupId(format!(
+            "group id must be 1 to {MAX_GROUP_ID_BYTES} bytes without NUL, got {} bytes",
+            group.len()
+        )));
     }
     Ok(())
 }
 
 /// `GROUP_ID_NOT_FOUND` for `group`.
 pub fn group_not_found(group: &str) -> Error {
-    Error::new(
-        ErrorCode::GroupIdNotFound,
-        format!("group {group:?} does not exist (no members, no committed offsets)"),
-    )
+    Error::GroupIdNotFound(format!(
+        "group {group:?} does not exist (no members, no committed offsets)"
+    ))
 }
 
 /// A member heartbeat as the coordinator receives it.
@@ -99,6 +96,8 @@ pub struct Coordinator {
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     lock_sweep_at: AtomicUsize,
     sessions: Mutex<Sessions>,
+    /// Runs the waiters that hold a group's lock until its proposal's outcome is known.
+    tasks: Supervisor,
 }
 
 impl Coordinator {
@@ -109,6 +108,7 @@ impl Coordinator {
         db: Arc<GroupsDb>,
         view: GroupsView,
         config: GroupsConfig,
+        tasks: Supervisor,
     ) -> Coordinator {
         Coordinator {
             partition,
@@ -118,6 +118,7 @@ impl Coordinator {
             config,
             locks: Mutex::default(),
             lock_sweep_at: AtomicUsize::new(1024),
+            tasks,
             sessions: Mutex::default(),
         }
     }
@@ -136,10 +137,10 @@ impl Coordinator {
         if !self.group.is_leader_ready()
             && !self.group.wait_leader_ready(Duration::from_secs(2)).await
         {
-            return Err(Error::new(
-                ErrorCode::CoordinatorNotAvailable,
-                format!("coordinator of offsets partition {} is still loading", self.partition),
-            ));
+            return Err(Error::CoordinatorNotAvailable(format!(
+                "coordinator of offsets partition {} is still loading",
+                self.partition
+            )));
         }
         let term = self.group.metrics().current_term;
         // A newer coordinator acts on member sessions only after a session timeout: an old
@@ -156,21 +157,17 @@ impl Coordinator {
     pub fn not_coordinator(&self) -> Error {
         match self.leader() {
             Some((broker_id, address)) => {
-                let mut e = Error::new(
-                    ErrorCode::NotCoordinator,
-                    format!(
-                        "not the coordinator (offsets partition {}); it is broker {broker_id} \
-                         at {address}",
-                        self.partition
-                    ),
+                let message = format!(
+                    "not the coordinator (offsets partition {}); it is broker {broker_id} at \
+                     {address}",
+                    self.partition
                 );
-                e.leader = Some(rafka_proto::v1::LeaderHint { broker_id, address });
-                e
+                Error::NotCoordinator { message, coordinator: Leader { broker_id, address } }
             }
-            None => Error::new(
-                ErrorCode::CoordinatorNotAvailable,
-                format!("offsets partition {} has no leader right now", self.partition),
-            ),
+            None => Error::CoordinatorNotAvailable(format!(
+                "offsets partition {} has no leader right now",
+                self.partition
+            )),
         }
     }
 
@@ -187,9 +184,9 @@ impl Coordinator {
 
     /// Committed offsets of `group`.
     pub fn offsets(&self, group: &str) -> Result<BTreeMap<(String, u32), StoredOffset>> {
-        self.db.offsets(self.group.id(), group).map_err(|e| {
-            Error::new(ErrorCode::StorageError, format!("reading offsets of {group:?}: {e}"))
-        })
+        self.db
+            .offsets(self.group.id(), group)
+            .map_err(|e| Error::Storage(format!("reading offsets of {group:?}: {e}")))
     }
 
     async fn lock(&self, group: &str) -> OwnedMutexGuard<()> {
@@ -218,27 +215,25 @@ impl Coordinator {
         let what = format!("offsets partition {}", self.partition);
         let entry = JsonEntry::new(cmd);
         if entry.0.len() > MAX_COMMAND_BYTES {
-            return Err(Error::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "the change is {} bytes, over the {MAX_COMMAND_BYTES}-byte limit of one \
+            return Err(Error::InvalidRequest(format!(
+                "the change is {} bytes, over the {MAX_COMMAND_BYTES}-byte limit of one \
                      group command (too many members, subscriptions or offsets at once)",
-                    entry.0.len()
-                ),
-            ));
+                entry.0.len()
+            )));
         }
         let done = self
             .group
             .propose_in_term(entry, term)
             .await
             .map_err(|e| coordinator_error(&what, e))?;
-        let outcome = tokio::spawn(async move {
-            let r = done.await;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tasks.spawn("group command outcome", async move {
+            let _ = tx.send(done.await);
             drop(guard);
-            r
-        })
-        .await
-        .map_err(|e| Error::new(ErrorCode::Unknown, format!("{what}: proposal task: {e}")))?;
+        });
+        let outcome = rx.await.map_err(|_| {
+            Error::ShuttingDown(format!("{what}: the broker is shutting down; outcome unknown"))
+        })?;
         outcome.map_err(|e| coordinator_error(&what, e))?;
         Ok(())
     }
@@ -256,9 +251,8 @@ impl Coordinator {
         let member_id = match (req.member_id.is_empty(), req.member_epoch) {
             (true, 0) => new_member_id(),
             (true, _) => {
-                return Err(Error::new(
-                    ErrorCode::UnknownMemberId,
-                    "an empty member id is only valid when joining (member epoch 0)",
+                return Err(Error::UnknownMemberId(
+                    "an empty member id is only valid when joining (member epoch 0)".into(),
                 ));
             }
             (false, _) => req.member_id.clone(),
@@ -281,24 +275,20 @@ impl Coordinator {
             return Err(self.not_coordinator());
         };
         if fenced {
-            return Err(Error::new(
-                ErrorCode::FencedMemberEpoch,
-                format!(
-                    "member {member_id} did not give up its revoked partitions within the \
+            return Err(Error::FencedMemberEpoch(format!(
+                "member {member_id} did not give up its revoked partitions within the \
                      rebalance timeout ({} ms): drop every partition and rejoin with epoch 0",
-                    self.config.rebalance_timeout_ms
-                ),
-            ));
+                self.config.rebalance_timeout_ms
+            )));
         }
         let guard = self.lock(&group).await;
         let old = self.state(&group).unwrap_or_default();
         let joining = req.member_epoch == 0 && !old.members.contains_key(&member_id);
         let max = self.config.max_group_size as usize;
         if joining && old.members.len() >= max {
-            return Err(Error::new(
-                ErrorCode::GroupMaxSizeReached,
-                format!("group {group:?} has reached its maximum of {max} members"),
-            ));
+            return Err(Error::GroupMaxSizeReached(format!(
+                "group {group:?} has reached its maximum of {max} members"
+            )));
         }
         let hb = Heartbeat {
             member_id: &member_id,
@@ -459,12 +449,9 @@ impl Coordinator {
             Some(state) => state.validate_commit(member_id, member_epoch)?,
             None if member_id.is_empty() => {}
             None => {
-                return Err(Error::new(
-                    ErrorCode::UnknownMemberId,
-                    format!(
-                        "member {member_id} is not in group {group:?} (the group has no members)"
-                    ),
-                ));
+                return Err(Error::UnknownMemberId(format!(
+                    "member {member_id} is not in group {group:?} (the group has no members)"
+                )));
             }
         }
         self.propose(term, &GroupCommand::Commit { group: group.to_string(), offsets }, guard).await
@@ -516,21 +503,20 @@ impl Coordinator {
 }
 
 fn not_empty(group: &str, members: usize, what: &str) -> Error {
-    Error::new(
-        ErrorCode::GroupNotEmpty,
-        format!("group {group:?} has {members} active members; it can only be {what} when empty"),
-    )
+    Error::GroupNotEmpty(format!(
+        "group {group:?} has {members} active members; it can only be {what} when empty"
+    ))
 }
 
 /// Raft errors of an offsets partition, in coordinator terms.
 fn coordinator_error(what: &str, e: rafka_raft::Error) -> Error {
-    let mut e = Error::from_raft(what, e);
-    match e.code {
-        ErrorCode::NotLeader => e.code = ErrorCode::NotCoordinator,
-        ErrorCode::LeaderNotAvailable => e.code = ErrorCode::CoordinatorNotAvailable,
-        _ => {}
+    match Error::from_raft(what, e) {
+        Error::NotLeader { message, leader } => {
+            Error::NotCoordinator { message, coordinator: leader }
+        }
+        Error::LeaderNotAvailable(message) => Error::CoordinatorNotAvailable(message),
+        other => other,
     }
-    e
 }
 
 /// A fresh member id (128 random bits, hex).

@@ -161,6 +161,19 @@ pub enum GroupError {
     UnsupportedAssignor { member_id: String, assignor: String },
 }
 
+impl From<GroupError> for crate::error::Error {
+    fn from(e: GroupError) -> crate::error::Error {
+        use crate::error::Error;
+        let message = e.to_string();
+        match e {
+            GroupError::UnknownMemberId { .. } => Error::UnknownMemberId(message),
+            GroupError::FencedMemberEpoch { .. } => Error::FencedMemberEpoch(message),
+            GroupError::StaleMemberEpoch { .. } => Error::StaleMemberEpoch(message),
+            GroupError::UnsupportedAssignor { .. } => Error::UnsupportedAssignor(message),
+        }
+    }
+}
+
 const NOT_A_MEMBER: &str = "not a member of the group (never joined, left or was removed)";
 
 impl GroupState {

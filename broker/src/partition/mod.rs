@@ -1,7 +1,7 @@
 //! One hosted partition replica: its Raft group, produce with idempotence, fetch, offset
 //! lookups and retention.
 //!
-//! Idempotence (DESIGN.md "Idempotent producers"): the leader checks a batch's producer
+//! Idempotence: the leader checks a batch's producer
 //! epoch and sequence against the applied producer table plus its own in-flight proposals,
 //! under one lock per partition, and proposes in that order. A new leader accepts no
 //! produce until it has applied an entry of its own term ([`rafka_raft::Group::is_leader_ready`]),
@@ -9,6 +9,7 @@
 //! retry is answered with the original offset instead of being written twice.
 
 pub mod entry;
+pub mod files;
 mod read;
 pub mod retention;
 pub mod sm;
@@ -20,7 +21,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
-use rafka_proto::ErrorCode;
 use rafka_proto::batch::BatchInfo;
 use rafka_proto::v1;
 use rafka_raft::EntryPayload;
@@ -29,12 +29,14 @@ use rafka_raft::LogId;
 use tokio::sync::watch;
 
 pub use entry::PartitionEntry;
+pub use read::OffsetSpec;
 pub use sm::Applied;
 pub use sm::PartitionSm;
 pub use sm::RetentionPoint;
 
 use crate::error::Error;
 use crate::error::Result;
+use crate::supervisor::Supervisor;
 
 /// The Raft application of partition groups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
@@ -85,6 +87,8 @@ pub struct Partition {
     applied: watch::Receiver<Applied>,
     inflight: Arc<tokio::sync::Mutex<Inflight>>,
     retention: Arc<Mutex<Option<RetentionPoint>>>,
+    /// Runs the waiters that see a proposal through when its request is gone.
+    tasks: Supervisor,
 }
 
 /// A batch read back for a consumer.
@@ -109,8 +113,9 @@ impl Partition {
         group: PartitionGroup,
         applied: watch::Receiver<Applied>,
         retention: Arc<Mutex<Option<RetentionPoint>>>,
+        tasks: Supervisor,
     ) -> Partition {
-        Partition { name, group, applied, inflight: Arc::default(), retention }
+        Partition { name, group, applied, inflight: Arc::default(), retention, tasks }
     }
 
     fn leader_error(&self) -> Error {
@@ -150,7 +155,7 @@ impl Partition {
                 self.group.propose(entry).await.map_err(|e| Error::from_raft(&self.name, e))?;
             let name = self.name.clone();
             let (tx, rx) = watch::channel(None);
-            tokio::spawn(async move {
+            self.tasks.spawn("produce outcome", async move {
                 let r = fut.await.map(|(_, base)| base).map_err(|e| Error::from_raft(&name, e));
                 let _ = tx.send(Some(r));
             });
@@ -213,43 +218,34 @@ impl Partition {
         };
         match epoch {
             Some(e) if info.producer_epoch < e => {
-                return Err(Error::new(
-                    ErrorCode::ProducerFenced,
-                    format!(
-                        "{}: producer {pid} epoch {} is fenced by epoch {e}",
-                        self.name, info.producer_epoch
-                    ),
-                ));
+                return Err(Error::ProducerFenced(format!(
+                    "{}: producer {pid} epoch {} is fenced by epoch {e}",
+                    self.name, info.producer_epoch
+                )));
             }
             Some(e) if info.producer_epoch == e => {
                 if first != last_seq + 1 {
-                    return Err(Error::new(
-                        ErrorCode::OutOfOrderSequence,
-                        format!(
-                            "{}: producer {pid} sent sequence {first}, expected {}",
-                            self.name,
-                            last_seq + 1
-                        ),
-                    ));
+                    return Err(Error::OutOfOrderSequence(format!(
+                        "{}: producer {pid} sent sequence {first}, expected {}",
+                        self.name,
+                        last_seq + 1
+                    )));
                 }
             }
             _ => {
                 if first != 0 {
-                    return Err(Error::new(
-                        ErrorCode::OutOfOrderSequence,
-                        format!(
-                            "{}: producer {pid} epoch {} must start at sequence 0, sent {first}",
-                            self.name, info.producer_epoch
-                        ),
-                    ));
+                    return Err(Error::OutOfOrderSequence(format!(
+                        "{}: producer {pid} epoch {} must start at sequence 0, sent {first}",
+                        self.name, info.producer_epoch
+                    )));
                 }
             }
         }
         if last > i32::MAX as i64 {
-            return Err(Error::new(
-                ErrorCode::OutOfOrderSequence,
-                format!("{}: producer {pid} sequence overflows; re-initialise it", self.name),
-            ));
+            return Err(Error::OutOfOrderSequence(format!(
+                "{}: producer {pid} sequence overflows; re-initialise it",
+                self.name
+            )));
         }
         let fut = self
             .group
@@ -268,7 +264,7 @@ impl Partition {
         drop(inflight);
         let name = self.name.clone();
         let this = self.inflight_cleanup();
-        tokio::spawn(async move {
+        self.tasks.spawn("idempotent produce outcome", async move {
             let r = fut.await.map(|(_, base)| base).map_err(|e| Error::from_raft(&name, e));
             let failed = r.is_err();
             let _ = tx.send(Some(r));
@@ -315,13 +311,12 @@ async fn wait_outcome(mut outcome: Outcome, timeout: Duration, name: &str) -> Re
     let waited = tokio::time::timeout(timeout, outcome.wait_for(|o| o.is_some())).await;
     match waited {
         Ok(Ok(r)) => r.clone().expect("checked by wait_for"),
-        Ok(Err(_)) => Err(Error::new(
-            ErrorCode::RequestTimedOut,
-            format!("{name}: the proposal was dropped; outcome unknown"),
-        )),
-        Err(_) => Err(Error::new(
-            ErrorCode::RequestTimedOut,
-            format!("{name}: not committed within {} ms; outcome unknown", timeout.as_millis()),
-        )),
+        Ok(Err(_)) => {
+            Err(Error::TimedOut(format!("{name}: the proposal was dropped; outcome unknown")))
+        }
+        Err(_) => Err(Error::TimedOut(format!(
+            "{name}: not committed within {} ms; outcome unknown",
+            timeout.as_millis()
+        ))),
     }
 }

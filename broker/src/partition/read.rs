@@ -3,6 +3,18 @@
 use super::*;
 use crate::error::Watermarks;
 
+/// Which offset a ListOffsets asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The high watermark (the next offset to be written).
+    Latest,
+    /// The first offset whose batch has a timestamp at or after this (ms); the high
+    /// watermark if none.
+    Timestamp(i64),
+}
+
 /// Entries read from the log per step of a fetch.
 const READ_STEP: u64 = 64;
 
@@ -25,19 +37,19 @@ impl Partition {
             return Err(self.leader_error());
         }
         if !self.group.is_leader_ready() && !self.group.wait_leader_ready(READY_WAIT).await {
-            return Err(Error::new(
-                ErrorCode::LeaderNotAvailable,
-                format!("{}: the new leader has not caught up with its term yet", self.name),
-            ));
+            return Err(Error::LeaderNotAvailable(format!(
+                "{}: the new leader has not caught up with its term yet",
+                self.name
+            )));
         }
         match self.group.confirm_read_lease().await {
             Ok(()) => Ok(()),
             // Deposed, or handed its term to another replica (named in the error).
             Err(e @ rafka_raft::Error::NotLeader { .. }) => Err(Error::from_raft(&self.name, e)),
-            Err(e) => Err(Error::new(
-                ErrorCode::LeaderNotAvailable,
-                format!("{}: leadership not confirmed by a quorum: {e}", self.name),
-            )),
+            Err(e) => Err(Error::LeaderNotAvailable(format!(
+                "{}: leadership not confirmed by a quorum: {e}",
+                self.name
+            ))),
         }
     }
 
@@ -126,17 +138,13 @@ impl Partition {
     }
 
     /// ListOffsets: `(offset, timestamp)`; timestamp -1 unless looked up by time.
-    pub async fn list_offset(
-        &self,
-        spec: &v1::offset_spec::Spec,
-        allow_follower: bool,
-    ) -> Result<(i64, i64)> {
+    pub async fn list_offset(&self, spec: OffsetSpec, allow_follower: bool) -> Result<(i64, i64)> {
         self.check_readable(allow_follower).await?;
         let hw = self.applied().high_watermark;
-        match *spec {
-            v1::offset_spec::Spec::Earliest(_) => Ok((self.log_start_offset(), -1)),
-            v1::offset_spec::Spec::Latest(_) => Ok((hw, -1)),
-            v1::offset_spec::Spec::Timestamp(ts) => self.offset_for_time(ts, hw).await,
+        match spec {
+            OffsetSpec::Earliest => Ok((self.log_start_offset(), -1)),
+            OffsetSpec::Latest => Ok((hw, -1)),
+            OffsetSpec::Timestamp(ts) => self.offset_for_time(ts, hw).await,
         }
     }
 
@@ -153,12 +161,10 @@ impl Partition {
             return Ok((loc.base_offset, loc.max_timestamp));
         };
         // The batch's max timestamp reaches `ts`: find its first record that does.
-        let batch = v1::RecordBatch::decode(p.batch.clone()).map_err(|e| {
-            Error::new(ErrorCode::StorageError, format!("{}: stored batch: {e}", self.name))
-        })?;
-        let records = rafka_proto::batch::records(&batch).map_err(|e| {
-            Error::new(ErrorCode::StorageError, format!("{}: stored batch: {e}", self.name))
-        })?;
+        let batch = v1::RecordBatch::decode(p.batch.clone())
+            .map_err(|e| Error::Storage(format!("{}: stored batch: {e}", self.name)))?;
+        let records = rafka_proto::batch::records(&batch)
+            .map_err(|e| Error::Storage(format!("{}: stored batch: {e}", self.name)))?;
         for (i, r) in records.records.iter().enumerate() {
             let t = batch.base_timestamp.saturating_add(r.timestamp_delta);
             if t >= ts {
@@ -180,7 +186,7 @@ impl Partition {
     }
 
     fn io_error(&self, e: std::io::Error) -> Error {
-        Error::new(ErrorCode::StorageError, format!("{}: {e}", self.name))
+        Error::Storage(format!("{}: {e}", self.name))
     }
 
     /// The last applied log id (for retention).

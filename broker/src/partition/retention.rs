@@ -4,7 +4,7 @@
 //! last segment to delete, sets that segment's last entry as the retention point, and
 //! compacts — a snapshot at that point, then a purge up to it — so the log start offset
 //! moves and a new replica installs the small snapshot and receives the rest by
-//! replication (DESIGN.md "Partition log").
+//! replication.
 
 use super::*;
 

@@ -15,8 +15,6 @@
 use std::collections::BTreeMap;
 use std::collections::VecDeque;
 use std::io;
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::OnceLock;
@@ -40,6 +38,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::PartitionApp;
+use super::files::StateFiles;
+use crate::supervisor::Supervisor;
 
 /// Checkpoint after this many applied entries...
 pub const CHECKPOINT_ENTRIES: u64 = 4096;
@@ -161,61 +161,52 @@ pub struct PartitionSm {
     /// The latest snapshot built or installed; persisted in its own file
     /// (`<group>.snapshot.json`) as soon as it exists, because the log is purged after it.
     snapshot: Option<StoredSnapshot>,
-    path: PathBuf,
+    files: StateFiles,
     log: LogHandle,
+    /// Owner of background checkpoint writes; without one they are written in place.
+    background: Option<Supervisor>,
     since_checkpoint: (u64, u64),
     applied_tx: watch::Sender<Applied>,
     retention: Arc<Mutex<Option<RetentionPoint>>>,
 }
 
+/// Reads a state file (`None` if absent). Damage — a bad envelope or JSON that does not
+/// parse — is an error: the replica refuses to open rather than start from a wrong state.
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> io::Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: bad partition state file: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
+    let Some(bytes) = rafka_raft::durable::read_state_file(path)? else { return Ok(None) };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: bad partition state file: {e}", path.display()),
+        )
+    })
 }
 
-/// Replaces `path` atomically and durably: write a temp file, fsync, rename, fsync the dir.
+/// Replaces a state file atomically and durably ([`rafka_raft::durable::write_state_file`]).
 fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> io::Result<()> {
     let bytes = serde_json::to_vec(value).map_err(io::Error::other)?;
-    // Unique: a background checkpoint may be writing beside a synchronous one.
-    let tmp = path.with_extension(format!("{:016x}.tmp", rand::random::<u64>()));
-    rafka_raft::durable::creating(&tmp)?;
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-    }
-    rafka_raft::durable::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        rafka_raft::durable::sync_dir(dir)?;
-    }
-    Ok(())
+    rafka_raft::durable::write_state_file(path, &bytes)
 }
 
 impl PartitionSm {
     /// Opens the state of a replica, from its checkpoint file if there is one.
     ///
-    /// `path` is the checkpoint file (`<group>.json`); the snapshot lives beside it.
+    /// Periodic checkpoints are written by `background` (off the apply path) when given.
     pub fn open(
-        path: PathBuf,
+        files: StateFiles,
         log: LogHandle,
         retention: Arc<Mutex<Option<RetentionPoint>>>,
+        background: Option<Supervisor>,
     ) -> io::Result<(PartitionSm, watch::Receiver<Applied>)> {
-        let state = read_json(&path)?.unwrap_or_default();
-        let snapshot = read_json(&path.with_extension("snapshot.json"))?;
+        let state = read_json(&files.checkpoint)?.unwrap_or_default();
+        let snapshot = read_json(&files.snapshot)?;
         let (applied_tx, rx) = watch::channel(Applied::default());
         let mut sm = PartitionSm {
             state,
             snapshot,
-            path,
+            files,
             log,
+            background,
             since_checkpoint: (0, 0),
             applied_tx,
             retention,
@@ -253,7 +244,7 @@ impl PartitionSm {
     /// task (it runs on a runtime worker). Two writes of one partition may land out of order;
     /// an older checkpoint only means a longer replay, as both describe durable state.
     fn checkpoint_in_background(&mut self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        let Some(background) = self.background.clone() else {
             if let Err(e) = self.checkpoint() {
                 tracing::warn!("partition checkpoint failed: {e}");
             }
@@ -266,8 +257,8 @@ impl PartitionSm {
             return;
         }
         self.since_checkpoint = (0, 0);
-        let (path, state) = (self.path.clone(), self.state.clone());
-        handle.spawn_blocking(move || {
+        let (path, state) = (self.files.checkpoint.clone(), self.state.clone());
+        background.spawn_blocking("partition checkpoint", move || {
             if let Err(e) = write_json(&path, &state) {
                 tracing::warn!(path = %path.display(), "partition checkpoint failed: {e}");
             }
@@ -275,14 +266,14 @@ impl PartitionSm {
     }
 
     fn write_checkpoint(&mut self) -> io::Result<()> {
-        write_json(&self.path, &self.state)?;
+        write_json(&self.files.checkpoint, &self.state)?;
         self.since_checkpoint = (0, 0);
         Ok(())
     }
 
     fn write_snapshot(&mut self) -> io::Result<()> {
         match &self.snapshot {
-            Some(s) => write_json(&self.path.with_extension("snapshot.json"), s),
+            Some(s) => write_json(&self.files.snapshot, s),
             None => Ok(()),
         }
     }
@@ -301,7 +292,7 @@ impl PartitionSm {
 
     fn apply_batch(&mut self, index: u64, e: &super::PartitionEntry) -> io::Result<i64> {
         let base = self.state.next_offset;
-        // DESIGN.md: offsets are a function of the log, computed by the log on append and
+        // Offsets are a function of the log, computed by the log on append and
         // again here; they must agree (checked whenever the entry is still cached).
         if let Some(logged) = self.log.get().and_then(|l| l.cached_base_offset(index))
             && logged != base
@@ -507,9 +498,33 @@ mod tests {
 
     fn open(dir: &std::path::Path) -> (PartitionSm, Arc<Mutex<Option<RetentionPoint>>>) {
         let retention = Arc::default();
+        let files = StateFiles::of(dir, 1);
+        std::fs::create_dir_all(files.checkpoint.parent().unwrap()).unwrap();
         let (sm, _) =
-            PartitionSm::open(dir.join("1.json"), Arc::default(), Arc::clone(&retention)).unwrap();
+            PartitionSm::open(files, Arc::default(), Arc::clone(&retention), None).unwrap();
         (sm, retention)
+    }
+
+    /// A damaged checkpoint is refused (the replica does not open); one written before the
+    /// envelope existed is read as it is.
+    #[test]
+    fn damaged_state_files_are_refused_and_legacy_ones_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StateFiles::of(dir.path(), 1);
+        std::fs::create_dir_all(files.checkpoint.parent().unwrap()).unwrap();
+        let legacy = serde_json::to_vec(&Checkpoint { next_offset: 42, ..Default::default() });
+        std::fs::write(&files.checkpoint, legacy.unwrap()).unwrap();
+        let (sm, _) = open(dir.path());
+        assert_eq!(sm.next_offset(), 42);
+        drop(sm);
+        rafka_raft::durable::write_state_file(&files.checkpoint, b"{\"next_offset\":7}").unwrap();
+        let mut bytes = std::fs::read(&files.checkpoint).unwrap();
+        let last = bytes.len() - 2;
+        bytes[last] ^= 0x20;
+        std::fs::write(&files.checkpoint, bytes).unwrap();
+        let opened = PartitionSm::open(files, Arc::default(), Arc::default(), None);
+        let e = opened.err().expect("a damaged checkpoint is refused");
+        assert!(e.to_string().contains("checksum"), "{e}");
     }
 
     #[test]

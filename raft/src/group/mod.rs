@@ -91,7 +91,10 @@ pub(crate) struct GroupInner<A: App, S: StateMachine<A>> {
 }
 
 fn raft_err<E: std::error::Error>(group: GroupId, e: RaftError<TypeConfig<impl App>, E>) -> Error {
-    Error::Stopped { group, detail: e.to_string() }
+    match e {
+        RaftError::Fatal(f) => crate::error::fatal(group, f),
+        RaftError::APIError(e) => Error::Membership { group, detail: e.to_string() },
+    }
 }
 
 impl<A: App, S: StateMachine<A>> Group<A, S> {
@@ -260,8 +263,8 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     }
 }
 
-fn stopped(group: GroupId, e: impl std::fmt::Display) -> Error {
-    Error::Stopped { group, detail: e.to_string() }
+fn stopped<C: openraft::RaftTypeConfig>(group: GroupId, e: openraft::errors::Fatal<C>) -> Error {
+    crate::error::fatal(group, e)
 }
 
 impl<A: App, S: StateMachine<A>> GroupInner<A, S> {

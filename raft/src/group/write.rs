@@ -71,7 +71,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
             .with_leader(crate::types::CommittedLeaderId::new(term))
             .responder(responder)
             .await
-            .map_err(|e| Error::Stopped { group: g, detail: e.to_string() })?;
+            .map_err(|e| crate::error::fatal(g, e))?;
         let group = self.clone();
         Ok(async move {
             match rx.await {
@@ -209,7 +209,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     ) -> Error {
         match e {
             RaftError::APIError(e) => self.write_error(g, e),
-            other => Error::Stopped { group: g, detail: other.to_string() },
+            RaftError::Fatal(f) => crate::error::fatal(g, f),
         }
     }
 

@@ -6,8 +6,7 @@ impl<A: App> SegmentLog<A> {
     pub(crate) fn open(rt: Arc<RuntimeInner>, group: GroupId) -> Result<SegmentLog<A>, Error> {
         let dir = rt.group_dir(group);
         if !dir.exists() {
-            crate::durable::creating(&dir)?;
-            std::fs::create_dir_all(&dir)?;
+            crate::durable::create_dir(&dir)?;
             crate::durable::sync_dir(dir.parent().expect("groups dir"))?;
         }
         let mut firsts = Vec::new();
@@ -52,12 +51,10 @@ impl<A: App> SegmentLog<A> {
                 // New index records are appended after the valid ones: drop any torn or
                 // stale records after them first.
                 let want = (seg.index_persisted * INDEX_RECORD_LEN) as u64;
-                crate::durable::creating(&seg.index_path)?;
-                let idx = OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&seg.index_path)?;
+                let idx = crate::durable::open_file(
+                    &seg.index_path,
+                    OpenOptions::new().write(true).create(true).truncate(false),
+                )?;
                 if idx.metadata()?.len() != want {
                     idx.set_len(want)?;
                     idx.sync_data()?;

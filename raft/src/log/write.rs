@@ -272,7 +272,13 @@ impl<A: App> Shared<A> {
         }
         if w.as_ref().is_none_or(|(f, _)| *f != first) {
             let (_, index_path) = segment::paths(&self.dir, first);
-            *w = Some((first, OpenOptions::new().append(true).create(true).open(index_path)?));
+            *w = Some((
+                first,
+                crate::durable::open_file(
+                    &index_path,
+                    OpenOptions::new().append(true).create(true),
+                )?,
+            ));
         }
         w.as_mut().expect("index file").1.write_all(&bytes)?;
         let mut st = lock(&self.state);
@@ -359,8 +365,10 @@ impl<A: App> Shared<A> {
             s.file.set_len(pos)?;
             s.index.truncate(i);
             s.index_persisted = s.index_persisted.min(i);
-            let idx =
-                OpenOptions::new().write(true).create(true).truncate(false).open(&s.index_path)?;
+            let idx = crate::durable::open_file(
+                &s.index_path,
+                OpenOptions::new().write(true).create(true).truncate(false),
+            )?;
             idx.set_len((s.index_persisted * INDEX_RECORD_LEN) as u64)?;
             idx.sync_data()?;
             s.size = pos;

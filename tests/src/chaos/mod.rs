@@ -1,4 +1,4 @@
-//! The fault suite's machinery (issue 7): Jepsen-style histories, a network of fault-injecting
+//! The fault suite's machinery: Jepsen-style histories, a network of fault-injecting
 //! proxies between brokers, a nemesis, workloads and a checker.
 //!
 //! - [`proxy`]: [`proxy::Proxy`], one TCP proxy with a switchable [`proxy::Mode`] (pass,

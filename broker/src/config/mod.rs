@@ -31,6 +31,10 @@
 //! `RAFKA_INITIAL_CLUSTER` would quietly start a single-node cluster; `RAFKA_TEST_*` and
 //! `RAFKA_BENCH_*` belong to the test suites and benchmarks and are not read.
 
+mod groups;
+
+pub use groups::GroupsConfig;
+
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -101,7 +105,7 @@ pub struct BrokerConfig {
     /// Settings of topics created without them (`[topic-defaults]`).
     pub topic_defaults: TopicDefaults,
     /// Consumer groups (`[groups]`).
-    pub groups: crate::group::GroupsConfig,
+    pub groups: GroupsConfig,
     /// Fault suite only (`[dial-overrides]`, in builds with the `failpoints` feature): another
     /// broker's advertised `host:port` → the address this broker dials instead. The fault
     /// suite routes each direction of every broker pair through its own proxy this way;
@@ -130,7 +134,7 @@ impl Default for BrokerConfig {
             log: rafka_raft::LogConfig::default(),
             raft: rafka_raft::RaftTiming::default(),
             topic_defaults: TopicDefaults::default(),
-            groups: crate::group::GroupsConfig::default(),
+            groups: GroupsConfig::default(),
             #[cfg(feature = "failpoints")]
             dial_overrides: BTreeMap::new(),
         }

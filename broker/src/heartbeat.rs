@@ -1,0 +1,173 @@
+//! Broker heartbeats: every broker tells the controller leader, every half second, that it
+//! is alive and what it leads (term, in-sync replicas, offsets, settled voters); the
+//! controller leader records that in its live view and acts on it — registering brokers and
+//! new incarnations, completing reassignments, swapping a replaced broker's controller
+//! replica, creating `__consumer_offsets` once enough brokers are up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rafka_raft::App;
+use rafka_raft::Group;
+use rafka_raft::StateMachine;
+
+use crate::broker::Broker;
+use crate::controller::Command;
+use crate::controller::plan;
+use crate::internal;
+use crate::reassign;
+use crate::supervisor::TaskKey;
+
+/// Entries a follower may trail the leader by and still count as in sync.
+const IN_SYNC_MAX_LAG: u64 = 1000;
+/// How often a broker heartbeats.
+const INTERVAL: Duration = Duration::from_millis(500);
+
+/// Sends a heartbeat to the controller leader every [`INTERVAL`], until shutdown.
+pub async fn run(b: Arc<Broker>) {
+    loop {
+        let req = internal::BrokerHeartbeatRequest {
+            broker_id: b.id(),
+            address: b.address().to_string(),
+            rack: b.config().rack.clone(),
+            leading: leading(&b),
+            incarnation: b.incarnation(),
+            controller_replica: b.controller().replica_id(),
+        };
+        if b.controller().is_leader() {
+            handle(&b, req);
+        } else {
+            // Without a known leader (a replica that is not a member yet learns of none),
+            // every founding broker is told; those not leading ignore it.
+            let targets: Vec<String> = match b.controller().leader() {
+                Some((_, addr)) => vec![addr],
+                None => b
+                    .config()
+                    .initial_cluster()
+                    .map(|c| {
+                        c.into_iter().filter(|(id, _)| *id != b.id()).map(|(_, a)| a).collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            for addr in targets {
+                let Ok(ch) = b.channel(&addr) else { continue };
+                let mut client = internal::internal_client::InternalClient::new(ch);
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    client.broker_heartbeat(req.clone()),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(_))) {
+                    tracing::debug!("heartbeat to the controller at {addr} failed: {sent:?}");
+                }
+            }
+        }
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
+/// What this broker leads, for the controller.
+fn leading(b: &Broker) -> Vec<internal::PartitionReport> {
+    let replicas = b.replicas();
+    let mut out: Vec<_> = replicas
+        .partitions()
+        .iter()
+        .filter_map(|p| report(b, &p.group, || (p.applied().high_watermark, p.log_start_offset())))
+        .collect();
+    // Offsets partitions hold no records: they report leadership only.
+    out.extend(replicas.coordinators().iter().filter_map(|c| report(b, &c.group, || (0, 0))));
+    out
+}
+
+/// The leader's report of one group; `None` on a follower, and on a new leader until it has
+/// applied an entry of its term (its high watermark may trail the previous leader's until
+/// then, and metadata must not show a watermark going back). `offsets` gives the high
+/// watermark and log start offset, read once the leader is known ready.
+fn report<A: App, S: StateMachine<A>>(
+    b: &Broker,
+    group: &Group<A, S>,
+    offsets: impl FnOnce() -> (i64, i64),
+) -> Option<internal::PartitionReport> {
+    if !group.is_leader_ready() {
+        return None;
+    }
+    let (high_watermark, log_start_offset) = offsets();
+    let metrics = group.metrics();
+    let last = metrics.last_log_index.unwrap_or(0);
+    let membership = metrics.membership_config.membership().clone();
+    let mut in_sync = vec![b.id()];
+    if let Some(replication) = &metrics.replication {
+        for (replica, matched) in replication {
+            let Some(node) = membership.get_node(replica) else { continue };
+            let matched = matched.as_ref().map_or(0, |l| l.index);
+            if node.broker_id != b.id() && matched + IN_SYNC_MAX_LAG >= last {
+                in_sync.push(node.broker_id);
+            }
+        }
+    }
+    in_sync.sort_unstable();
+    in_sync.dedup();
+    Some(internal::PartitionReport {
+        group: group.id(),
+        term: metrics.current_term,
+        in_sync,
+        high_watermark,
+        log_start_offset,
+        voters: reassign::reported_voters(group),
+    })
+}
+
+/// The controller leader's side of a heartbeat.
+pub fn handle(
+    b: &Arc<Broker>,
+    req: internal::BrokerHeartbeatRequest,
+) -> internal::BrokerHeartbeatResponse {
+    if !b.controller().is_leader() {
+        return internal::BrokerHeartbeatResponse {
+            accepted: false,
+            message: format!("broker {} is not the controller leader", b.id()),
+        };
+    }
+    let state = b.state();
+    let heard = plan::heartbeat(&state, &req);
+    b.live().report(req.broker_id, heard.leading);
+    for (group, voters, name) in heard.complete {
+        propose(
+            b,
+            TaskKey::CompleteReassignment(group),
+            Command::CompleteReassignment { group, voters },
+            format!("{name}: reassignment complete"),
+        );
+    }
+    if req.controller_replica != 0 {
+        reassign::replace_controller_replica(
+            b,
+            req.broker_id,
+            req.controller_replica,
+            &req.address,
+        );
+    }
+    if let Some(register) = heard.register {
+        let done = format!("broker {} registered at {}", req.broker_id, req.address);
+        propose(b, TaskKey::RegisterBroker(req.broker_id), register, done);
+    }
+    let founding = b.founding_brokers();
+    let live = b.live_brokers(&state);
+    if let Some(create) = plan::offsets_topic(&state, &live, founding, &b.config().groups) {
+        let done = format!("created {}", rafka_proto::groups::OFFSETS_TOPIC);
+        propose(b, TaskKey::CreateOffsetsTopic, create, done);
+    }
+    internal::BrokerHeartbeatResponse { accepted: true, message: String::new() }
+}
+
+/// Proposes `cmd` in the background, at most one per `key` at a time; logs `done` at info
+/// once it is committed.
+fn propose(b: &Arc<Broker>, key: TaskKey, cmd: Command, done: String) {
+    let this = b.clone();
+    b.tasks().spawn_keyed(key, "controller proposal", async move {
+        match this.controller().propose(cmd).await {
+            Ok(_) => tracing::info!("{done}"),
+            Err(e) => tracing::debug!(?key, "proposal failed, retried on a later heartbeat: {e}"),
+        }
+    });
+}

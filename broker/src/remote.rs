@@ -1,0 +1,123 @@
+//! Calls this broker makes to other brokers on a client's behalf (over their public gRPC
+//! services): offset lookups on a partition's leader wherever it is, and the group listings
+//! of every broker.
+
+use rafka_proto::ErrorCode;
+use rafka_proto::ErrorExt;
+use rafka_proto::v1;
+use tonic::Request;
+
+use crate::broker::Broker;
+use crate::broker::FORWARDED_HEADER;
+use crate::controller::state::BrokerRecord;
+use crate::error::Error;
+use crate::error::Leader;
+use crate::error::Result;
+use crate::group::GroupListing;
+use crate::partition::OffsetSpec;
+
+/// Hops a forwarded offset lookup may take following leader hints.
+const MAX_HOPS: usize = 3;
+/// Bound on one forwarded call.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// ListOffsets of any partition: answered by the local replica if it leads, else by the
+/// leader (following `NOT_LEADER` hints).
+pub async fn list_offsets(
+    b: &Broker,
+    topic: &str,
+    partition: u32,
+    spec: OffsetSpec,
+) -> Result<(i64, i64)> {
+    let mut addr = match b.route(topic, partition) {
+        Ok((_, p)) if p.group.is_leader() => return p.list_offset(spec, false).await,
+        Ok((_, p)) => p.group.leader().map(|(_, n)| n.addr),
+        Err(Error::NotLeader { leader, .. }) => Some(leader.address),
+        Err(e) => return Err(e),
+    };
+    let what = format!("{topic}-{partition}");
+    let spec = match spec {
+        OffsetSpec::Earliest => v1::offset_spec::Spec::Earliest(true),
+        OffsetSpec::Latest => v1::offset_spec::Spec::Latest(true),
+        OffsetSpec::Timestamp(ts) => v1::offset_spec::Spec::Timestamp(ts),
+    };
+    for _ in 0..MAX_HOPS {
+        let Some(a) = addr.take() else { break };
+        let mut client = v1::data_client::DataClient::new(b.channel(&a)?);
+        let req = v1::ListOffsetsRequest {
+            topic: topic.to_string(),
+            partition,
+            spec: Some(v1::OffsetSpec { spec: Some(spec) }),
+            allow_follower: false,
+        };
+        let resp = tokio::time::timeout(CALL_TIMEOUT, client.list_offsets(req))
+            .await
+            .map_err(|_| Error::TimedOut(format!("{what}: leader at {a}: timed out")))?
+            .map_err(|s| Error::LeaderNotAvailable(format!("{what}: leader at {a}: {s}")))?;
+        let resp = resp.into_inner();
+        let err = resp.error.unwrap_or_else(v1::Error::none);
+        match err.error_code() {
+            ErrorCode::None => return Ok((resp.offset, resp.timestamp)),
+            ErrorCode::NotLeader => addr = err.leader.map(|l| l.address),
+            _ => return Err(from_wire(&err)),
+        }
+    }
+    Err(Error::not_leader(&what, None))
+}
+
+/// The groups `broker` coordinates (it answers for itself only: the call is marked
+/// forwarded).
+pub async fn list_groups(b: &Broker, broker: &BrokerRecord) -> Result<Vec<GroupListing>> {
+    let mut req = Request::new(v1::ListGroupsRequest {});
+    req.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
+    let mut client = v1::groups_client::GroupsClient::new(b.channel(&broker.address)?);
+    let resp = tokio::time::timeout(CALL_TIMEOUT, client.list_groups(req)).await;
+    let resp = match resp {
+        Ok(Ok(r)) => r.into_inner(),
+        Ok(Err(s)) => {
+            return Err(Error::CoordinatorNotAvailable(format!(
+                "broker {} did not list its groups: {}",
+                broker.id,
+                s.message()
+            )));
+        }
+        Err(_) => {
+            return Err(Error::CoordinatorNotAvailable(format!(
+                "broker {} did not list its groups in time",
+                broker.id
+            )));
+        }
+    };
+    if let Some(e) = resp.error.filter(|e| !e.is_ok()) {
+        return Err(from_wire(&v1::Error {
+            message: format!("broker {}: {}", broker.id, e.message),
+            ..e
+        }));
+    }
+    Ok(resp
+        .groups
+        .into_iter()
+        .map(|g| GroupListing {
+            group_id: g.group_id,
+            state: g.state,
+            members: g.members,
+            coordinator: g.coordinator,
+        })
+        .collect())
+}
+
+/// A refusal another broker answered with, as this broker's error.
+fn from_wire(e: &v1::Error) -> Error {
+    let leader = e.leader.clone().map(|l| Leader { broker_id: l.broker_id, address: l.address });
+    let message = e.message.clone();
+    match (e.error_code(), leader) {
+        (ErrorCode::NotLeader, Some(leader)) => Error::NotLeader { message, leader },
+        (ErrorCode::NotLeader, None) => Error::LeaderNotAvailable(message),
+        (ErrorCode::NotCoordinator, Some(coordinator)) => {
+            Error::NotCoordinator { message, coordinator }
+        }
+        (ErrorCode::NotCoordinator, None) => Error::CoordinatorNotAvailable(message),
+        (ErrorCode::NotController, leader) => Error::NotController { message, leader },
+        (code, _) => Error::from_code(code, message),
+    }
+}
