@@ -19,6 +19,9 @@ cargo fmt --all --check
 features=rafka-broker/failpoints,rafka-broker/lazy-io
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --workspace --all-targets --locked --features "$features" -- -D warnings
+# The broker alone: rafka-raft without its test-only API (`test-hooks`, which the workspace
+# build turns on for rafka-raft's own tests).
+cargo clippy -p rafka-broker --all-targets --locked -- -D warnings
 # The client library without the CLI's dependencies (`default-features = false`).
 cargo clippy -p rafka-client --lib --no-default-features --locked -- -D warnings
 log=$(mktemp)

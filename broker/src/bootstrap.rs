@@ -114,12 +114,12 @@ pub fn answer_probe(
         // No controller log here either: nothing to know.
         None => true,
         Some(c) => {
-            let m = c.metrics();
-            match m.last_log_index {
+            let s = c.status();
+            match s.last_log_index {
                 None => true,
                 Some(_) => {
-                    m.current_leader.is_some()
-                        && m.last_applied.map(|l| l.index) >= m.local_committed.map(|l| l.index)
+                    s.leader.is_some()
+                        && s.last_applied.map(|l| l.index) >= s.committed.map(|l| l.index)
                 }
             }
         }

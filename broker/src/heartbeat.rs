@@ -92,25 +92,11 @@ fn report<A: App, S: StateMachine<A>>(
         return None;
     }
     let (high_watermark, log_start_offset) = offsets();
-    let metrics = group.metrics();
-    let last = metrics.last_log_index.unwrap_or(0);
-    let membership = metrics.membership_config.membership().clone();
-    let mut in_sync = vec![b.id()];
-    if let Some(replication) = &metrics.replication {
-        for (replica, matched) in replication {
-            let Some(node) = membership.get_node(replica) else { continue };
-            let matched = matched.as_ref().map_or(0, |l| l.index);
-            if node.broker_id != b.id() && matched + IN_SYNC_MAX_LAG >= last {
-                in_sync.push(node.broker_id);
-            }
-        }
-    }
-    in_sync.sort_unstable();
-    in_sync.dedup();
+    let status = group.status();
     Some(internal::PartitionReport {
         group: group.id(),
-        term: metrics.current_term,
-        in_sync,
+        term: status.term,
+        in_sync: status.in_sync_brokers(b.id(), IN_SYNC_MAX_LAG),
         high_watermark,
         log_start_offset,
         voters: reassign::reported_voters(group),

@@ -70,8 +70,7 @@ async fn drive<A: App, S: StateMachine<A>>(
     let ids: BTreeSet<u64> = target.iter().map(|r| r.replica).collect();
     let raft = |e| Error::from_raft(name, e);
     for r in target {
-        let membership = group.metrics().membership_config.membership().clone();
-        if membership.get_node(&r.replica).is_some() {
+        if group.status().membership.get_node(&r.replica).is_some() {
             continue;
         }
         let addr =
@@ -92,7 +91,7 @@ async fn drive<A: App, S: StateMachine<A>>(
         tracing::info!(partition = %name, voters = ?ids, "changing the voters");
         group.replace_voters(ids.iter().copied()).await.map_err(raft)?;
     }
-    let membership = group.metrics().membership_config.membership().clone();
+    let membership = group.status().membership;
     let extra: Vec<u64> =
         membership.nodes().map(|(id, _)| *id).filter(|id| !ids.contains(id)).collect();
     if !extra.is_empty() {
@@ -126,19 +125,13 @@ fn learners_caught_up<A: App, S: StateMachine<A>>(
     group: &Group<A, S>,
     ids: &BTreeSet<u64>,
 ) -> bool {
-    let m = group.metrics();
-    let committed = m.cluster_committed.map_or(0, |l| l.index);
-    let Some(replication) = &m.replication else { return false };
-    ids.iter().all(|id| {
-        *id == group.replica_id()
-            || replication.get(id).is_some_and(|l| l.as_ref().map_or(0, |l| l.index) >= committed)
-    })
+    group.status().caught_up(group.replica_id(), ids)
 }
 
 /// The settled voters of a group this broker leads, for its heartbeat report.
 pub fn reported_voters<A: App, S: StateMachine<A>>(group: &Group<A, S>) -> Vec<u64> {
     let Some(voters) = group.settled_voters() else { return Vec::new() };
-    let members = group.metrics().membership_config.membership().nodes().count();
+    let members = group.status().membership.nodes().count();
     if members != voters.len() {
         return Vec::new();
     }
@@ -151,7 +144,7 @@ pub fn reported_voters<A: App, S: StateMachine<A>>(group: &Group<A, S>) -> Vec<u
 pub fn replace_controller_replica(b: &Arc<Broker>, broker: u64, replica: u64, addr: &str) {
     let Some(c) = b.controller().group() else { return };
     let Some(voters) = c.settled_voters() else { return };
-    let membership = c.metrics().membership_config.membership().clone();
+    let membership = c.status().membership;
     let stale: BTreeSet<u64> = membership
         .nodes()
         .filter(|(id, n)| n.broker_id == broker && **id != replica)
@@ -181,9 +174,8 @@ pub fn replace_controller_replica(b: &Arc<Broker>, broker: u64, replica: u64, ad
                 c.replace_voters(next.iter().copied()).await.map_err(raft)?;
             }
             let left: Vec<u64> = c
-                .metrics()
-                .membership_config
-                .membership()
+                .status()
+                .membership
                 .nodes()
                 .map(|(id, _)| *id)
                 .filter(|id| stale.contains(id))

@@ -264,13 +264,13 @@ pub fn initialize_when_quiet<A: App, S: StateMachine<A>>(
     members: BTreeMap<u64, ReplicaNode>,
     name: &str,
 ) {
-    if group.metrics().last_log_index.is_some() {
+    if group.status().last_log_index.is_some() {
         return;
     }
     let name = name.to_string();
     tasks.spawn_keyed(TaskKey::Initialize(group.id()), "initialize group", async move {
         tokio::time::sleep(delay).await;
-        if group.metrics().last_log_index.is_none() {
+        if group.status().last_log_index.is_none() {
             match group.initialize(members).await {
                 Ok(()) => tracing::debug!(group = %name, "group initialised"),
                 Err(e) => tracing::debug!(group = %name, "already initialised: {e}"),

@@ -78,12 +78,7 @@ async fn hand_to_preferred<A: App, S: StateMachine<A>>(
     if preferred.broker == b.id() || !b.node().is_peer_alive(preferred.broker) {
         return;
     }
-    let m = group.metrics();
-    let last = m.last_log_index.unwrap_or(0);
-    let caught_up = m.replication.as_ref().is_some_and(|r| {
-        r.get(&preferred.replica).is_some_and(|l| l.as_ref().map_or(0, |l| l.index) >= last)
-    });
-    if !caught_up {
+    if !group.status().has_whole_log(preferred.replica) {
         return;
     }
     tracing::info!(partition = %name, to = preferred.broker, "handing leadership to the preferred replica");

@@ -206,3 +206,45 @@ fn references_point_inside_the_repository() {
         }
     }
 }
+
+/// rafka-raft's public API names no openraft type: the modules that speak openraft's types
+/// are public only to its own tests (`test-hooks`), and nothing public elsewhere aliases or
+/// re-exports an openraft type.
+#[test]
+fn rafka_raft_keeps_openraft_to_itself() {
+    let raft = Path::new(env!("CARGO_MANIFEST_DIR")).join("../raft/src");
+    let lib = std::fs::read_to_string(raft.join("lib.rs")).unwrap();
+    let lines: Vec<&str> = lib.lines().collect();
+    for internal in ["codec", "log", "meta", "types", "wire"] {
+        let decl = format!("pub mod {internal};");
+        let at = lines.iter().position(|l| *l == decl).unwrap_or_else(|| panic!("{decl}"));
+        assert_eq!(lines[at - 1], "#[cfg(feature = \"test-hooks\")]", "{decl} is public");
+    }
+    for l in lines.iter().filter(|l| l.starts_with("pub use ")) {
+        assert!(!l.contains("openraft") && !l.contains("types::TypeConfig"), "{l}");
+    }
+    for f in rust_files(&raft) {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let public_module = !["types.rs", "codec.rs", "meta.rs", "wire.rs"].contains(&name)
+            && !f.components().any(|c| c.as_os_str() == "log");
+        if !public_module {
+            continue;
+        }
+        let code = code(&f);
+        let mut previous = "";
+        for l in code.lines() {
+            let l = l.trim_start();
+            let test_only = previous == "#[cfg(feature = \"test-hooks\")]";
+            previous = l;
+            let public = l.starts_with("pub fn")
+                || l.starts_with("pub async fn")
+                || l.starts_with("pub type")
+                || l.starts_with("pub use");
+            assert!(
+                test_only || !(public && (l.contains("openraft") || l.contains("RaftMetrics"))),
+                "{}: public item names openraft: {l}",
+                f.display()
+            );
+        }
+    }
+}

@@ -31,13 +31,13 @@ use openraft::storage::IOFlushed;
 use openraft::storage::RaftLogStorage;
 use openraft::type_config::TypeConfigExt;
 use rafka_raft::App;
-use rafka_raft::Entry;
 use rafka_raft::LogConfig;
 use rafka_raft::LogPayload;
 use rafka_raft::LogRuntime;
 use rafka_raft::SegmentLog;
-use rafka_raft::TypeConfig;
-use rafka_raft::log_id;
+use rafka_raft::types::Entry;
+use rafka_raft::types::TypeConfig;
+use rafka_raft::types::log_id;
 
 const BATCH: u64 = 64;
 

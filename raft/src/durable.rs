@@ -70,6 +70,12 @@ pub fn create_dir(path: &Path) -> io::Result<()> {
     std::fs::create_dir_all(path)
 }
 
+/// Applies the simulated power loss (`lazy-io`) to a RocksDB database of the application:
+/// unsynced writes are lost with the process. Otherwise nothing.
+pub fn lazy_io_rocksdb(opts: &mut rocksdb::Options) {
+    crate::meta::lazy_io(opts);
+}
+
 /// Magic of the state-file envelope.
 pub const STATE_MAGIC: [u8; 4] = *b"RFKS";
 /// Version of the state-file envelope this code writes.

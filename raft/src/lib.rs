@@ -10,30 +10,37 @@
 //!   transport, runs the failure detector (`detector`) and the driver (`driver`) that sends
 //!   heartbeats and starts elections in place of openraft's per-group tick.
 //! - [`group`]: [`Group`], the handle of one hosted group: write, membership changes,
-//!   leadership transfer, compaction at the retention point.
-//! - [`sm`]: [`StateMachine`], what the application supplies per group, and its adapter.
+//!   leadership transfer, compaction at the retention point, and [`RaftStatus`], the
+//!   replica's view of its group.
+//! - [`model`]: the Raft facts in rafka's own types — [`LogId`], [`Membership`],
+//!   [`StoredMembership`], [`SnapshotMeta`], [`Entry`], [`RaftStatus`]. The public API names
+//!   no openraft type: an openraft upgrade changes this crate only.
+//! - [`sm`]: [`StateMachine`], what the application supplies per group, and its adapter to
+//!   openraft.
 //! - `transport` (private): one HTTP/2 channel per peer broker, routing by group id,
-//!   pipelined stream append, heartbeat coalescing. [`wire`]: its protobuf and conversions.
+//!   pipelined stream append, heartbeat coalescing. `wire`: its protobuf and conversions.
 //! - [`timing`]: [`RaftTiming`], detector, heartbeat and election timing (LAN and loopback
 //!   defaults).
-//! - [`types`]: the openraft type config ([`TypeConfig`]), [`App`] and [`LogPayload`].
+//! - `types`: the openraft type config, [`App`] and [`LogPayload`].
 //! - [`runtime`]: [`LogRuntime`], one per broker: RocksDB metadata, IO threads, flusher
 //!   (group commit).
-//! - [`log`]: [`SegmentLog`], one group's log: openraft `RaftLogStorage` and `RaftLogReader`,
+//! - `log`: [`SegmentLog`], one group's log: openraft `RaftLogStorage` and `RaftLogReader`,
 //!   truncate, purge, crash recovery, offset and timestamp lookups.
-//! - [`segment`] (private): segment and sparse-index files, scanning and recovery.
-//! - [`codec`]: byte formats of entries and index records.
-//! - [`meta`]: vote, committed and purge point per group in RocksDB.
+//! - `segment` (private): segment and sparse-index files, scanning and recovery.
+//! - `codec`: byte formats of entries and index records. `meta`: vote, committed and purge
+//!   point per group in RocksDB.
 //! - [`config`]: [`LogConfig`], [`FlushPolicy`].
 //! - [`crash`]: crash points ([`crash_point!`]) for the fault suite, behind `failpoints`.
-//! - [`durable`]: creations, renames and directory fsyncs; with `lazy-io`, a crash undoes
-//!   those no directory fsync made durable (simulated power loss).
+//! - [`durable`]: creations, renames and directory fsyncs (with `lazy-io`, a crash undoes
+//!   those no directory fsync made durable), and state files in a checksummed envelope.
 //! - [`error`]: [`Error`] with stable codes. [`metrics`]: metric names.
+//!
+//! `types`, `log`, `codec`, `meta` and `wire` speak openraft's types: they are private,
+//! except to this crate's own tests and benches (feature `test-hooks`).
 //!
 //! The design and the decisions behind it (storage and replication): `docs/ARCHITECTURE.md`,
 //! sections 4, 7 and 9.
 
-pub mod codec;
 pub mod config;
 pub mod crash;
 mod detector;
@@ -41,9 +48,8 @@ mod driver;
 pub mod durable;
 pub mod error;
 pub mod group;
-pub mod log;
-pub mod meta;
 pub mod metrics;
+pub mod model;
 pub mod node;
 pub mod runtime;
 mod segfile;
@@ -51,8 +57,29 @@ mod segment;
 pub mod sm;
 pub mod timing;
 mod transport;
+
+// Modules whose items speak openraft's types: the crate's own, except to its tests and
+// benches (feature `test-hooks`), which drive the storage through openraft's traits.
+#[cfg(feature = "test-hooks")]
+pub mod codec;
+#[cfg(not(feature = "test-hooks"))]
+mod codec;
+#[cfg(feature = "test-hooks")]
+pub mod log;
+#[cfg(not(feature = "test-hooks"))]
+mod log;
+#[cfg(feature = "test-hooks")]
+pub mod meta;
+#[cfg(not(feature = "test-hooks"))]
+mod meta;
+#[cfg(feature = "test-hooks")]
 pub mod types;
+#[cfg(not(feature = "test-hooks"))]
+mod types;
+#[cfg(feature = "test-hooks")]
 pub mod wire;
+#[cfg(not(feature = "test-hooks"))]
+mod wire;
 
 pub use config::FlushPolicy;
 pub use config::LogConfig;
@@ -64,26 +91,26 @@ pub use log::EntryLocation;
 pub use log::RecoveryStats;
 pub use log::SegmentInfo;
 pub use log::SegmentLog;
+pub use model::Entry;
+pub use model::EntryPayload;
+pub use model::LogId;
+pub use model::Membership;
+pub use model::RaftStatus;
+pub use model::SnapshotMeta;
+pub use model::StoredMembership;
+pub use model::log_id;
 pub use node::NodeConfig;
 pub use node::RaftNode;
 pub use node::TransportServer;
 pub use runtime::FlushStats;
 pub use runtime::LogRuntime;
 pub use sm::SnapshotData;
-pub use sm::SnapshotMeta;
 pub use sm::StateMachine;
-pub use sm::StoredMembership;
 pub use timing::RaftTiming;
 pub use transport::TransportStats;
 pub use transport::server::TransportService;
 pub use types::App;
-pub use types::Entry;
-pub use types::EntryPayload;
 pub use types::GroupId;
-pub use types::LogId;
 pub use types::LogPayload;
 pub use types::ReplicaId;
 pub use types::ReplicaNode;
-pub use types::TypeConfig;
-pub use types::Vote;
-pub use types::log_id;

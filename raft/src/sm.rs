@@ -22,20 +22,25 @@ use openraft::storage::EntryResponder;
 use openraft::storage::RaftStateMachine;
 
 use crate::log::SegmentLog;
+use crate::model::Entry;
+use crate::model::LogId;
+use crate::model::SnapshotMeta;
+use crate::model::StoredMembership;
 use crate::types::App;
 use crate::types::CommittedLeaderId;
-use crate::types::Entry;
-use crate::types::LogId;
 use crate::types::ReplicaId;
 use crate::types::ReplicaNode;
 use crate::types::TypeConfig;
 
-/// Last applied membership and the log id of the entry that carried it.
-pub type StoredMembership = openraft::StoredMembership<CommittedLeaderId, ReplicaId, ReplicaNode>;
-/// What a snapshot covers: last log id and membership.
-pub type SnapshotMeta = openraft::SnapshotMeta<CommittedLeaderId, ReplicaId, ReplicaNode>;
+/// openraft's last applied membership.
+pub(crate) type RaftStoredMembership =
+    openraft::StoredMembership<CommittedLeaderId, ReplicaId, ReplicaNode>;
+/// openraft's snapshot metadata.
+pub(crate) type RaftSnapshotMeta =
+    openraft::SnapshotMeta<CommittedLeaderId, ReplicaId, ReplicaNode>;
 /// A snapshot as openraft handles it.
-pub type Snapshot = openraft::Snapshot<CommittedLeaderId, ReplicaId, ReplicaNode, SnapshotData>;
+pub(crate) type Snapshot =
+    openraft::Snapshot<CommittedLeaderId, ReplicaId, ReplicaNode, SnapshotData>;
 
 /// The bytes of a snapshot, and the record offset right after its last entry.
 ///
@@ -80,9 +85,10 @@ pub trait StateMachine<A: App>: Send + 'static {
     fn install_snapshot(&mut self, meta: &SnapshotMeta, data: SnapshotData) -> io::Result<()>;
 }
 
-/// Adapts a [`StateMachine`] to openraft's `RaftStateMachine`. The state is shared so that
-/// snapshot builders and the owner of the group handle can reach it.
-pub struct SmAdapter<A: App, S: StateMachine<A>> {
+/// Adapts a [`StateMachine`] to openraft's `RaftStateMachine`, converting rafka's types to
+/// openraft's. The state is shared so that snapshot builders and the owner of the group
+/// handle can reach it.
+pub(crate) struct SmAdapter<A: App, S: StateMachine<A>> {
     pub(crate) sm: Arc<Mutex<S>>,
     pub(crate) log: SegmentLog<A>,
 }
@@ -94,7 +100,7 @@ pub(crate) fn lock_sm<S>(sm: &Mutex<S>) -> MutexGuard<'_, S> {
 }
 
 /// Builds snapshots off the state-machine task.
-pub struct SnapshotBuilder<S> {
+pub(crate) struct SnapshotBuilder<S> {
     sm: Arc<Mutex<S>>,
 }
 
@@ -103,7 +109,7 @@ impl<A: App, S: StateMachine<A>> RaftSnapshotBuilder<TypeConfig<A>> for Snapshot
 
     async fn build_snapshot(&mut self) -> io::Result<Snapshot> {
         let (meta, snapshot) = lock_sm(&self.sm).build_snapshot()?;
-        Ok(Snapshot { meta, snapshot })
+        Ok(Snapshot { meta: meta.to_raft(), snapshot })
     }
 }
 
@@ -111,7 +117,9 @@ impl<A: App, S: StateMachine<A>> RaftStateMachine<TypeConfig<A>> for SmAdapter<A
     type SnapshotData = SnapshotData;
     type SnapshotBuilder = SnapshotBuilder<S>;
 
-    async fn applied_state(&mut self) -> io::Result<(Option<LogId>, StoredMembership)> {
+    async fn applied_state(
+        &mut self,
+    ) -> io::Result<(Option<crate::types::LogId>, RaftStoredMembership)> {
         let mut sm = lock_sm(&self.sm);
         let (applied, membership) = sm.applied_state()?;
         // A state machine restored from its own checkpoint may be ahead of the local log
@@ -121,7 +129,7 @@ impl<A: App, S: StateMachine<A>> RaftStateMachine<TypeConfig<A>> for SmAdapter<A
         if let (Some(last), Some(next)) = (applied, sm.applied_next_offset()) {
             self.log.set_snapshot_offset(last.index, next);
         }
-        Ok((applied, membership))
+        Ok((applied.map(Into::into), membership.to_raft()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> io::Result<()>
@@ -129,7 +137,7 @@ impl<A: App, S: StateMachine<A>> RaftStateMachine<TypeConfig<A>> for SmAdapter<A
         Strm: Stream<Item = io::Result<EntryResponder<TypeConfig<A>>>> + Unpin + Send,
     {
         while let Some((entry, responder)) = entries.try_next().await? {
-            let response = lock_sm(&self.sm).apply(entry)?;
+            let response = lock_sm(&self.sm).apply(Entry::from_raft(entry))?;
             if let Some(r) = responder {
                 r.send(response);
             }
@@ -143,7 +151,7 @@ impl<A: App, S: StateMachine<A>> RaftStateMachine<TypeConfig<A>> for SmAdapter<A
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta,
+        meta: &RaftSnapshotMeta,
         data: SnapshotData,
     ) -> io::Result<()> {
         // The log is purged up to the snapshot right after this: tell it where record
@@ -151,11 +159,11 @@ impl<A: App, S: StateMachine<A>> RaftStateMachine<TypeConfig<A>> for SmAdapter<A
         if let Some(last) = &meta.last_log_id {
             self.log.set_snapshot_offset(last.index, data.next_offset);
         }
-        lock_sm(&self.sm).install_snapshot(meta, data)
+        lock_sm(&self.sm).install_snapshot(&SnapshotMeta::from_raft(meta), data)
     }
 
     async fn get_current_snapshot(&mut self) -> io::Result<Option<Snapshot>> {
         let current = lock_sm(&self.sm).current_snapshot()?;
-        Ok(current.map(|(meta, snapshot)| Snapshot { meta, snapshot }))
+        Ok(current.map(|(meta, snapshot)| Snapshot { meta: meta.to_raft(), snapshot }))
     }
 }

@@ -81,8 +81,6 @@ pub type CommittedLeaderId = openraft::vote::leader_id_std::CommittedLeaderId<u6
 pub type LogId = openraft::LogId<CommittedLeaderId>;
 /// A Raft vote.
 pub type Vote = openraft::Vote<LeaderId>;
-/// openraft's entry payload enum (blank, normal, membership).
-pub use openraft::EntryPayload;
 
 /// Entry payload of application `A`.
 pub type Payload<A> = openraft::EntryPayload<<A as App>::Data, ReplicaId, ReplicaNode>;

@@ -18,8 +18,8 @@ use openraft::storage::RaftLogStorage;
 use rafka_raft::FlushPolicy;
 use rafka_raft::LogConfig;
 use rafka_raft::LogRuntime;
-use rafka_raft::Vote;
-use rafka_raft::log_id;
+use rafka_raft::types::Vote;
+use rafka_raft::types::log_id;
 
 /// Polls `cond` until it holds, failing after a generous deadline.
 async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -46,7 +46,7 @@ async fn flush_callbacks_wait_for_one_shared_fsync() {
     // A vote goes through the group's IO thread after the writes: once it is saved, every
     // write has been handed to the (paused) flusher.
     log.save_vote(&Vote::new(1, 1)).await.unwrap();
-    assert_eq!(log.written_log_id(), Some(log_id(1, 49)));
+    assert_eq!(log.written_log_id(), Some(rafka_raft::log_id(1, 49)));
     // ... written, but not durable: no callback may have fired.
     assert_eq!(log.flushed_log_id(), None);
     for rx in &mut pending {
@@ -63,7 +63,7 @@ async fn flush_callbacks_wait_for_one_shared_fsync() {
     assert_eq!(after.syncs - before.syncs, 1, "one fsync for 50 appends to one file");
     let writes = after.writes - before.writes;
     assert!((1..=50).contains(&writes), "{writes} writes for 50 appends");
-    assert_eq!(log.flushed_log_id(), Some(log_id(1, 49)));
+    assert_eq!(log.flushed_log_id(), Some(rafka_raft::log_id(1, 49)));
     assert_eq!(log.flushed_offset(), 50);
 
     // The coalesced writes hold exactly the entries, in order.
@@ -112,8 +112,10 @@ async fn interval_policy_acknowledges_before_the_sync() {
     append_durable(&mut log, vec![normal(1, 0, 3, 0, 10)]).await.unwrap();
     assert_eq!(log.flushed_log_id(), None, "acknowledged, but nothing synced yet");
     rt.set_flusher_paused(false);
-    wait_until("the interval flush catches up", || log.flushed_log_id() == Some(log_id(1, 0)))
-        .await;
+    wait_until("the interval flush catches up", || {
+        log.flushed_log_id() == Some(rafka_raft::log_id(1, 0))
+    })
+    .await;
     assert_eq!(log.flushed_offset(), 3);
 }
 
@@ -177,7 +179,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
     // A batch whose second entry leaves a hole: refused whole, the first entry included.
     let batch = vec![normal(1, 8, 1, 0, 10), normal(1, 10, 1, 0, 10)];
     assert!(append_durable(&mut log, batch).await.is_err());
-    assert_eq!(log.last_log_id(), Some(log_id(1, 7)));
+    assert_eq!(log.last_log_id(), Some(rafka_raft::log_id(1, 7)));
     // A truncation inside the purged prefix.
     assert!(log.truncate_after(Some(log_id(1, 2))).await.is_err());
 
@@ -193,7 +195,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
     assert_eq!(log.get_log_state().await.unwrap().last_purged_log_id, Some(log_id(1, 4)));
     // The log still works.
     append_durable(&mut log, vec![normal(1, 8, 1, 0, 10)]).await.unwrap();
-    assert_eq!(log.last_log_id(), Some(log_id(1, 8)));
+    assert_eq!(log.last_log_id(), Some(rafka_raft::log_id(1, 8)));
 }
 
 #[test]

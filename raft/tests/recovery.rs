@@ -19,7 +19,7 @@ use rafka_raft::LogRuntime;
 const GROUP: u64 = 1;
 const ENTRIES: u64 = 40;
 
-fn entry(i: u64) -> rafka_raft::Entry<TestApp> {
+fn entry(i: u64) -> rafka_raft::types::Entry<TestApp> {
     // Varying sizes and record counts so offsets and positions are irregular.
     normal(1, i, (i % 3) as u32, 1_000 + i as i64, 20 + (i as usize * 7) % 50)
 }

@@ -153,9 +153,7 @@ async fn killed_leader_node_fails_over_and_catches_up() {
             let group = c.node(b).group(g).unwrap();
             let entries = c
                 .node(b)
-                .run(move |_, _| async move {
-                    group.log().clone().try_get_log_entries(0..).await.unwrap()
-                })
+                .run(move |_, _| async move { group.log().read(0, u64::MAX).await.unwrap() })
                 .await;
             for (log_id, i) in &acked[&g] {
                 let e = entries
@@ -163,7 +161,7 @@ async fn killed_leader_node_fails_over_and_catches_up() {
                     .find(|e| e.log_id == *log_id)
                     .unwrap_or_else(|| panic!("group {g}: broker {b} lost acked entry {log_id}"));
                 match &e.payload {
-                    openraft::EntryPayload::Normal(d) => {
+                    rafka_raft::EntryPayload::Normal(d) => {
                         assert_eq!(d, &payload(g, *i, 64), "group {g}: entry {log_id} changed")
                     }
                     other => panic!("group {g}: entry {log_id} became {other:?}"),
@@ -286,7 +284,7 @@ async fn new_replica_installs_retention_snapshot_then_replicates() {
     assert_eq!(snapshot, retention, "snapshot is at the retention point, not the head");
     assert!(leader.log().segment_count() < segments_before, "purge deleted segments");
     assert_eq!(
-        leader.metrics().purged.map(|p| p.index),
+        leader.raft_metrics().purged.map(|p| p.index),
         Some(retention.index),
         "purged exactly to the retention point"
     );
@@ -394,7 +392,7 @@ async fn leader_that_handed_off_its_term_refuses_reads() {
         c.node(1).run(move |_, _| async move { g.transfer_leadership(to, SECS(1)).await }).await;
     let newer = c.must_write_among(4, &[3], payload(4, 1, 10), SECS(20)).await;
 
-    let m = old.metrics();
+    let m = old.raft_metrics();
     assert_eq!(m.state, openraft::ServerState::Leader, "node 1 learnt of the new term");
     let applied = old.state_machine().lock().unwrap().state.last_applied;
     assert!(applied < Some(newer), "node 1 applied {applied:?}, the new leader wrote {newer:?}");
@@ -435,7 +433,7 @@ async fn a_failed_transfer_does_not_strand_the_group() {
     assert_eq!(c.must_leader(5, SECS(20)).await, 1);
     c.must_write(5, payload(5, 0, 10), SECS(10)).await;
     let old = c.node(1).group(5).unwrap();
-    let term = old.metrics().current_term;
+    let term = old.raft_metrics().current_term;
     // The transfer request to node 3 is lost.
     c.node(1).node.as_ref().unwrap().set_partitioned([3]);
     let (g, to) = (old.clone(), replicas[&3]);
@@ -444,7 +442,7 @@ async fn a_failed_transfer_does_not_strand_the_group() {
     assert_eq!(res.map_err(|e| e.code()), Err("TIMEOUT"), "the transfer cannot have succeeded");
     // Well within any lease or election timeout: only a leader of a new term can write.
     let last = c.must_write(5, payload(5, 1, 10), SECS(10)).await;
-    assert!(last.committed_leader_id().term > term, "written in a new term: {last:?}");
+    assert!(last.term > term, "written in a new term: {last:?}");
     c.must_apply(5, last.index, SECS(10)).await;
 }
 
@@ -553,7 +551,7 @@ async fn idle_group_sends_nothing_and_still_accepts_writes() {
         assert!(Instant::now() < deadline, "the group never went quiet");
     }
     // Quiet means quiet: over a while, no node sends a single group heartbeat.
-    let term = leader.metrics().current_term;
+    let term = leader.raft_metrics().current_term;
     let before: Vec<_> =
         (1..=3).map(|b| c.node(b).node.as_ref().unwrap().transport_stats()).collect();
     let quiet_until = Instant::now() + Duration::from_millis(3 * c.timing.heartbeat_interval_ms);
@@ -574,7 +572,7 @@ async fn idle_group_sends_nothing_and_still_accepts_writes() {
         .await
         .expect("write to an idle group");
     assert_eq!(next.index, first.index + 1);
-    assert_eq!(leader.metrics().current_term, term, "no election happened");
+    assert_eq!(leader.raft_metrics().current_term, term, "no election happened");
     // So do membership changes (they renew the lease too).
     let l = leader.clone();
     let learner = replica_id(5, 1, 9);
@@ -601,7 +599,7 @@ async fn restarted_follower_does_not_depose_idle_leaders() {
         let b = c.must_leader(g, SECS(20)).await;
         let last = c.must_write(g, payload(g, 0, 10), SECS(10)).await;
         c.must_apply(g, last.index, SECS(10)).await;
-        terms.insert(g, (b, c.node(b).group(g).unwrap().metrics().current_term));
+        terms.insert(g, (b, c.node(b).group(g).unwrap().raft_metrics().current_term));
     }
     c.kill(3);
     let back: Vec<_> = (1..=groups).map(|g| (g, replicas[&g][&3])).collect();
@@ -615,7 +613,7 @@ async fn restarted_follower_does_not_depose_idle_leaders() {
     for g in 1..=groups {
         let (b, term) = terms[&g];
         assert_eq!(c.must_leader(g, SECS(10)).await, b, "group {g}: leadership moved");
-        let m = c.node(b).group(g).unwrap().metrics();
+        let m = c.node(b).group(g).unwrap().raft_metrics();
         assert_eq!(m.current_term, term, "group {g}: an election happened");
     }
 }
@@ -678,8 +676,8 @@ async fn leader_whose_core_stops_on_a_live_broker_is_replaced() {
     // The leader's Raft core stops (as on a storage failure) while its broker stays up and
     // keeps answering probes; the group is idle, so nothing else would tell the followers.
     let leader = c.node(1).group(4).unwrap();
-    c.node(1).run(move |_, _| async move { leader.raft().shutdown().await.unwrap() }).await;
-    assert_eq!(c.node(1).group(4).unwrap().metrics().state, openraft::ServerState::Shutdown);
+    c.node(1).run(move |_, _| async move { leader.stop_raft_core().await.unwrap() }).await;
+    assert_eq!(c.node(1).group(4).unwrap().raft_metrics().state, openraft::ServerState::Shutdown);
     let next = c.must_write_among(4, &[2, 3], payload(4, 1, 10), SECS(20)).await;
     assert!(next > first);
     assert!(c.node(1).node.as_ref().unwrap().is_peer_alive(2), "broker 1 is up all along");

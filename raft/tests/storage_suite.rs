@@ -13,7 +13,7 @@ use openraft::testing::log::StoreBuilder;
 use openraft::testing::log::Suite;
 use rafka_raft::LogConfig;
 use rafka_raft::SegmentLog;
-use rafka_raft::TypeConfig;
+use rafka_raft::types::TypeConfig;
 use tempfile::TempDir;
 
 type C = TypeConfig<NoOffsetsApp>;

@@ -233,13 +233,13 @@ async fn a_broker_with_a_wiped_disk_rejoins_as_a_new_replica() {
         let other = (1..=3).find(|b| *b != leader && *b != victim).unwrap();
         let mut sent = produce_values(&client, "wiped", "before", 40).await;
         let incarnation = cluster.broker(victim).data_dir().join("incarnation");
-        let old = std::fs::read_to_string(&incarnation).unwrap();
+        let old = std::fs::read(&incarnation).unwrap();
 
         cluster.must_kill(victim);
         std::fs::remove_dir_all(cluster.broker(victim).data_dir()).unwrap();
         sent.extend(produce_values(&client, "wiped", "down", 20).await);
         cluster.must_restart(victim, t).await;
-        assert_ne!(std::fs::read_to_string(&incarnation).unwrap(), old, "a new incarnation");
+        assert_ne!(std::fs::read(&incarnation).unwrap(), old, "a new incarnation");
 
         let replicas = info(&client, "wiped", 0).await.unwrap().replicas;
         wait_settled(&client, "wiped", &replicas, t).await;

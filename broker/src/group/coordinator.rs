@@ -142,7 +142,7 @@ impl Coordinator {
                 self.partition
             )));
         }
-        let term = self.group.metrics().current_term;
+        let term = self.group.current_term();
         // A newer coordinator acts on member sessions only after a session timeout: an old
         // leader cut off from its quorum stops answering well before that.
         let within = Duration::from_millis(self.config.session_timeout_ms / 2);
@@ -361,7 +361,7 @@ impl Coordinator {
         if !self.group.is_leader() || !self.group.is_leader_ready() {
             return Ok(Vec::new());
         }
-        let term = self.group.metrics().current_term;
+        let term = self.group.current_term();
         let session = Duration::from_millis(self.config.session_timeout_ms);
         let rebalance = Duration::from_millis(self.config.rebalance_timeout_ms);
         let candidates: Vec<(String, String)> = {
@@ -490,7 +490,7 @@ impl Coordinator {
 
     /// Snapshots the state and purges the log once it has grown enough since the last one.
     pub async fn maybe_compact(&self) {
-        let m = self.group.metrics();
+        let m = self.group.status();
         let applied = m.last_applied.map_or(0, |l| l.index);
         let snapshot = m.snapshot.map_or(0, |l| l.index);
         if applied.saturating_sub(snapshot) >= COMPACT_AFTER_ENTRIES {

@@ -153,7 +153,7 @@ impl GroupsDb {
         opts.create_if_missing(true);
         opts.set_max_background_jobs(2);
         opts.set_keep_log_file_num(4);
-        rafka_raft::meta::lazy_io(&mut opts);
+        rafka_raft::durable::lazy_io_rocksdb(&mut opts);
         let db = DB::open(&opts, path).map_err(|e| db_err(&path.display().to_string(), e))?;
         Ok(Arc::new(GroupsDb { db }))
     }
@@ -325,17 +325,17 @@ impl OffsetsSm {
 
 fn encode_applied(applied: Option<LogId>, membership: &StoredMembership) -> Vec<u8> {
     let mut v = Vec::with_capacity(64);
-    let (t, i) = applied.map_or((0, 0), |l| (l.leader_id.term, l.index));
+    let (t, i) = applied.map_or((0, 0), |l| (l.term, l.index));
     v.push(applied.is_some() as u8);
     v.extend_from_slice(&t.to_le_bytes());
     v.extend_from_slice(&i.to_le_bytes());
     let ml = *membership.log_id();
-    let (t, i) = ml.map_or((0, 0), |l| (l.leader_id.term, l.index));
+    let (t, i) = ml.map_or((0, 0), |l| (l.term, l.index));
     v.push(ml.is_some() as u8);
     v.extend_from_slice(&t.to_le_bytes());
     v.extend_from_slice(&i.to_le_bytes());
     let mut m = BytesMut::new();
-    rafka_raft::codec::encode_membership(membership.membership(), &mut m);
+    membership.membership().encode(&mut m);
     v.extend_from_slice(&m);
     v
 }
@@ -347,7 +347,7 @@ fn decode_applied(v: &[u8]) -> io::Result<(Option<LogId>, StoredMembership)> {
     let u = |at: usize| u64::from_le_bytes(v[at..at + 8].try_into().expect("8 bytes"));
     let applied = (v[0] != 0).then(|| rafka_raft::log_id(u(1), u(9)));
     let mlog = (v[17] != 0).then(|| rafka_raft::log_id(u(18), u(26)));
-    let membership = rafka_raft::codec::decode_membership(Bytes::copy_from_slice(&v[34..]))?;
+    let membership = rafka_raft::Membership::decode(Bytes::copy_from_slice(&v[34..]))?;
     Ok((applied, StoredMembership::new(mlog, membership)))
 }
 

@@ -186,8 +186,8 @@ impl Partition {
         // Checked again under the lock, with the term it holds for: the applied table is
         // complete only once this leader applied an entry of its own term, and the proposal
         // below is fenced to that same term.
-        let term = self.group.metrics().current_term;
-        if !self.group.is_leader_ready() || self.group.metrics().current_term != term {
+        let term = self.group.current_term();
+        if !self.group.is_leader_ready() || self.group.current_term() != term {
             return Err(self.leader_error());
         }
         if inflight.term != term {

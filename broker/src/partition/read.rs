@@ -191,6 +191,6 @@ impl Partition {
 
     /// The last applied log id (for retention).
     pub fn last_applied(&self) -> Option<LogId> {
-        self.group.metrics().last_applied
+        self.group.status().last_applied
     }
 }

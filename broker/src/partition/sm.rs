@@ -24,15 +24,13 @@ use bytes::BytesMut;
 use rafka_raft::Entry;
 use rafka_raft::EntryPayload;
 use rafka_raft::LogId;
+use rafka_raft::Membership;
 use rafka_raft::SegmentLog;
 use rafka_raft::SnapshotData;
 use rafka_raft::SnapshotMeta;
 use rafka_raft::StateMachine;
 use rafka_raft::StoredMembership;
-use rafka_raft::codec::decode_membership;
-use rafka_raft::codec::encode_membership;
 use rafka_raft::log_id;
-use rafka_raft::types::Membership;
 use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -96,7 +94,7 @@ struct IdRepr {
 
 impl From<LogId> for IdRepr {
     fn from(l: LogId) -> Self {
-        IdRepr { term: l.committed_leader_id().term, index: l.index }
+        IdRepr { term: l.term, index: l.index }
     }
 }
 
@@ -115,12 +113,12 @@ struct MembershipRepr {
 impl MembershipRepr {
     fn new(log_id: Option<LogId>, m: &Membership) -> Self {
         let mut buf = BytesMut::new();
-        encode_membership(m, &mut buf);
+        m.encode(&mut buf);
         MembershipRepr { log_id: log_id.map(Into::into), config: buf.to_vec() }
     }
 
     fn stored(&self) -> io::Result<StoredMembership> {
-        let m = decode_membership(Bytes::from(self.config.clone()))?;
+        let m = Membership::decode(Bytes::from(self.config.clone()))?;
         Ok(StoredMembership::new(self.log_id.map(Into::into), m))
     }
 }
@@ -408,11 +406,7 @@ impl StateMachine<PartitionApp> for PartitionSm {
         let stored = StoredSnapshot {
             last_log_id: point.log_id.into(),
             membership,
-            snapshot_id: format!(
-                "{}-{}",
-                point.log_id.committed_leader_id().term,
-                point.log_id.index
-            ),
+            snapshot_id: format!("{}-{}", point.log_id.term, point.log_id.index),
             next_offset: point.next_offset,
             body: serde_json::to_vec(&body).map_err(io::Error::other)?,
         };
@@ -455,7 +449,7 @@ impl StateMachine<PartitionApp> for PartitionSm {
         self.snapshot = Some(StoredSnapshot {
             last_log_id: last.into(),
             membership,
-            snapshot_id: format!("{}-{}", last.committed_leader_id().term, last.index),
+            snapshot_id: format!("{}-{}", last.term, last.index),
             next_offset: data.next_offset,
             body: data.data.to_vec(),
         });
@@ -483,7 +477,7 @@ mod tests {
         Membership::new(vec![BTreeSet::from([7])], nodes).unwrap()
     }
 
-    fn batch(producer: i64, seq: i32, count: u32) -> rafka_raft::types::Payload<PartitionApp> {
+    fn batch(producer: i64, seq: i32, count: u32) -> EntryPayload<PartitionApp> {
         EntryPayload::Normal(PartitionEntry {
             info: BatchInfo {
                 record_count: count,

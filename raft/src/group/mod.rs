@@ -28,17 +28,16 @@ use tracing::Instrument;
 use crate::detector::Detector;
 use crate::error::Error;
 use crate::log::SegmentLog;
+use crate::sm::RaftSnapshotMeta;
 use crate::sm::SmAdapter;
 use crate::sm::Snapshot;
 use crate::sm::SnapshotData;
-use crate::sm::SnapshotMeta;
 use crate::sm::StateMachine;
 use crate::transport::Brief;
 use crate::transport::GroupRpc;
 use crate::transport::GroupStatus;
 use crate::types::App;
 use crate::types::GroupId;
-use crate::types::LogId;
 use crate::types::ReplicaId;
 use crate::types::ReplicaNode;
 use crate::types::TypeConfig;
@@ -49,7 +48,7 @@ mod transfer;
 mod write;
 
 /// The openraft instance of a group.
-pub type GroupRaft<A, S> = openraft::Raft<TypeConfig<A>, SmAdapter<A, S>>;
+pub(crate) type GroupRaft<A, S> = openraft::Raft<TypeConfig<A>, SmAdapter<A, S>>;
 
 /// A group hosted by a [`crate::RaftNode`]. Cheap to clone.
 pub struct Group<A: App, S: StateMachine<A>> {
@@ -108,9 +107,31 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         self.inner.replica
     }
 
-    /// The openraft instance (metrics, waits, low-level triggers).
-    pub fn raft(&self) -> &GroupRaft<A, S> {
-        &self.inner.raft
+    /// Tests only: stops this replica's Raft core as a storage failure would (the group
+    /// stays hosted, its core answers nothing).
+    #[cfg(feature = "test-hooks")]
+    pub async fn stop_raft_core(&self) -> Result<(), Error> {
+        self.inner.raft.shutdown().await.map_err(|e| Error::Failed {
+            group: self.inner.id,
+            detail: format!("stopping the core: {e}"),
+        })
+    }
+
+    /// Tests only: openraft's metrics of this replica.
+    #[cfg(feature = "test-hooks")]
+    pub fn raft_metrics(&self) -> RaftMetrics<TypeConfig<A>> {
+        self.metrics()
+    }
+
+    /// This replica's view of the group: term, leader, log and commit positions, membership,
+    /// and on the leader each member's replication progress.
+    pub fn status(&self) -> crate::model::RaftStatus {
+        crate::model::RaftStatus::from_raft(&self.inner.raft.metrics().borrow_watched())
+    }
+
+    /// The current term (cheaper than [`Group::status`]).
+    pub fn current_term(&self) -> u64 {
+        self.inner.raft.metrics().borrow_watched().current_term
     }
 
     /// The application state machine.
@@ -124,7 +145,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     }
 
     /// The latest openraft metrics of this replica.
-    pub fn metrics(&self) -> RaftMetrics<TypeConfig<A>> {
+    pub(crate) fn metrics(&self) -> RaftMetrics<TypeConfig<A>> {
         self.inner.raft.metrics().borrow_watched().clone()
     }
 
@@ -239,7 +260,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
 
     /// Takes a snapshot at the state machine's retention point and purges the log up to it.
     /// Returns the snapshot's last log id.
-    pub async fn compact(&self, timeout: Duration) -> Result<Option<LogId>, Error> {
+    pub async fn compact(&self, timeout: Duration) -> Result<Option<crate::model::LogId>, Error> {
         let g = self.inner.id;
         let raft = &self.inner.raft;
         let before = self.metrics().snapshot;
@@ -259,7 +280,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
             .metrics(|m| m.purged.as_ref().map(|p| p.index) >= Some(snapshot.index), "log purged")
             .await
             .map_err(|e| Error::Timeout { group: g, detail: e.to_string() })?;
-        Ok(Some(snapshot))
+        Ok(Some(snapshot.into()))
     }
 }
 
@@ -296,7 +317,7 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
         pb::VoteResponse {
             vote: Some(wire::vote_to_pb(&vote)),
             vote_granted: false,
-            last_log_id: wire::opt_log_id_to_pb(self.log.last_log_id().as_ref()),
+            last_log_id: wire::opt_log_id_to_pb(self.log.last_raft_log_id().as_ref()),
         }
     }
 }
@@ -320,7 +341,7 @@ impl<A: App, S: StateMachine<A>> GroupInner<A, S> {
             .filter_map(|v| Some((*v, membership.get_node(v)?.clone())))
             .collect();
         let vote = pb::Vote { term: m.current_term + 1, voted_for: self.replica, committed: false };
-        let last = wire::opt_log_id_to_pb(self.log.last_log_id().as_ref());
+        let last = wire::opt_log_id_to_pb(self.log.last_raft_log_id().as_ref());
         let (group, me, broker) = (self.id, self.replica, self.peers.me());
         let peers = self.peers.clone();
         let detector = self.detector.clone();
@@ -445,7 +466,7 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
             // No live leader here: answer by log and term alone, as a pre-vote is meant to,
             // without openraft's lease check (the lease outlives a dead leader by far).
             let mine = self.raft.metrics().borrow_watched().vote;
-            let my_last = self.log.last_log_id();
+            let my_last = self.log.last_raft_log_id();
             let granted = vote.last_log_id >= my_last
                 && matches!(
                     vote.vote.partial_cmp(&mine),
@@ -501,7 +522,7 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
                 wire::stored_membership_from_pb(req.membership_log_id.as_ref(), req.membership)
                     .map_err(bad)?;
             let snapshot = Snapshot {
-                meta: SnapshotMeta {
+                meta: RaftSnapshotMeta {
                     last_log_id: wire::opt_log_id_from_pb(req.last_log_id.as_ref()),
                     last_membership: membership,
                 },

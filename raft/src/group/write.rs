@@ -6,12 +6,12 @@ use super::*;
 impl<A: App, S: StateMachine<A>> Group<A, S> {
     /// Proposes `data`; returns its log id and the state machine's response once it is
     /// committed and applied. Fails `NOT_LEADER` (with the leader) on a follower.
-    pub async fn write(&self, data: A::Data) -> Result<(LogId, A::Response), Error> {
+    pub async fn write(&self, data: A::Data) -> Result<(crate::model::LogId, A::Response), Error> {
         let g = self.inner.id;
         let mut attempt = 0;
         loop {
             match self.inner.raft.client_write(data.clone()).await {
-                Ok(r) => return Ok((r.log_id, r.data)),
+                Ok(r) => return Ok((r.log_id.into(), r.data)),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))
                     if f.reason == ForwardReason::LeaseExpired && attempt < 3 =>
                 {
@@ -35,8 +35,10 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     pub async fn propose(
         &self,
         data: A::Data,
-    ) -> Result<impl Future<Output = Result<(LogId, A::Response), Error>> + Send + 'static, Error>
-    {
+    ) -> Result<
+        impl Future<Output = Result<(crate::model::LogId, A::Response), Error>> + Send + 'static,
+        Error,
+    > {
         let term = self.metrics().current_term;
         self.propose_in_term(data, term).await
     }
@@ -47,8 +49,10 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         &self,
         data: A::Data,
         term: u64,
-    ) -> Result<impl Future<Output = Result<(LogId, A::Response), Error>> + Send + 'static, Error>
-    {
+    ) -> Result<
+        impl Future<Output = Result<(crate::model::LogId, A::Response), Error>> + Send + 'static,
+        Error,
+    > {
         let g = self.inner.id;
         let m = self.metrics();
         if m.state != ServerState::Leader || m.current_term != term {
@@ -75,7 +79,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         let group = self.clone();
         Ok(async move {
             match rx.await {
-                Ok(Ok(r)) => Ok((r.log_id, r.data)),
+                Ok(Ok(r)) => Ok((r.log_id.into(), r.data)),
                 Ok(Err(e)) => Err(group.write_error(g, e)),
                 Err(_) => Err(Error::Stopped { group: g, detail: "proposal dropped".into() }),
             }

@@ -88,7 +88,7 @@ pub struct SegmentInfo {
     /// Raft index of its first entry.
     pub first_index: u64,
     /// Log id of its last entry, if it holds any.
-    pub last: Option<LogId>,
+    pub last: Option<crate::model::LogId>,
     /// Record offset of its first entry.
     pub base_offset: i64,
     /// Record offset after its last entry.
@@ -123,6 +123,7 @@ impl<A: App> Clone for SegmentLog<A> {
 }
 
 /// Reader handed to openraft's replication tasks; also serves offset and time lookups.
+#[cfg(feature = "test-hooks")]
 pub type SegmentLogReader<A> = SegmentLog<A>;
 
 struct Shared<A: App> {
@@ -300,12 +301,16 @@ impl<A: App> SegmentLog<A> {
     }
 
     /// Last entry appended (readable, maybe not yet written or durable).
-    pub fn last_log_id(&self) -> Option<LogId> {
+    pub fn last_log_id(&self) -> Option<crate::model::LogId> {
+        self.last_raft_log_id().map(Into::into)
+    }
+
+    pub(crate) fn last_raft_log_id(&self) -> Option<LogId> {
         lock(&self.shared.state).last_log_id
     }
 
     /// Last entry written to a segment file (in the OS page cache, maybe not durable).
-    pub fn written_log_id(&self) -> Option<LogId> {
+    pub fn written_log_id(&self) -> Option<crate::model::LogId> {
         let st = lock(&self.shared.state);
         st.segments
             .iter()
@@ -313,11 +318,12 @@ impl<A: App> SegmentLog<A> {
             .find_map(|s| s.last)
             .map(|(i, t)| log_id(t, i))
             .or(st.purged.map(|p| p.log_id))
+            .map(Into::into)
     }
 
     /// Last entry known durable (fdatasynced).
-    pub fn flushed_log_id(&self) -> Option<LogId> {
-        lock(&self.shared.state).flushed
+    pub fn flushed_log_id(&self) -> Option<crate::model::LogId> {
+        lock(&self.shared.state).flushed.map(Into::into)
     }
 
     /// Record offset after the last appended entry.
@@ -363,7 +369,7 @@ impl<A: App> SegmentLog<A> {
             .iter()
             .map(|s| SegmentInfo {
                 first_index: s.first_index,
-                last: s.last.map(|(i, t)| log_id(t, i)),
+                last: s.last.map(|(i, t)| crate::model::log_id(t, i)),
                 base_offset: s.base_offset,
                 next_offset: s.next_offset,
                 max_timestamp: s.max_timestamp,
@@ -374,9 +380,10 @@ impl<A: App> SegmentLog<A> {
 
     /// Reads the retained entries with indexes in `[start, end)`, from the tail cache or the
     /// segment files. Entries before the first retained one are skipped, not an error.
-    pub async fn read(&self, start: u64, end: u64) -> io::Result<Vec<Entry<A>>> {
+    pub async fn read(&self, start: u64, end: u64) -> io::Result<Vec<crate::model::Entry<A>>> {
         let mut reader = self.clone();
-        reader.try_get_log_entries(start..end).await
+        let entries = reader.try_get_log_entries(start..end).await?;
+        Ok(entries.into_iter().map(crate::model::Entry::from_raft).collect())
     }
 
     /// The entry holding record `offset`, if it is retained.

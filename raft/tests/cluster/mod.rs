@@ -19,9 +19,9 @@ use bytes::Buf;
 use bytes::BufMut;
 use bytes::Bytes;
 use bytes::BytesMut;
-use openraft::EntryPayload;
 use openraft::RaftLogReader;
 use rafka_raft::Entry;
+use rafka_raft::EntryPayload;
 use rafka_raft::Group;
 use rafka_raft::LogConfig;
 use rafka_raft::LogId;
@@ -383,7 +383,7 @@ impl Cluster {
             .nodes
             .iter()
             .filter(|n| n.is_up())
-            .filter_map(|n| Some((n.id, n.group(g)?.metrics())))
+            .filter_map(|n| Some((n.id, n.group(g)?.raft_metrics())))
             .find(|(_, m)| m.state == openraft::ServerState::Leader && m.vote.committed)?;
         let membership = leader_metrics.membership_config.membership().clone();
         for (replica, node) in membership.nodes() {
@@ -395,7 +395,7 @@ impl Cluster {
             if group.replica_id() != *replica {
                 continue;
             }
-            if group.metrics().current_leader != Some(leader_metrics.id) {
+            if group.raft_metrics().current_leader != Some(leader_metrics.id) {
                 return None;
             }
         }

@@ -23,16 +23,16 @@ use openraft::storage::RaftStateMachine;
 use openraft::storage::Snapshot;
 use openraft::storage::SnapshotMeta;
 use rafka_raft::App;
-use rafka_raft::Entry;
 use rafka_raft::LogConfig;
-use rafka_raft::LogId;
 use rafka_raft::LogPayload;
 use rafka_raft::LogRuntime;
 use rafka_raft::ReplicaId;
 use rafka_raft::ReplicaNode;
 use rafka_raft::SegmentLog;
-use rafka_raft::TypeConfig;
-use rafka_raft::log_id;
+use rafka_raft::types::Entry;
+use rafka_raft::types::LogId;
+use rafka_raft::types::TypeConfig;
+use rafka_raft::types::log_id;
 
 /// Test payload: `records` records, max timestamp `ts`, and `fill` filler bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
