@@ -7,12 +7,14 @@
 //! - [`batch`]: the `RecordBatch` checksum and the structural validation the broker runs
 //!   before storing a batch.
 //! - [`groups`]: which `__consumer_offsets` partition owns a consumer group.
+//! - [`record_batch`]: Kafka's RecordBatch v2 — bounded parsing, validation, building.
 //!
 //! This crate is a pure codec: no I/O and no async beyond the generated tonic stubs.
 
 pub mod batch;
 pub mod error;
 pub mod groups;
+pub mod record_batch;
 
 /// Generated code of the `rafka.v1` package.
 #[allow(clippy::all, missing_docs)]
