@@ -55,6 +55,7 @@ pub fn load_incarnation(data_dir: &Path) -> Result<u64> {
 pub async fn open(
     config: crate::config::BrokerConfig,
     tasks: crate::supervisor::Supervisor,
+    waiters: crate::supervisor::Supervisor,
 ) -> Result<Arc<Broker>> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::Storage(format!("{}: {e}", config.data_dir.display())))?;
@@ -63,7 +64,7 @@ pub async fn open(
         .map_err(|e| Error::Storage(format!("{}: {e}", config.data_dir.display())))?;
     let incarnation = load_incarnation(&config.data_dir)?;
     let founders = config.initial_cluster().map_err(|e| Error::InvalidConfig(e.to_string()))?.len();
-    let b = Arc::new(Broker::open(config, incarnation, tasks).await?);
+    let b = Arc::new(Broker::open(config, incarnation, tasks, waiters).await?);
     let runtime = b.node().log_runtime();
     let stored =
         runtime.stored_replica(CONTROLLER_GROUP).map_err(|e| Error::from_raft("controller", e))?;

@@ -53,7 +53,14 @@ pub struct Broker {
 impl Broker {
     /// Opens storage and starts the Raft node; the controller replica is created by
     /// [`crate::bootstrap`].
-    pub async fn open(config: BrokerConfig, incarnation: u64, tasks: Supervisor) -> Result<Broker> {
+    /// `tasks` owns background work, `waiters` what must outlive it at shutdown (see
+    /// [`Replicas`]).
+    pub async fn open(
+        config: BrokerConfig,
+        incarnation: u64,
+        tasks: Supervisor,
+        waiters: Supervisor,
+    ) -> Result<Broker> {
         let id = config.node_id;
         let address = config.advertise_addr().to_string();
         let storage = |what: &str, e: std::io::Error| Error::Storage(format!("{what}: {e}"));
@@ -74,16 +81,22 @@ impl Broker {
         .map_err(|e| Error::from_raft("raft node", e))?;
         #[cfg(feature = "failpoints")]
         node.set_dial_overrides(config.dial_overrides.clone());
+        // The founding brokers are probed from the start: liveness (and the leader hints
+        // built on it) must not wait for a shared group to be hosted.
+        let founders = config.initial_cluster().map_err(|e| Error::InvalidConfig(e.to_string()))?;
+        for (peer, addr) in &founders {
+            if *peer != id {
+                node.add_peer(*peer, addr).map_err(|e| Error::from_raft("peer", e))?;
+            }
+        }
         let groups_db = GroupsDb::open(&config.data_dir.join("consumer-groups"))
             .map_err(|e| storage("opening the consumer-groups database", e))?;
         let replicas = Arc::new(Replicas::new(
-            id,
             node.clone(),
-            config.data_dir.clone(),
+            &config,
             groups_db.clone(),
-            config.groups.clone(),
-            Duration::from_millis(config.raft.election_timeout_max_ms * 2),
             tasks.clone(),
+            waiters,
         ));
         Ok(Broker {
             id,

@@ -101,10 +101,14 @@ pub async fn run(
     rafka_raft::metrics::describe_replication();
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
     let tasks = Supervisor::new();
-    let broker = match bootstrap::open(config, tasks.clone()).await {
+    // Proposal waiters and background checkpoint writes stop after the Raft node: requests
+    // already proposed are still answered while leaderships are handed off.
+    let waiters = Supervisor::new();
+    let broker = match bootstrap::open(config, tasks.clone(), waiters.clone()).await {
         Ok(b) => b,
         Err(e) => {
             tasks.shutdown(grace).await;
+            waiters.shutdown(grace).await;
             return Err(e);
         }
     };
@@ -154,11 +158,14 @@ pub async fn run(
         r = &mut grpc_done => Some(format!("gRPC server stopped: {r:?}")),
     };
     let graceful = async {
-        let report = tasks.shutdown(grace).await;
+        // Loops and jobs stop at their next await; a quarter of the grace period is plenty
+        // and leaves the rest to the hand-off and the final checkpoints.
+        let report = tasks.shutdown(grace / 4).await;
         if report.aborted > 0 {
             tracing::warn!(aborted = report.aborted, "background tasks did not stop in time");
         }
         broker.node().clone().shutdown().await;
+        waiters.shutdown(grace / 4).await;
         for p in broker.replicas().partitions() {
             let sm = p.group.state_machine();
             // Skipped when not everything applied is durable: a restart re-applies the rest.
@@ -173,6 +180,7 @@ pub async fn run(
             grace.as_millis()
         );
         tasks.shutdown(Duration::ZERO).await;
+        waiters.shutdown(Duration::ZERO).await;
     }
     let _ = stop_tx.send(true);
     if failed.is_none() {

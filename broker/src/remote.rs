@@ -18,7 +18,7 @@ use crate::partition::OffsetSpec;
 
 /// Hops a forwarded offset lookup may take following leader hints.
 const MAX_HOPS: usize = 3;
-/// Bound on one forwarded call.
+/// Bound on one forwarded offset lookup.
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// ListOffsets of any partition: answered by the local replica if it leads, else by the
@@ -71,7 +71,12 @@ pub async fn list_groups(b: &Broker, broker: &BrokerRecord) -> Result<Vec<GroupL
     let mut req = Request::new(v1::ListGroupsRequest {});
     req.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
     let mut client = v1::groups_client::GroupsClient::new(b.channel(&broker.address)?);
-    let resp = tokio::time::timeout(CALL_TIMEOUT, client.list_groups(req)).await;
+    // Bounded by the channel's request timeout, as any other forwarded call.
+    let resp = tokio::time::timeout(
+        std::time::Duration::from_millis(b.config().request_timeout_ms),
+        client.list_groups(req),
+    )
+    .await;
     let resp = match resp {
         Ok(Ok(r)) => r.into_inner(),
         Ok(Err(s)) => {

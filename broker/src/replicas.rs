@@ -16,6 +16,7 @@ use rafka_raft::RaftNode;
 use rafka_raft::ReplicaNode;
 use rafka_raft::StateMachine;
 
+use crate::config::BrokerConfig;
 use crate::config::GroupsConfig;
 use crate::controller::ControllerState;
 use crate::controller::state::PartitionRecord;
@@ -46,6 +47,9 @@ pub struct Replicas {
     /// How long a non-first replica of a new group waits before initialising it itself.
     init_delay: Duration,
     tasks: Supervisor,
+    /// Owns what must outlive the background tasks at shutdown: the waiters that see a
+    /// proposal through after its request is gone, and background checkpoint writes.
+    waiters: Supervisor,
     partitions: RwLock<HashMap<u64, Arc<Partition>>>,
     coordinators: RwLock<HashMap<u64, Arc<Coordinator>>>,
 }
@@ -65,22 +69,21 @@ pub struct NewReplica<'a> {
 impl Replicas {
     /// An empty registry of broker `me`.
     pub fn new(
-        me: u64,
         node: RaftNode,
-        data_dir: PathBuf,
+        config: &BrokerConfig,
         groups_db: Arc<GroupsDb>,
-        groups_config: GroupsConfig,
-        init_delay: Duration,
         tasks: Supervisor,
+        waiters: Supervisor,
     ) -> Replicas {
         Replicas {
-            me,
+            me: config.node_id,
             node,
-            data_dir,
+            data_dir: config.data_dir.clone(),
             groups_db,
-            groups_config,
-            init_delay,
+            groups_config: config.groups.clone(),
+            init_delay: Duration::from_millis(config.raft.election_timeout_max_ms * 2),
             tasks,
+            waiters,
             partitions: RwLock::default(),
             coordinators: RwLock::default(),
         }
@@ -140,14 +143,19 @@ impl Replicas {
             StateFiles::of(&self.data_dir, p.group),
             log.clone(),
             Arc::clone(&retention),
-            Some(self.tasks.clone()),
+            Some(self.waiters.clone()),
         )
         .map_err(|e| storage(&new.name, e))?;
         let members = self.members(state, p)?;
         let group = self.create_group(p.group, new.replica, sm, &new.name).await?;
         let _ = log.set(group.log().clone());
-        let part =
-            Partition::new(new.name.clone(), group.clone(), applied, retention, self.tasks.clone());
+        let part = Partition::new(
+            new.name.clone(),
+            group.clone(),
+            applied,
+            retention,
+            self.waiters.clone(),
+        );
         self.partitions.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, Arc::new(part));
         self.initialize_if_new(group, p, members, &new.name);
         Ok(())
@@ -171,7 +179,7 @@ impl Replicas {
             self.groups_db.clone(),
             view,
             self.groups_config.clone(),
-            self.tasks.clone(),
+            self.waiters.clone(),
         );
         self.coordinators.write().unwrap_or_else(|p| p.into_inner()).insert(p.group, Arc::new(c));
         self.initialize_if_new(group, p, members, &new.name);
@@ -268,15 +276,19 @@ pub fn initialize_when_quiet<A: App, S: StateMachine<A>>(
         return;
     }
     let name = name.to_string();
-    tasks.spawn_keyed(TaskKey::Initialize(group.id()), "initialize group", async move {
-        tokio::time::sleep(delay).await;
-        if group.status().last_log_index.is_none() {
-            match group.initialize(members).await {
-                Ok(()) => tracing::debug!(group = %name, "group initialised"),
-                Err(e) => tracing::debug!(group = %name, "already initialised: {e}"),
+    tasks.spawn_keyed(
+        TaskKey::Initialize(group.id(), group.replica_id()),
+        "initialize group",
+        async move {
+            tokio::time::sleep(delay).await;
+            if group.status().last_log_index.is_none() {
+                match group.initialize(members).await {
+                    Ok(()) => tracing::debug!(group = %name, "group initialised"),
+                    Err(e) => tracing::debug!(group = %name, "already initialised: {e}"),
+                }
             }
-        }
-    });
+        },
+    );
 }
 
 fn storage(what: &str, e: std::io::Error) -> Error {

@@ -38,8 +38,9 @@ pub enum TaskKey {
     CreateOffsetsTopic,
     /// Registering a broker, or a new incarnation of it (as controller leader).
     RegisterBroker(u64),
-    /// Initialising a group that has no log yet.
-    Initialize(u64),
+    /// Initialising a group that has no log yet: (group, replica). Keyed by replica too, so a
+    /// replica hosted again after a deletion is not held up by its predecessor's task.
+    Initialize(u64, u64),
 }
 
 /// Owns a broker's background tasks; cheap to clone (one shared set).

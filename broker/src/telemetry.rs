@@ -65,9 +65,15 @@ pub enum TelemetryError {
 /// ready, leadership changes, topics, shutdown). `openraft=info` in the filter turns it back on.
 const QUIET_DEPENDENCIES: [(&str, &str); 1] = [("openraft", "warn")];
 
-/// `filter` with [`QUIET_DEPENDENCIES`] appended for each target it does not mention.
+/// `filter` with [`QUIET_DEPENDENCIES`] appended for each target it does not mention, when
+/// its default level is more verbose than theirs (a filter asking for less stays as it is).
 pub fn effective_filter(filter: &str) -> String {
     let mut out = filter.trim().to_string();
+    let default =
+        out.split(',').map(str::trim).rfind(|d| !d.contains('=')).map(str::to_ascii_lowercase);
+    if !matches!(default.as_deref(), Some("info" | "debug" | "trace")) {
+        return out;
+    }
     for (target, level) in QUIET_DEPENDENCIES {
         if !out.contains(target) {
             if !out.is_empty() {
@@ -187,8 +193,14 @@ mod tests {
     fn dependencies_stay_quiet_unless_named() {
         assert_eq!(effective_filter("info"), "info,openraft=warn");
         assert_eq!(effective_filter(" debug "), "debug,openraft=warn");
-        assert_eq!(effective_filter(""), "openraft=warn");
+        assert_eq!(
+            effective_filter("rafka_broker=debug,info"),
+            "rafka_broker=debug,info,openraft=warn"
+        );
         assert_eq!(effective_filter("info,openraft=debug"), "info,openraft=debug");
+        // Asking for less than warn, or naming no default, leaves openraft where it was.
+        assert_eq!(effective_filter("error"), "error");
+        assert_eq!(effective_filter("rafka_broker=debug"), "rafka_broker=debug");
     }
 
     #[test]

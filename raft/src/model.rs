@@ -62,6 +62,9 @@ impl Membership {
         configs: Vec<BTreeSet<ReplicaId>>,
         nodes: BTreeMap<ReplicaId, ReplicaNode>,
     ) -> Result<Membership, String> {
+        if configs.is_empty() || configs.iter().any(|c| c.is_empty()) {
+            return Err("a membership needs at least one voter in each voter set".into());
+        }
         if let Some(v) = configs.iter().flatten().find(|v| !nodes.contains_key(v)) {
             return Err(format!("voter {v} has no node"));
         }
@@ -329,6 +332,8 @@ mod tests {
         assert_eq!(Membership::decode(buf.freeze()).unwrap(), m);
         assert_eq!(m.voters(), BTreeSet::from([1, 2, 5]));
         assert!(Membership::new(vec![BTreeSet::from([9])], BTreeMap::new()).is_err());
+        assert!(Membership::new(vec![BTreeSet::new()], BTreeMap::new()).is_err());
+        assert!(Membership::new(vec![], BTreeMap::new()).is_err());
         let stored = StoredMembership::new(Some(log_id(3, 7)), m);
         assert_eq!(StoredMembership::from_raft(&stored.to_raft()), stored);
     }

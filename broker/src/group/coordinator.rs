@@ -226,6 +226,13 @@ impl Coordinator {
             .propose_in_term(entry, term)
             .await
             .map_err(|e| coordinator_error(&what, e))?;
+        // The lock is held until the outcome is known, also if this request is dropped: a
+        // waiter owns it. Once waiters stop (shutdown), the outcome is awaited here.
+        if self.tasks.is_stopping() {
+            let outcome = done.await;
+            drop(guard);
+            return outcome.map_err(|e| coordinator_error(&what, e)).map(|_| ());
+        }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.tasks.spawn("group command outcome", async move {
             let _ = tx.send(done.await);

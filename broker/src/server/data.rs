@@ -55,23 +55,19 @@ fn fetch_response(r: ReadResult) -> v1::FetchResponse {
     }
 }
 
-fn invalid(message: impl Into<String>) -> Error {
-    Error::InvalidRequest(message.into())
-}
-
-fn produce_request(req: v1::ProduceRequest) -> crate::error::Result<svc::Produce> {
+fn produce_request(req: v1::ProduceRequest) -> svc::Produce {
     let acks = match v1::Acks::try_from(req.acks) {
         Ok(v1::Acks::All) => svc::Acks::All,
         Ok(v1::Acks::None) => svc::Acks::None,
-        Err(_) => return Err(invalid(format!("unknown acks value {}", req.acks))),
+        Err(_) => svc::Acks::Unknown(req.acks),
     };
-    Ok(svc::Produce {
+    svc::Produce {
         topic: req.topic,
         partition: req.partition,
         batch: req.batch,
         acks,
         timeout: (req.timeout_ms != 0).then(|| Duration::from_millis(req.timeout_ms as u64)),
-    })
+    }
 }
 
 fn fetch_request(req: &v1::FetchRequest) -> svc::Fetch {
@@ -86,13 +82,12 @@ fn fetch_request(req: &v1::FetchRequest) -> svc::Fetch {
     }
 }
 
-fn offset_spec(spec: Option<v1::OffsetSpec>) -> crate::error::Result<OffsetSpec> {
-    match spec.and_then(|s| s.spec) {
-        Some(v1::offset_spec::Spec::Earliest(_)) => Ok(OffsetSpec::Earliest),
-        Some(v1::offset_spec::Spec::Latest(_)) => Ok(OffsetSpec::Latest),
-        Some(v1::offset_spec::Spec::Timestamp(ts)) => Ok(OffsetSpec::Timestamp(ts)),
-        None => Err(invalid("ListOffsets without a spec")),
-    }
+fn offset_spec(spec: Option<v1::OffsetSpec>) -> Option<OffsetSpec> {
+    Some(match spec?.spec? {
+        v1::offset_spec::Spec::Earliest(_) => OffsetSpec::Earliest,
+        v1::offset_spec::Spec::Latest(_) => OffsetSpec::Latest,
+        v1::offset_spec::Spec::Timestamp(ts) => OffsetSpec::Timestamp(ts),
+    })
 }
 
 #[tonic::async_trait]
@@ -103,10 +98,7 @@ impl Data for DataService {
         req: Request<v1::ProduceRequest>,
     ) -> Result<Response<v1::ProduceResponse>, Status> {
         let started = Instant::now();
-        let r = match produce_request(req.into_inner()) {
-            Ok(req) => svc::produce(&self.broker, req).await,
-            Err(e) => Err(e),
-        };
+        let r = svc::produce(&self.broker, produce_request(req.into_inner())).await;
         m::request("produce", code_of(&r), started);
         let (base_offset, log_start_offset) =
             r.as_ref().map_or((-1, -1), |p| (p.base_offset, p.log_start_offset));
@@ -152,13 +144,10 @@ impl Data for DataService {
     ) -> Result<Response<v1::ListOffsetsResponse>, Status> {
         let started = Instant::now();
         let req = req.into_inner();
-        let r = match offset_spec(req.spec) {
-            Ok(spec) => {
-                svc::list_offsets(&self.broker, &req.topic, req.partition, spec, req.allow_follower)
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let spec = offset_spec(req.spec);
+        let r =
+            svc::list_offsets(&self.broker, &req.topic, req.partition, spec, req.allow_follower)
+                .await;
         m::request("list_offsets", code_of(&r), started);
         let (offset, timestamp) = *r.as_ref().unwrap_or(&(-1, -1));
         Ok(Response::new(v1::ListOffsetsResponse {

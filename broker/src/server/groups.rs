@@ -14,7 +14,6 @@ use super::forwarded;
 use super::proto_error;
 use super::to_proto;
 use crate::broker::Broker;
-use crate::error::Error;
 use crate::group::coordinator::HeartbeatRequest;
 use crate::group::state::Assignment;
 use crate::group::store::StoredOffset;
@@ -96,15 +95,14 @@ fn describe_response(d: svc::GroupDescription) -> v1::DescribeGroupResponse {
     }
 }
 
-fn reset_to(spec: Option<v1::ResetSpec>) -> crate::error::Result<svc::ResetTo> {
+fn reset_to(spec: Option<v1::ResetSpec>) -> Option<svc::ResetTo> {
     use v1::reset_spec::Spec;
-    match spec.and_then(|s| s.spec) {
-        Some(Spec::Earliest(_)) => Ok(svc::ResetTo::Earliest),
-        Some(Spec::Latest(_)) => Ok(svc::ResetTo::Latest),
-        Some(Spec::Timestamp(ts)) => Ok(svc::ResetTo::Timestamp(ts)),
-        Some(Spec::Offset(o)) => Ok(svc::ResetTo::Offset(o)),
-        None => Err(Error::InvalidRequest("ResetOffsets without a spec".into())),
-    }
+    Some(match spec?.spec? {
+        Spec::Earliest(_) => svc::ResetTo::Earliest,
+        Spec::Latest(_) => svc::ResetTo::Latest,
+        Spec::Timestamp(ts) => svc::ResetTo::Timestamp(ts),
+        Spec::Offset(o) => svc::ResetTo::Offset(o),
+    })
 }
 
 #[tonic::async_trait]
@@ -236,20 +234,10 @@ impl Groups for GroupsService {
     ) -> Result<Response<v1::ResetOffsetsResponse>, Status> {
         let started = Instant::now();
         let req = req.into_inner();
-        let r = match reset_to(req.spec) {
-            Ok(to) => {
-                svc::reset(
-                    &self.broker,
-                    &req.group_id,
-                    &req.topic,
-                    &req.partitions,
-                    to,
-                    req.dry_run,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
+        let to = reset_to(req.spec);
+        let r =
+            svc::reset(&self.broker, &req.group_id, &req.topic, &req.partitions, to, req.dry_run)
+                .await;
         m::request("reset_offsets", code_of(&r), started);
         let error = Some(proto_error(&r));
         let offsets = r

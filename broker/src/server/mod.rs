@@ -65,7 +65,8 @@ pub fn forward<T>(
     addr: &str,
     req: Request<T>,
 ) -> Result<(tonic::transport::Channel, Request<T>), Status> {
-    let ch = b.channel(addr).map_err(|e| status(&e))?;
+    // Not reaching the controller leader is a transient condition for the client.
+    let ch = b.channel(addr).map_err(|e| Status::unavailable(e.to_string()))?;
     let mut fwd = Request::new(req.into_inner());
     fwd.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
     Ok((ch, fwd))

@@ -30,6 +30,8 @@ pub enum Acks {
     None,
     /// Answer once committed by a quorum and applied, with the batch's base offset.
     All,
+    /// A value the protocol does not define (refused once the batch is checked).
+    Unknown(i32),
 }
 
 /// A batch to append.
@@ -57,6 +59,9 @@ pub async fn produce(b: &Broker, req: Produce) -> Result<Produced> {
     let (t, p) = b.route(&req.topic, req.partition)?;
     let cfg = b.topic_config(&t);
     let info = rafka_proto::batch::validate_records(&req.batch, cfg.max_message_bytes as usize)?;
+    if let Acks::Unknown(v) = req.acks {
+        return Err(Error::InvalidRequest(format!("unknown acks value {v}")));
+    }
     let timeout = match req.timeout {
         None => Duration::from_millis(b.config().request_timeout_ms),
         Some(t) => t.min(MAX_PRODUCE_TIMEOUT),
@@ -154,15 +159,17 @@ pub fn subscribe(
 
 /// The offset `spec` names in a partition, and the timestamp found with a lookup by time
 /// (-1 otherwise).
+/// `spec` `None`: the request named none (refused once it is routed).
 pub async fn list_offsets(
     b: &Broker,
     topic: &str,
     partition: u32,
-    spec: OffsetSpec,
+    spec: Option<OffsetSpec>,
     allow_follower: bool,
 ) -> Result<(i64, i64)> {
     b.available()?;
     let (_, p) = b.route(topic, partition)?;
+    let spec = spec.ok_or_else(|| Error::InvalidRequest("ListOffsets without a spec".into()))?;
     p.list_offset(spec, allow_follower).await
 }
 

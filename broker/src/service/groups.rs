@@ -323,18 +323,20 @@ pub enum ResetTo {
     Offset(i64),
 }
 
-/// Moves a group's committed offsets of `topic` (the given partitions, or all) to `to`;
-/// with `dry_run` only computes them. The group must have no members.
+/// Moves a group's committed offsets of `topic` (the given partitions, or all) to `to`
+/// (`None`: the request named no target, refused once the coordinator is found); with
+/// `dry_run` only computes them. The group must have no members.
 pub async fn reset(
     b: &Broker,
     group: &str,
     topic: &str,
     partitions: &[u32],
-    to: ResetTo,
+    to: Option<ResetTo>,
     dry_run: bool,
 ) -> Result<Vec<OffsetRecord>> {
     b.available()?;
     let c = coordinator_for(b, group)?;
+    let to = to.ok_or_else(|| invalid("ResetOffsets without a spec"))?;
     let (t, _) = b.lookup(topic, 0)?;
     if t.internal {
         return Err(Error::InvalidTopic(format!("{topic} is internal")));
