@@ -14,25 +14,15 @@ use rafka_proto::v1;
 const DEADLINE: Duration = Duration::from_secs(60);
 
 async fn wait_ready(http: std::net::SocketAddr) {
-    use tokio::io::AsyncReadExt;
-    use tokio::io::AsyncWriteExt;
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let answer = async {
-            let mut s = tokio::net::TcpStream::connect(http).await.ok()?;
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-                .await
-                .ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.ok()?;
-            Some(out)
-        };
-        if answer.await.is_some_and(|a| a.starts_with("HTTP/1.1 200")) {
-            return;
+    rafka_tests::poll("the broker to be ready", DEADLINE, || async {
+        match rafka_tests::http::http_get(http, "/readyz", Duration::from_secs(2)).await {
+            Ok((200, _)) => Ok(()),
+            Ok((status, body)) => Err(format!("{status}: {body}")),
+            Err(e) => Err(e.to_string()),
         }
-        assert!(tokio::time::Instant::now() < deadline, "broker not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .unwrap();
 }
 
 /// Exercises the broker over gRPC, then drops every client.
@@ -56,23 +46,27 @@ async fn session(grpc: std::net::SocketAddr) {
         ..Default::default()
     };
     let batch = rafka_proto::batch::build(&[record], None, v1::Compression::None).encode_to_vec();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let req = v1::ProduceRequest {
-            topic: "t".into(),
-            partition: 0,
-            batch: batch.clone().into(),
-            ..Default::default()
-        };
-        let resp = data.produce(req).await.unwrap().into_inner();
-        if resp.error.as_ref().is_some_and(|e| e.code == 0) {
-            assert_eq!(resp.base_offset, 0);
-            break;
+    // The new partition's leader is being elected until the produce is accepted (retriable).
+    let produced = rafka_tests::poll("the first produce", DEADLINE, || {
+        let mut data = data.clone();
+        let batch = batch.clone();
+        async move {
+            let req = v1::ProduceRequest {
+                topic: "t".into(),
+                partition: 0,
+                batch: batch.into(),
+                ..Default::default()
+            };
+            let resp = data.produce(req).await.map_err(|s| s.to_string())?.into_inner();
+            match resp.error {
+                Some(e) if e.code == 0 => Ok(resp.base_offset),
+                e => Err(format!("refused: {e:?}")),
+            }
         }
-        // The new partition's leader is being elected: retriable.
-        assert!(tokio::time::Instant::now() < deadline, "produce refused: {:?}", resp.error);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+    .unwrap();
+    assert_eq!(produced, 0);
     let fetched = data
         .fetch(v1::FetchRequest { topic: "t".into(), partition: 0, ..Default::default() })
         .await
