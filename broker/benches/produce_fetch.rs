@@ -105,29 +105,19 @@ fn batch(records: usize, seq: u64) -> Bytes {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
             as i64;
     let value = vec![b'x'; RECORD - 8];
-    let recs = v1::Records {
-        records: (0..records)
-            .map(|i| {
-                let mut v = (seq * records as u64 + i as u64).to_le_bytes().to_vec();
-                v.extend_from_slice(&value);
-                v1::Record { timestamp_delta: 0, key: None, value: v.into(), headers: vec![] }
-            })
-            .collect(),
-    };
-    let mut b = v1::RecordBatch {
-        magic: rafka_proto::batch::MAGIC,
-        producer_id: -1,
-        producer_epoch: -1,
-        base_sequence: -1,
-        base_timestamp: now,
-        max_timestamp: now,
-        record_count: records as u32,
-        compression: v1::Compression::None as i32,
-        crc: 0,
-        records: recs.encode_to_vec().into(),
-    };
-    rafka_proto::batch::seal(&mut b);
-    b.encode_to_vec().into()
+    let recs: Vec<rafka_proto::batch::NewRecord> = (0..records)
+        .map(|i| {
+            let mut v = (seq * records as u64 + i as u64).to_le_bytes().to_vec();
+            v.extend_from_slice(&value);
+            rafka_proto::batch::NewRecord {
+                key: None,
+                value: Some(v.into()),
+                timestamp: now,
+                headers: vec![],
+            }
+        })
+        .collect();
+    rafka_proto::batch::build(&recs, None, rafka_proto::batch::Compression::None)
 }
 
 fn env_num(name: &str, default: usize) -> usize {

@@ -133,6 +133,15 @@ impl Broker {
         self.incarnation
     }
 
+    /// The newest partition batch format this broker reads, as it tells the controller.
+    pub fn batch_format_supported(&self) -> u32 {
+        #[cfg(feature = "failpoints")]
+        if self.config().report_batch_format != 0 {
+            return self.config().report_batch_format;
+        }
+        crate::partition::BATCH_FORMAT
+    }
+
     /// The Raft node hosting every group of this broker.
     pub fn node(&self) -> &RaftNode {
         &self.node

@@ -9,7 +9,8 @@
 //! (fatal for that replica until the broker restarts).
 
 use rafka_proto::ErrorCode;
-use rafka_proto::batch::BatchError;
+use rafka_proto::batch::RecordBatchError;
+use rafka_proto::legacy;
 
 /// Where to ask instead: a broker id and its client address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,9 +58,12 @@ pub enum Error {
     /// Storage failed: the replica cannot serve until the broker restarts.
     #[error("{0}")]
     Storage(String),
-    /// The record batch was refused (size, structure, checksum, version).
-    #[error(transparent)]
-    Batch(#[from] BatchError),
+    /// The record batch was refused (size, structure, checksum, version, or what the
+    /// cluster's batch format cannot store); `code` is the refusal's own code
+    /// (`INVALID_RECORD`, `MESSAGE_TOO_LARGE`, `UNSUPPORTED_VERSION`,
+    /// `UNSUPPORTED_FOR_MESSAGE_FORMAT`).
+    #[error("{message}")]
+    Batch { code: ErrorCode, message: String },
     #[error("{0}")]
     UnknownTopic(String),
     #[error("{0}")]
@@ -113,6 +117,24 @@ pub enum Error {
     Internal(String),
 }
 
+impl From<RecordBatchError> for Error {
+    fn from(e: RecordBatchError) -> Error {
+        Error::Batch { code: e.code(), message: e.to_string() }
+    }
+}
+
+impl From<legacy::BatchError> for Error {
+    fn from(e: legacy::BatchError) -> Error {
+        Error::Batch { code: e.code(), message: e.to_string() }
+    }
+}
+
+impl From<legacy::DownConvertError> for Error {
+    fn from(e: legacy::DownConvertError) -> Error {
+        Error::Batch { code: e.code(), message: e.to_string() }
+    }
+}
+
 /// Result with the broker's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -129,7 +151,7 @@ impl Error {
             Error::TimedOut(_) => ErrorCode::RequestTimedOut,
             Error::ShuttingDown(_) => ErrorCode::BrokerNotAvailable,
             Error::Storage(_) => ErrorCode::StorageError,
-            Error::Batch(e) => e.code(),
+            Error::Batch { code, .. } => *code,
             Error::UnknownTopic(_) => ErrorCode::UnknownTopic,
             Error::UnknownPartition(_) => ErrorCode::UnknownPartition,
             Error::TopicAlreadyExists(_) => ErrorCode::TopicAlreadyExists,
@@ -233,7 +255,10 @@ impl Error {
             | ErrorCode::NotLeader
             | ErrorCode::NotCoordinator
             | ErrorCode::InvalidRecord
-            | ErrorCode::MessageTooLarge => Error::Internal(format!("{code:?}: {message}")),
+            | ErrorCode::MessageTooLarge
+            | ErrorCode::UnsupportedForMessageFormat => {
+                Error::Internal(format!("{code:?}: {message}"))
+            }
         }
     }
 

@@ -33,6 +33,7 @@ pub async fn run(b: Arc<Broker>) {
             leading: leading(&b),
             incarnation: b.incarnation(),
             controller_replica: b.controller().replica_id(),
+            batch_format: b.batch_format_supported(),
         };
         if b.controller().is_leader() {
             handle(&b, req);
@@ -132,6 +133,10 @@ pub fn handle(
             req.controller_replica,
             &req.address,
         );
+    }
+    if let Some(finalize @ Command::FinalizeBatchFormat { format }) = heard.finalize {
+        let done = format!("partition batches are written in format {format} now");
+        propose(b, TaskKey::FinalizeBatchFormat, finalize, done);
     }
     if let Some(register) = heard.register {
         let done = format!("broker {} registered at {}", req.broker_id, req.address);

@@ -36,6 +36,7 @@ pub enum TaskKey {
     ReplaceControllerReplica,
     /// Creating `__consumer_offsets` (as controller leader).
     CreateOffsetsTopic,
+    FinalizeBatchFormat,
     /// Registering a broker, or a new incarnation of it (as controller leader).
     RegisterBroker(u64),
     /// Initialising a group that has no log yet: (group, replica). Keyed by replica too, so a

@@ -6,7 +6,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message;
 use rafka_broker::config::BrokerConfig;
 use rafka_proto::v1;
 
@@ -41,22 +40,18 @@ async fn session(grpc: std::net::SocketAddr) {
     assert_eq!(created.error.unwrap().code, 0, "topic created");
     let mut data = v1::data_client::DataClient::connect(url.clone()).await.unwrap();
     let record = rafka_proto::batch::NewRecord {
-        value: Bytes::from_static(b"v"),
+        value: Some(Bytes::from_static(b"v")),
         timestamp: 1,
         ..Default::default()
     };
-    let batch = rafka_proto::batch::build(&[record], None, v1::Compression::None).encode_to_vec();
+    let batch = rafka_proto::batch::build(&[record], None, rafka_proto::batch::Compression::None);
     // The new partition's leader is being elected until the produce is accepted (retriable).
     let produced = rafka_tests::poll("the first produce", DEADLINE, || {
         let mut data = data.clone();
         let batch = batch.clone();
         async move {
-            let req = v1::ProduceRequest {
-                topic: "t".into(),
-                partition: 0,
-                batch: batch.into(),
-                ..Default::default()
-            };
+            let req =
+                v1::ProduceRequest { topic: "t".into(), partition: 0, batch, ..Default::default() };
             let resp = data.produce(req).await.map_err(|s| s.to_string())?.into_inner();
             match resp.error {
                 Some(e) if e.code == 0 => Ok(resp.base_offset),

@@ -24,8 +24,8 @@ async fn main() -> anyhow::Result<()> {
         let record = ProducerRecord {
             topic: topic.clone(),
             key: Some(Bytes::from(format!("user-{}", i % 4))),
-            value: Bytes::from(format!("event {i}")),
-            headers: vec![("source".into(), Bytes::from_static(b"example"))],
+            value: Some(Bytes::from(format!("event {i}"))),
+            headers: vec![("source".into(), Some(Bytes::from_static(b"example")))],
             ..ProducerRecord::default()
         };
         let md = producer.send(record).await?;

@@ -22,11 +22,11 @@ use std::time::SystemTime;
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
-use prost::Message;
 use rafka_proto::ErrorCode;
+pub use rafka_proto::batch::Compression;
+use rafka_proto::batch::Header;
 use rafka_proto::batch::NewRecord;
 use rafka_proto::v1::Acks;
-use rafka_proto::v1::Compression;
 use tokio::sync::OnceCell;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
@@ -109,10 +109,10 @@ pub struct ProducerRecord {
     pub partition: Option<u32>,
     /// The key, which chooses the partition when `partition` is `None`.
     pub key: Option<Bytes>,
-    /// The value.
-    pub value: Bytes,
-    /// Headers, in order.
-    pub headers: Vec<(String, Bytes)>,
+    /// The value; `None` is a null value (a tombstone, in Kafka's terms).
+    pub value: Option<Bytes>,
+    /// Headers, in order; a header value may be null (`None`).
+    pub headers: Vec<(String, Option<Bytes>)>,
     /// Milliseconds since the Unix epoch; now when `None`.
     pub timestamp: Option<i64>,
 }
@@ -185,8 +185,12 @@ impl Producer {
         let producer = self.producer().await?;
         let size = RECORD_OVERHEAD
             + record.key.as_ref().map_or(0, |k| k.len())
-            + record.value.len()
-            + record.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+            + record.value.as_ref().map_or(0, |v| v.len())
+            + record
+                .headers
+                .iter()
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
         if size > self.shared.config.buffer_memory {
             return Err(Error::InvalidConfig(format!(
                 "record of {size} bytes is larger than buffer_memory"
@@ -210,7 +214,11 @@ impl Producer {
                 key: record.key,
                 value: record.value,
                 timestamp,
-                headers: record.headers,
+                headers: record
+                    .headers
+                    .into_iter()
+                    .map(|(key, value)| Header { key, value })
+                    .collect(),
             },
             size,
             _permit: permit,
@@ -396,12 +404,11 @@ impl PartitionTask {
         let producer = self.producer.map(|(id, epoch)| {
             let seq = self.next_sequence;
             self.next_sequence = self.next_sequence.wrapping_add(count);
-            (id, epoch, seq)
+            // The controller keeps epochs within int16, as Kafka's batches carry them.
+            (id, i16::try_from(epoch).unwrap_or(i16::MAX), seq)
         });
         let config = &self.shared.config;
-        let bytes: Bytes = rafka_proto::batch::build(&records, producer, config.compression)
-            .encode_to_vec()
-            .into();
+        let bytes: Bytes = rafka_proto::batch::build(&records, producer, config.compression);
         let deadline = Instant::now() + config.delivery_timeout;
         let client = &self.shared.client;
         let attempt = async {

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message;
 use rafka_client::Acks;
 use rafka_client::Admin;
 use rafka_client::Client;
@@ -12,8 +11,8 @@ use rafka_client::ClientConfig;
 use rafka_client::Error;
 use rafka_client::ErrorCode;
 use rafka_client::OffsetSpec;
+use rafka_proto::batch::Compression;
 use rafka_proto::batch::NewRecord;
-use rafka_proto::v1::Compression;
 use rafka_tests::Cluster;
 use rafka_tests::bounded;
 use rafka_tests::poll;
@@ -32,12 +31,12 @@ fn batch(tag: &str, n: usize) -> Bytes {
     let records: Vec<NewRecord> = (0..n)
         .map(|i| NewRecord {
             key: None,
-            value: Bytes::from(format!("{tag}-{i}")),
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
             timestamp: 1_700_000_000_000,
             headers: Vec::new(),
         })
         .collect();
-    rafka_proto::batch::build(&records, None, Compression::None).encode_to_vec().into()
+    rafka_proto::batch::build(&records, None, Compression::None)
 }
 
 /// An address nothing listens on: bound by the OS, then released.
@@ -95,9 +94,9 @@ async fn admin_lifecycle_and_produce_fetch_every_partition() {
                     .unwrap();
                 assert_eq!(f.high_watermark, 6);
                 for (base, bytes) in f.batches {
-                    let b = rafka_proto::v1::RecordBatch::decode(bytes).unwrap();
+                    let h = rafka_proto::batch::validate(&bytes, usize::MAX).unwrap();
                     seen.push(base);
-                    next = base + i64::from(b.record_count);
+                    next = base + i64::from(h.records_count);
                 }
             }
             assert_eq!(seen, vec![0, 2, 4], "partition {partition}");

@@ -51,7 +51,7 @@ async fn produce(client: &Client, topic: &str, values: &[String]) -> Vec<(u32, i
         producer.send(ProducerRecord {
             topic: topic.to_string(),
             key: Some(Bytes::from(format!("k{}", i % 50))),
-            value: Bytes::from(v.clone()),
+            value: Some(Bytes::from(v.clone())),
             ..ProducerRecord::default()
         })
     });
@@ -261,14 +261,16 @@ async fn replay_from_an_offset_is_byte_identical() {
         for i in 0..50i64 {
             let key = (i % 7 != 0).then(|| Bytes::from(format!("key-{i}")));
             let headers = vec![
-                ("n".to_string(), Bytes::from(i.to_string())),
-                ("bin".to_string(), Bytes::from(vec![0u8, 255, i as u8])),
+                ("n".to_string(), Some(Bytes::from(i.to_string()))),
+                ("bin".to_string(), Some(Bytes::from(vec![0u8, 255, i as u8]))),
+                ("null".to_string(), None),
             ];
             let r = ProducerRecord {
                 topic: "log".into(),
                 partition: Some(0),
                 key,
-                value: Bytes::from(vec![i as u8; (i as usize) * 3]),
+                // Every fifth a null value (a tombstone).
+                value: (i % 5 != 0).then(|| Bytes::from(vec![i as u8; (i as usize) * 3])),
                 headers,
                 timestamp: Some(t0 + i * 10),
             };
@@ -283,6 +285,13 @@ async fn replay_from_an_offset_is_byte_identical() {
         assert_eq!(first.iter().map(|r| r.offset).collect::<Vec<_>>(), (0..50).collect::<Vec<_>>());
         assert_eq!(first[3].timestamp, t0 + 30);
         assert_eq!(first[7].key, None);
+        assert_eq!(first[10].value, None);
+        assert_eq!(first[11].value.as_deref(), Some(&[11u8; 33][..]));
+        assert_eq!(
+            first[2].headers[1],
+            ("bin".to_string(), Some(Bytes::from_static(&[0, 255, 2])))
+        );
+        assert_eq!(first[2].headers[2], ("null".to_string(), None));
         assert_eq!(c.position("log", 0), Some(50));
 
         c.seek("log", 0, SeekTo::Offset(20)).await.unwrap();

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message;
 use rafka_client::Admin;
 use rafka_client::Client;
 use rafka_client::Producer;
@@ -14,7 +13,7 @@ use rafka_client::ProducerConfig;
 use rafka_client::ProducerRecord;
 use rafka_client::RecordMetadata;
 use rafka_client::partition_for_key;
-use rafka_proto::v1::Compression;
+use rafka_proto::batch::Compression;
 use rafka_tests::Cluster;
 use rafka_tests::bounded;
 
@@ -35,7 +34,7 @@ fn record(topic: &str, key: Option<String>, value: String) -> ProducerRecord {
     ProducerRecord {
         topic: topic.to_string(),
         key: key.map(Bytes::from),
-        value: Bytes::from(value),
+        value: Some(Bytes::from(value)),
         ..ProducerRecord::default()
     }
 }
@@ -58,15 +57,15 @@ async fn read_all(
             .await
             .expect("fetch");
         for (base, bytes) in f.batches {
-            let b = rafka_proto::v1::RecordBatch::decode(bytes).expect("batch");
-            let records = rafka_proto::batch::records(&b).expect("records");
-            for (i, r) in records.records.into_iter().enumerate() {
-                let offset = base + i as i64;
+            let h = rafka_proto::batch::validate(&bytes, usize::MAX).expect("batch");
+            let records = rafka_proto::batch::records(&bytes).expect("records");
+            for r in records {
+                let offset = base + i64::from(r.offset_delta);
                 if offset >= next {
-                    out.push((offset, r.key, r.value));
+                    out.push((offset, r.key, r.value.expect("no null values here")));
                 }
             }
-            next = next.max(base + i64::from(b.record_count));
+            next = next.max(base + i64::from(h.records_count));
         }
     }
     out

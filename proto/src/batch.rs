@@ -1,541 +1,620 @@
-//! `RecordBatch` construction, checksum, validation and decoding.
-//!
-//! Producers call [`build`]; the broker calls [`validate`] (no decompression: it stores the
-//! bytes as sent); consumers call [`validate`] and then [`records`] on every fetched batch.
+//! Kafka's RecordBatch v2 (magic 2): parsing with bounds, validation, building, and the two
+//! fields a broker sets. The parser trusts nothing in the input: every count and length is
+//! checked against the bytes actually present before anything is allocated from it, and
+//! decompression stops at [`MAX_DECOMPRESSED_BYTES`].
 //!
 //! # Format
 //!
-//! A batch is the protobuf `RecordBatch` message (see the .proto). Its `crc` is CRC32C over
-//! the little-endian fixed-width header
-//! `magic u32 | producer_id i64 | producer_epoch i32 | base_sequence i32 | base_timestamp i64 |
-//! max_timestamp i64 | record_count u32 | compression u32` followed by the `records` bytes.
+//! Big-endian fixed header (61 bytes), then the records (one compressed blob when the
+//! compression bits are set):
+//!
+//! ```text
+//! offset size field
+//!  0     8   baseOffset            set by the broker; not covered by the CRC
+//!  8     4   batchLength           bytes after this field
+//! 12     4   partitionLeaderEpoch  set by the broker; not covered by the CRC
+//! 16     1   magic = 2
+//! 17     4   crc                   CRC-32C of bytes [21, end)
+//! 21     2   attributes            bits 0-2 compression (none, gzip, snappy, lz4, zstd),
+//!                                  3 timestamp type (log append), 4 transactional, 5 control
+//! 23     4   lastOffsetDelta       records - 1
+//! 27     8   baseTimestamp         the first record's timestamp
+//! 35     8   maxTimestamp
+//! 43     8   producerId            -1: not idempotent
+//! 51     2   producerEpoch
+//! 53     4   baseSequence          -1: none
+//! 57     4   recordsCount
+//! 61         records
+//! ```
+//!
+//! A record (lengths are zigzag varints, `timestampDelta` a zigzag varlong):
+//! `length | attributes i8 | timestampDelta | offsetDelta | keyLength (-1: null) | key |
+//! valueLength (-1: null) | value | headerCount | (keyLength | key | valueLength | value)*`.
+//!
+//! Compression as Kafka's clients write it: gzip (RFC 1952, several members allowed), snappy
+//! (xerial framing as the Java client writes it, or one raw block as librdkafka writes it),
+//! lz4 (the LZ4 frame format, independent blocks) and zstd (one frame).
 
 use std::io::Read;
+use std::io::Write;
 
+use bytes::BufMut;
 use bytes::Bytes;
-use prost::Message;
+use bytes::BytesMut;
 
-use crate::v1::Compression;
 use crate::v1::ErrorCode;
-use crate::v1::Record;
-use crate::v1::RecordBatch;
-use crate::v1::RecordHeader;
-use crate::v1::Records;
 
-/// The batch format version this crate writes and accepts.
-pub const MAGIC: u32 = 1;
-
-/// The most bytes [`records`] will decompress one batch into. A batch is at most
-/// `max.message.bytes` compressed, but a few KiB of zstd can claim gigabytes: a decompression
-/// bomb must be refused, not allocated.
+/// The batch format version.
+pub const MAGIC: i8 = 2;
+/// Bytes of the fixed header.
+pub const HEADER_LEN: usize = 61;
+/// Bytes before `batchLength` counts (baseOffset and batchLength themselves).
+pub const LOG_OVERHEAD: usize = 12;
+/// The most bytes one batch's records may decompress into: a few KiB of zstd can claim
+/// gigabytes, and a decompression bomb must be refused, not allocated.
 pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
-
-/// zstd level [`build`] compresses with (zstd's own default).
+/// The fewest bytes one record takes (seven one-byte fields), which bounds how many records
+/// a batch of a given size can hold.
+const MIN_RECORD_BYTES: usize = 7;
+/// Where the CRC-covered part starts.
+const CRC_START: usize = 21;
+/// Kafka's snappy-java stream header: magic, then version and compatible version (1, 1).
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+/// Uncompressed bytes per xerial snappy block, as the Java client writes them.
+const XERIAL_BLOCK: usize = 32 << 10;
+/// gzip and zstd levels [`build`] compresses with (each codec's default).
+const GZIP_LEVEL: u32 = 6;
 const ZSTD_LEVEL: i32 = 3;
+
+/// How a batch's records are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    None = 0,
+    Gzip = 1,
+    Snappy = 2,
+    Lz4 = 3,
+    Zstd = 4,
+}
+
+impl Compression {
+    /// The codec of attribute bits 0-2.
+    pub fn from_bits(bits: u8) -> Option<Compression> {
+        Some(match bits {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a batch was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordBatchError {
+    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
+    TooLarge { size: usize, max: usize },
+    #[error("{0} bytes is shorter than a record batch header ({HEADER_LEN} bytes)")]
+    TooShort(usize),
+    #[error("batchLength says {declared} bytes follow it, {actual} do")]
+    Length { declared: i64, actual: usize },
+    #[error("unsupported batch magic {0} (this broker stores magic {MAGIC})")]
+    Magic(i8),
+    #[error("batch checksum mismatch: header says {expected:#010x}, content gives {actual:#010x}")]
+    Checksum { expected: u32, actual: u32 },
+    #[error("unknown compression codec {0}")]
+    Compression(u8),
+    #[error(
+        "recordsCount {count} with lastOffsetDelta {last_offset_delta}: a batch holds 1 or more records numbered 0..count"
+    )]
+    Count { count: i32, last_offset_delta: i32 },
+    #[error("inconsistent producer fields: id {id}, epoch {epoch}, base sequence {seq}")]
+    Producer { id: i64, epoch: i16, seq: i32 },
+    #[error("maxTimestamp {max} is below baseTimestamp {base}")]
+    Timestamps { base: i64, max: i64 },
+    #[error("control batches are written by brokers, not produced")]
+    Control,
+    #[error("records block does not decompress: {0}")]
+    Decompress(String),
+    #[error("records decompress to more than {limit} bytes (refused as a decompression bomb)")]
+    DecompressedTooLarge { limit: usize },
+    #[error("record {index}: {why}")]
+    Record { index: usize, why: String },
+    #[error("recordsCount says {expected} records but the records block holds {actual}")]
+    RecordCount { expected: i32, actual: usize },
+}
+
+impl RecordBatchError {
+    /// The wire error code of this refusal.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RecordBatchError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            RecordBatchError::Magic(_) => ErrorCode::UnsupportedVersion,
+            RecordBatchError::TooShort(_)
+            | RecordBatchError::Length { .. }
+            | RecordBatchError::Checksum { .. }
+            | RecordBatchError::Compression(_)
+            | RecordBatchError::Count { .. }
+            | RecordBatchError::Producer { .. }
+            | RecordBatchError::Timestamps { .. }
+            | RecordBatchError::Control
+            | RecordBatchError::Decompress(_)
+            | RecordBatchError::DecompressedTooLarge { .. }
+            | RecordBatchError::Record { .. }
+            | RecordBatchError::RecordCount { .. } => ErrorCode::InvalidRecord,
+        }
+    }
+}
+
+/// The fixed header of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    pub base_offset: i64,
+    pub batch_length: i32,
+    pub partition_leader_epoch: i32,
+    pub magic: i8,
+    pub crc: u32,
+    pub attributes: i16,
+    pub last_offset_delta: i32,
+    pub base_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub records_count: i32,
+}
+
+fn be<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    b[at..at + N].try_into().expect("checked length")
+}
+
+impl BatchHeader {
+    /// Reads the fixed header; `bytes` must hold at least [`HEADER_LEN`] bytes.
+    pub fn parse(bytes: &[u8]) -> Result<BatchHeader, RecordBatchError> {
+        if bytes.len() < HEADER_LEN {
+            return Err(RecordBatchError::TooShort(bytes.len()));
+        }
+        Ok(BatchHeader {
+            base_offset: i64::from_be_bytes(be(bytes, 0)),
+            batch_length: i32::from_be_bytes(be(bytes, 8)),
+            partition_leader_epoch: i32::from_be_bytes(be(bytes, 12)),
+            magic: bytes[16] as i8,
+            crc: u32::from_be_bytes(be(bytes, 17)),
+            attributes: i16::from_be_bytes(be(bytes, 21)),
+            last_offset_delta: i32::from_be_bytes(be(bytes, 23)),
+            base_timestamp: i64::from_be_bytes(be(bytes, 27)),
+            max_timestamp: i64::from_be_bytes(be(bytes, 35)),
+            producer_id: i64::from_be_bytes(be(bytes, 43)),
+            producer_epoch: i16::from_be_bytes(be(bytes, 51)),
+            base_sequence: i32::from_be_bytes(be(bytes, 53)),
+            records_count: i32::from_be_bytes(be(bytes, 57)),
+        })
+    }
+
+    /// The records' compression codec.
+    pub fn compression(&self) -> Result<Compression, RecordBatchError> {
+        let bits = (self.attributes & 0b111) as u8;
+        Compression::from_bits(bits).ok_or(RecordBatchError::Compression(bits))
+    }
+
+    /// Whether the broker's time replaces record timestamps (LogAppendTime).
+    pub fn log_append_time(&self) -> bool {
+        self.attributes & (1 << 3) != 0
+    }
+
+    /// Whether the batch is part of a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & (1 << 4) != 0
+    }
+
+    /// Whether the batch is a control batch (transaction markers).
+    pub fn is_control(&self) -> bool {
+        self.attributes & (1 << 5) != 0
+    }
+}
+
+/// A record header: the key is never null, the value may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    pub key: String,
+    pub value: Option<Bytes>,
+}
+
+/// A record as read from a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Position in the batch: the record's offset is the batch's base offset plus this.
+    pub offset_delta: i32,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub key: Option<Bytes>,
+    /// `None`: a tombstone.
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+}
 
 /// A record to put into a batch with [`build`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NewRecord {
-    /// Optional key; `None` is a null key.
     pub key: Option<Bytes>,
-    /// The value; may be empty.
-    pub value: Bytes,
+    pub value: Option<Bytes>,
     /// Milliseconds since the Unix epoch.
     pub timestamp: i64,
-    /// Application headers, in order.
-    pub headers: Vec<(String, Bytes)>,
+    pub headers: Vec<Header>,
 }
 
-/// What the broker needs to know about a valid batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchInfo {
-    pub record_count: u32,
-    pub max_timestamp: i64,
-    pub producer_id: i64,
-    pub producer_epoch: i32,
-    pub base_sequence: i32,
-}
-
-/// Why a batch was refused.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum BatchError {
-    #[error("batch of {size} bytes exceeds max.message.bytes {max}")]
-    TooLarge { size: usize, max: usize },
-    #[error("batch is not a valid RecordBatch message: {0}")]
-    Decode(String),
-    #[error("unsupported batch magic {0} (this broker speaks {MAGIC})")]
-    UnsupportedMagic(u32),
-    #[error("batch holds no records")]
-    NoRecords,
-    #[error("unknown compression {0}")]
-    UnknownCompression(i32),
-    #[error("batch checksum mismatch: header says {expected:#010x}, content gives {actual:#010x}")]
-    Checksum { expected: u32, actual: u32 },
-    #[error("record {index} has timestamp delta {delta}, outside the batch's [{base}, {max}]")]
-    RecordTimestamp { index: usize, delta: i64, base: i64, max: i64 },
-    #[error("max_timestamp {max} is below base_timestamp {base}")]
-    Timestamps { base: i64, max: i64 },
-    #[error("inconsistent producer fields: id {id}, epoch {epoch}, base sequence {seq}")]
-    Producer { id: i64, epoch: i32, seq: i32 },
-    #[error("records block does not decompress: {0}")]
-    Decompress(String),
-    #[error(
-        "records block decompresses to more than {limit} bytes (refused as a decompression bomb)"
-    )]
-    DecompressedTooLarge { limit: usize },
-    #[error("record_count says {expected} records but the records block holds {actual}")]
-    RecordCount { expected: u32, actual: usize },
-}
-
-impl BatchError {
-    /// The wire error code for this refusal.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            BatchError::TooLarge { .. } => ErrorCode::MessageTooLarge,
-            BatchError::UnsupportedMagic(_) => ErrorCode::UnsupportedVersion,
-            _ => ErrorCode::InvalidRecord,
-        }
-    }
-}
-
-/// Computes the checksum of `b` as defined in the module docs.
-pub fn checksum(b: &RecordBatch) -> u32 {
-    let mut h = [0u8; 48];
-    h[0..4].copy_from_slice(&b.magic.to_le_bytes());
-    h[4..12].copy_from_slice(&b.producer_id.to_le_bytes());
-    h[12..16].copy_from_slice(&b.producer_epoch.to_le_bytes());
-    h[16..20].copy_from_slice(&b.base_sequence.to_le_bytes());
-    h[20..28].copy_from_slice(&b.base_timestamp.to_le_bytes());
-    h[28..36].copy_from_slice(&b.max_timestamp.to_le_bytes());
-    h[36..40].copy_from_slice(&b.record_count.to_le_bytes());
-    h[40..44].copy_from_slice(&(b.compression as u32).to_le_bytes());
-    crc32c::crc32c_append(crc32c::crc32c(&h[..44]), &b.records)
-}
-
-/// Sets `b.crc` from its content.
-pub fn seal(b: &mut RecordBatch) {
-    b.crc = checksum(b);
-}
-
-/// Builds a sealed batch (checksum set) of `records`.
-///
-/// `producer` is `(producer id, epoch, base sequence)` for an idempotent producer; `None`
-/// writes -1 into all three. The base timestamp is the smallest record timestamp, and each
-/// record stores its distance from it. An empty `records` gives a batch [`validate`] refuses,
-/// and so do timestamps more than `i64::MAX` apart (the distance wraps; it never panics).
-pub fn build(
-    records: &[NewRecord],
-    producer: Option<(i64, i32, i32)>,
-    compression: Compression,
-) -> RecordBatch {
-    let base_timestamp = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
-    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-    let block = Records {
-        records: records
-            .iter()
-            .map(|r| Record {
-                timestamp_delta: r.timestamp.wrapping_sub(base_timestamp),
-                key: r.key.clone(),
-                value: r.value.clone(),
-                headers: r
-                    .headers
-                    .iter()
-                    .map(|(k, v)| RecordHeader { key: k.clone(), value: v.clone() })
-                    .collect(),
-            })
-            .collect(),
-    }
-    .encode_to_vec();
-    let block = match compression {
-        Compression::None => block,
-        Compression::Lz4 => lz4_flex::compress_prepend_size(&block),
-        // Compressing an in-memory buffer has no I/O to fail; an error here is a zstd bug.
-        Compression::Zstd => zstd::encode_all(&block[..], ZSTD_LEVEL).expect("zstd compression"),
-    };
-    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
-    let mut b = RecordBatch {
-        magic: MAGIC,
-        producer_id,
-        producer_epoch,
-        base_sequence,
-        base_timestamp,
-        max_timestamp,
-        record_count: u32::try_from(records.len()).expect("more than u32::MAX records"),
-        compression: compression as i32,
-        crc: 0,
-        records: block.into(),
-    };
-    seal(&mut b);
-    b
-}
-
-/// Decompresses and decodes the records of `b`, refusing more than
-/// [`MAX_DECOMPRESSED_BYTES`] and a record count that disagrees with `b.record_count`.
-///
-/// Does not verify the checksum: call [`validate`] on the encoded batch first.
-pub fn records(b: &RecordBatch) -> Result<Records, BatchError> {
-    let compression = Compression::try_from(b.compression)
-        .map_err(|_| BatchError::UnknownCompression(b.compression))?;
-    let block: Bytes = match compression {
-        Compression::None => b.records.clone(),
-        Compression::Lz4 => {
-            // lz4_flex allocates whatever the size prefix claims: check it first.
-            let prefix = b.records.get(..4).ok_or_else(|| {
-                BatchError::Decompress("lz4 block shorter than its size prefix".into())
-            })?;
-            let size = u32::from_le_bytes(prefix.try_into().expect("4 bytes")) as usize;
-            if size > MAX_DECOMPRESSED_BYTES {
-                return Err(BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES });
-            }
-            lz4_flex::decompress_size_prepended(&b.records)
-                .map_err(|e| BatchError::Decompress(format!("lz4: {e}")))?
-                .into()
-        }
-        Compression::Zstd => {
-            let decoder = zstd::stream::read::Decoder::new(&b.records[..])
-                .map_err(|e| BatchError::Decompress(format!("zstd: {e}")))?;
-            let mut out = Vec::new();
-            decoder
-                .take(MAX_DECOMPRESSED_BYTES as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| BatchError::Decompress(format!("zstd: {e}")))?;
-            if out.len() > MAX_DECOMPRESSED_BYTES {
-                return Err(BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES });
-            }
-            out.into()
-        }
-    };
-    let decoded = Records::decode(block).map_err(|e| BatchError::Decode(e.to_string()))?;
-    if decoded.records.len() != b.record_count as usize {
-        return Err(BatchError::RecordCount {
-            expected: b.record_count,
-            actual: decoded.records.len(),
-        });
-    }
-    Ok(decoded)
-}
-
-/// Checks size, structure and checksum of an encoded batch without decompressing it.
-pub fn validate(bytes: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError> {
+/// Checks one whole batch without decompressing it: length, magic, CRC, codec, record
+/// count, producer fields, timestamps, not a control batch, at most `max_bytes`.
+pub fn validate(bytes: &[u8], max_bytes: usize) -> Result<BatchHeader, RecordBatchError> {
     if bytes.len() > max_bytes {
-        return Err(BatchError::TooLarge { size: bytes.len(), max: max_bytes });
+        return Err(RecordBatchError::TooLarge { size: bytes.len(), max: max_bytes });
     }
-    let b = RecordBatch::decode(bytes).map_err(|e| BatchError::Decode(e.to_string()))?;
-    if b.magic != MAGIC {
-        return Err(BatchError::UnsupportedMagic(b.magic));
-    }
-    if b.record_count == 0 || b.records.is_empty() {
-        return Err(BatchError::NoRecords);
-    }
-    if Compression::try_from(b.compression).is_err() {
-        return Err(BatchError::UnknownCompression(b.compression));
-    }
-    if b.max_timestamp < b.base_timestamp {
-        return Err(BatchError::Timestamps { base: b.base_timestamp, max: b.max_timestamp });
-    }
-    let idempotent = b.producer_id >= 0;
-    if idempotent && (b.producer_epoch < 0 || b.base_sequence < 0)
-        || !idempotent && (b.producer_id != -1 || b.producer_epoch != -1 || b.base_sequence != -1)
-    {
-        return Err(BatchError::Producer {
-            id: b.producer_id,
-            epoch: b.producer_epoch,
-            seq: b.base_sequence,
+    let h = BatchHeader::parse(bytes)?;
+    if i64::from(h.batch_length) != (bytes.len() - LOG_OVERHEAD) as i64 {
+        return Err(RecordBatchError::Length {
+            declared: h.batch_length.into(),
+            actual: bytes.len() - LOG_OVERHEAD,
         });
     }
-    let actual = checksum(&b);
-    if actual != b.crc {
-        return Err(BatchError::Checksum { expected: b.crc, actual });
+    if h.magic != MAGIC {
+        return Err(RecordBatchError::Magic(h.magic));
     }
-    Ok(BatchInfo {
-        record_count: b.record_count,
-        max_timestamp: b.max_timestamp,
-        producer_id: b.producer_id,
-        producer_epoch: b.producer_epoch,
-        base_sequence: b.base_sequence,
+    let actual = crc32c::crc32c(&bytes[CRC_START..]);
+    if actual != h.crc {
+        return Err(RecordBatchError::Checksum { expected: h.crc, actual });
+    }
+    h.compression()?;
+    if h.records_count < 1 || h.last_offset_delta != h.records_count - 1 {
+        return Err(RecordBatchError::Count {
+            count: h.records_count,
+            last_offset_delta: h.last_offset_delta,
+        });
+    }
+    let producer_ok = if h.producer_id >= 0 {
+        h.producer_epoch >= 0 && h.base_sequence >= 0
+    } else {
+        h.producer_id == -1 && h.base_sequence == -1
+    };
+    if !producer_ok {
+        return Err(RecordBatchError::Producer {
+            id: h.producer_id,
+            epoch: h.producer_epoch,
+            seq: h.base_sequence,
+        });
+    }
+    if h.max_timestamp < h.base_timestamp {
+        return Err(RecordBatchError::Timestamps { base: h.base_timestamp, max: h.max_timestamp });
+    }
+    if h.is_control() {
+        return Err(RecordBatchError::Control);
+    }
+    Ok(h)
+}
+
+/// [`validate`], then decompresses and parses every record: what a broker runs before it
+/// stores a batch, so no consumer ever meets a batch it cannot read.
+pub fn validate_records(bytes: &[u8], max_bytes: usize) -> Result<BatchHeader, RecordBatchError> {
+    let h = validate(bytes, max_bytes)?;
+    parse_records(&h, bytes)?;
+    Ok(h)
+}
+
+/// The records of a valid batch (call [`validate`] first on untrusted bytes: this checks
+/// structure, not the checksum).
+pub fn records(bytes: &[u8]) -> Result<Vec<Record>, RecordBatchError> {
+    let h = BatchHeader::parse(bytes)?;
+    parse_records(&h, bytes)
+}
+
+fn parse_records(h: &BatchHeader, bytes: &[u8]) -> Result<Vec<Record>, RecordBatchError> {
+    let body = Bytes::copy_from_slice(&bytes[HEADER_LEN..]);
+    let body = decompress(h.compression()?, body)?;
+    let expected = h.records_count;
+    // A count the bytes cannot hold is refused before anything is reserved from it.
+    if expected as usize > body.len() / MIN_RECORD_BYTES {
+        return Err(RecordBatchError::RecordCount {
+            expected,
+            actual: body.len() / MIN_RECORD_BYTES,
+        });
+    }
+    let mut out = Vec::with_capacity(expected as usize);
+    let mut r = Reader { b: &body, at: 0 };
+    while r.at < body.len() {
+        let index = out.len();
+        let fail = |why: String| RecordBatchError::Record { index, why };
+        if index >= expected as usize {
+            return Err(RecordBatchError::RecordCount { expected, actual: index + 1 });
+        }
+        let record = read_record(&mut r, &body, h).map_err(fail)?;
+        if record.offset_delta != index as i32 {
+            return Err(fail(format!("offset delta {} out of sequence", record.offset_delta)));
+        }
+        // maxTimestamp feeds the time index: no record may be later than it says.
+        if !h.log_append_time() && record.timestamp > h.max_timestamp {
+            return Err(fail(format!(
+                "timestamp {} is after the batch's maxTimestamp {}",
+                record.timestamp, h.max_timestamp
+            )));
+        }
+        out.push(record);
+    }
+    if out.len() != expected as usize {
+        return Err(RecordBatchError::RecordCount { expected, actual: out.len() });
+    }
+    Ok(out)
+}
+
+/// A cursor over a records block; every read checks the bytes left.
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn byte(&mut self) -> Result<u8, String> {
+        let v = *self.b.get(self.at).ok_or("truncated")?;
+        self.at += 1;
+        Ok(v)
+    }
+
+    /// A zigzag varint of at most `max_bytes` bytes.
+    fn zigzag(&mut self, max_bytes: u32) -> Result<i64, String> {
+        let mut raw: u64 = 0;
+        for i in 0..max_bytes {
+            let b = self.byte()?;
+            raw |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
+        Err(format!("varint longer than {max_bytes} bytes"))
+    }
+
+    fn varint(&mut self) -> Result<i32, String> {
+        let v = self.zigzag(5)?;
+        i32::try_from(v).map_err(|_| format!("varint {v} out of range"))
+    }
+
+    fn varlong(&mut self) -> Result<i64, String> {
+        self.zigzag(10)
+    }
+
+    /// `len` bytes (a zero-copy slice of `whole`), or `None` for length -1.
+    fn bytes(&mut self, whole: &Bytes, what: &str) -> Result<Option<Bytes>, String> {
+        let len = self.varint()?;
+        if len == -1 {
+            return Ok(None);
+        }
+        let len = usize::try_from(len).map_err(|_| format!("{what} length {len}"))?;
+        if len > self.b.len() - self.at {
+            return Err(format!("{what} of {len} bytes runs past the record"));
+        }
+        let v = whole.slice(self.at..self.at + len);
+        self.at += len;
+        Ok(Some(v))
+    }
+}
+
+fn read_record(r: &mut Reader, whole: &Bytes, h: &BatchHeader) -> Result<Record, String> {
+    let len = r.varint()?;
+    let len = usize::try_from(len).map_err(|_| format!("record length {len}"))?;
+    let start = r.at;
+    if len > r.b.len() - start {
+        return Err(format!("record length {len} runs past the batch"));
+    }
+    let mut rec = Reader { b: &r.b[..start + len], at: start };
+    rec.byte()?; // attributes: unused
+    let timestamp_delta = rec.varlong()?;
+    let offset_delta = rec.varint()?;
+    let key = rec.bytes(whole, "key")?;
+    let value = rec.bytes(whole, "value")?;
+    let count = rec.varint()?;
+    let count = usize::try_from(count).map_err(|_| format!("header count {count}"))?;
+    // Each header takes at least two bytes: the count cannot exceed what is left.
+    if count > (rec.b.len() - rec.at) / 2 {
+        return Err(format!("{count} headers cannot fit in the record"));
+    }
+    let mut headers = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = rec.bytes(whole, "header key")?.ok_or("null header key")?;
+        let key = String::from_utf8(key.to_vec()).map_err(|_| "header key is not UTF-8")?;
+        let value = rec.bytes(whole, "header value")?;
+        headers.push(Header { key, value });
+    }
+    if rec.at != start + len {
+        return Err(format!("record length {len} disagrees with its content"));
+    }
+    r.at = rec.at;
+    Ok(Record {
+        offset_delta,
+        timestamp: h.base_timestamp.wrapping_add(timestamp_delta),
+        key,
+        value,
+        headers,
     })
 }
 
-/// [`validate`], then decompresses and decodes the records and checks them against the
-/// header: the count, and every record timestamp within `[base_timestamp, max_timestamp]`.
-/// What a broker runs before storing a batch, so consumers never meet a batch they cannot
-/// read.
-pub fn validate_records(bytes: &[u8], max_bytes: usize) -> Result<BatchInfo, BatchError> {
-    let info = validate(bytes, max_bytes)?;
-    let b = RecordBatch::decode(bytes).map_err(|e| BatchError::Decode(e.to_string()))?;
-    let records = records(&b)?;
-    for (i, r) in records.records.iter().enumerate() {
-        let ts = b.base_timestamp.checked_add(r.timestamp_delta);
-        if ts.is_none_or(|ts| ts < b.base_timestamp || ts > b.max_timestamp) {
-            return Err(BatchError::RecordTimestamp {
-                index: i,
-                delta: r.timestamp_delta,
-                base: b.base_timestamp,
-                max: b.max_timestamp,
-            });
+/// Decompresses a records block, refusing more than [`MAX_DECOMPRESSED_BYTES`].
+fn decompress(codec: Compression, body: Bytes) -> Result<Bytes, RecordBatchError> {
+    decompress_at_most(codec, body, MAX_DECOMPRESSED_BYTES)
+}
+
+fn decompress_at_most(
+    codec: Compression,
+    body: Bytes,
+    limit: usize,
+) -> Result<Bytes, RecordBatchError> {
+    let bad = |e: &dyn std::fmt::Display| RecordBatchError::Decompress(e.to_string());
+    let bounded = |reader: &mut dyn Read| -> Result<Bytes, RecordBatchError> {
+        let mut out = Vec::new();
+        reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| bad(&e))?;
+        if out.len() > limit {
+            return Err(RecordBatchError::DecompressedTooLarge { limit });
+        }
+        Ok(out.into())
+    };
+    match codec {
+        Compression::None => Ok(body),
+        Compression::Gzip => bounded(&mut flate2::read::MultiGzDecoder::new(&body[..])),
+        Compression::Lz4 => bounded(&mut lz4_flex::frame::FrameDecoder::new(&body[..])),
+        Compression::Zstd => {
+            bounded(&mut zstd::stream::read::Decoder::new(&body[..]).map_err(|e| bad(&e))?)
+        }
+        Compression::Snappy => snappy_decompress(&body, limit),
+    }
+}
+
+/// Snappy as Kafka's clients write it: xerial-framed blocks (the Java client), or one raw
+/// block (librdkafka).
+fn snappy_decompress(body: &[u8], limit: usize) -> Result<Bytes, RecordBatchError> {
+    let bad = |e: &dyn std::fmt::Display| RecordBatchError::Decompress(e.to_string());
+    let raw_block = |block: &[u8], out: &mut Vec<u8>| -> Result<(), RecordBatchError> {
+        let len = snap::raw::decompress_len(block).map_err(|e| bad(&e))?;
+        if out.len() + len > limit {
+            return Err(RecordBatchError::DecompressedTooLarge { limit });
+        }
+        let at = out.len();
+        out.resize(at + len, 0);
+        snap::raw::Decoder::new().decompress(block, &mut out[at..]).map_err(|e| bad(&e))?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    if !body.starts_with(&XERIAL_MAGIC) {
+        raw_block(body, &mut out)?;
+        return Ok(out.into());
+    }
+    let mut at = 16; // magic, version, compatible version
+    if body.len() < at {
+        return Err(bad(&"truncated snappy stream header"));
+    }
+    while at < body.len() {
+        let Some(len) = body.get(at..at + 4) else {
+            return Err(bad(&"truncated snappy block length"));
+        };
+        let len = u32::from_be_bytes(len.try_into().expect("4 bytes")) as usize;
+        at += 4;
+        let Some(block) = body.get(at..at.saturating_add(len)) else {
+            return Err(bad(&format!("snappy block of {len} bytes runs past the batch")));
+        };
+        raw_block(block, &mut out)?;
+        at += len;
+    }
+    Ok(out.into())
+}
+
+fn compress(codec: Compression, raw: &[u8]) -> Vec<u8> {
+    // Compressing an in-memory buffer has no I/O to fail: an error here is a codec bug.
+    match codec {
+        Compression::None => raw.to_vec(),
+        Compression::Gzip => {
+            let mut e =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(GZIP_LEVEL));
+            e.write_all(raw).expect("gzip into memory");
+            e.finish().expect("gzip into memory")
+        }
+        Compression::Snappy => {
+            let mut out = XERIAL_MAGIC.to_vec();
+            out.extend_from_slice(&1i32.to_be_bytes());
+            out.extend_from_slice(&1i32.to_be_bytes());
+            let mut enc = snap::raw::Encoder::new();
+            for chunk in raw.chunks(XERIAL_BLOCK) {
+                let block = enc.compress_vec(chunk).expect("snappy into memory");
+                out.extend_from_slice(&(block.len() as u32).to_be_bytes());
+                out.extend_from_slice(&block);
+            }
+            out
+        }
+        Compression::Lz4 => {
+            let info = lz4_flex::frame::FrameInfo::new()
+                .block_size(lz4_flex::frame::BlockSize::Max64KB)
+                .block_mode(lz4_flex::frame::BlockMode::Independent);
+            let mut e = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
+            e.write_all(raw).expect("lz4 into memory");
+            e.finish().expect("lz4 into memory")
+        }
+        Compression::Zstd => zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd into memory"),
+    }
+}
+
+fn put_zigzag(buf: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    while z >= 0x80 {
+        buf.put_u8((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+    buf.put_u8(z as u8);
+}
+
+fn put_bytes(buf: &mut BytesMut, b: Option<&[u8]>) {
+    match b {
+        None => put_zigzag(buf, -1),
+        Some(b) => {
+            put_zigzag(buf, b.len() as i64);
+            buf.put_slice(b);
         }
     }
-    Ok(info)
+}
+
+/// Builds a batch of `records` (at least one) with base offset 0. `producer` is
+/// `(producer id, epoch, base sequence)` for an idempotent producer; `None` writes -1s. The
+/// base timestamp is the first record's, as Kafka's clients write it.
+pub fn build(
+    records: &[NewRecord],
+    producer: Option<(i64, i16, i32)>,
+    compression: Compression,
+) -> Bytes {
+    let base_timestamp = records.first().map_or(-1, |r| r.timestamp);
+    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
+    let mut raw = BytesMut::new();
+    let mut rec = BytesMut::new();
+    for (i, r) in records.iter().enumerate() {
+        rec.clear();
+        rec.put_i8(0);
+        put_zigzag(&mut rec, r.timestamp.wrapping_sub(base_timestamp));
+        put_zigzag(&mut rec, i as i64);
+        put_bytes(&mut rec, r.key.as_deref());
+        put_bytes(&mut rec, r.value.as_deref());
+        put_zigzag(&mut rec, r.headers.len() as i64);
+        for h in &r.headers {
+            put_bytes(&mut rec, Some(h.key.as_bytes()));
+            put_bytes(&mut rec, h.value.as_deref());
+        }
+        put_zigzag(&mut raw, rec.len() as i64);
+        raw.put_slice(&rec);
+    }
+    let body = compress(compression, &raw);
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
+    let count = i32::try_from(records.len()).expect("more than i32::MAX records");
+    let mut b = BytesMut::with_capacity(HEADER_LEN + body.len());
+    b.put_i64(0);
+    b.put_i32((HEADER_LEN - LOG_OVERHEAD + body.len()) as i32);
+    b.put_i32(-1);
+    b.put_i8(MAGIC);
+    b.put_u32(0);
+    b.put_i16(compression as i16);
+    b.put_i32(count - 1);
+    b.put_i64(base_timestamp);
+    b.put_i64(max_timestamp);
+    b.put_i64(producer_id);
+    b.put_i16(producer_epoch);
+    b.put_i32(base_sequence);
+    b.put_i32(count);
+    b.put_slice(&body);
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+/// Sets the base offset (outside the CRC: the batch stays valid).
+pub fn set_base_offset(batch: &mut [u8], base_offset: i64) {
+    batch[..8].copy_from_slice(&base_offset.to_be_bytes());
+}
+
+/// Sets the partition leader epoch (outside the CRC: the batch stays valid).
+pub fn set_partition_leader_epoch(batch: &mut [u8], epoch: i32) {
+    batch[12..16].copy_from_slice(&epoch.to_be_bytes());
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::v1::Record;
-    use crate::v1::Records;
-
-    fn sample() -> RecordBatch {
-        let records = Records {
-            records: vec![
-                Record {
-                    timestamp_delta: 0,
-                    key: Some(b"k".to_vec().into()),
-                    value: b"v1".to_vec().into(),
-                    headers: vec![],
-                },
-                Record {
-                    timestamp_delta: 5,
-                    key: None,
-                    value: b"v2".to_vec().into(),
-                    headers: vec![],
-                },
-            ],
-        };
-        let mut b = RecordBatch {
-            magic: MAGIC,
-            producer_id: -1,
-            producer_epoch: -1,
-            base_sequence: -1,
-            base_timestamp: 1_000,
-            max_timestamp: 1_005,
-            record_count: 2,
-            compression: Compression::None as i32,
-            crc: 0,
-            records: records.encode_to_vec().into(),
-        };
-        seal(&mut b);
-        b
-    }
-
-    fn sample_records() -> Vec<NewRecord> {
-        (0..50)
-            .map(|i: usize| NewRecord {
-                key: i.is_multiple_of(2).then(|| Bytes::from(format!("key-{i}"))),
-                value: Bytes::from(format!("value-{i}-").repeat(i % 7 + 1)),
-                // Not monotonic: the smallest timestamp is not the first record's.
-                timestamp: 1_700_000_000_000 + 3 * i as i64 - if i == 10 { 500 } else { 0 },
-                headers: if i.is_multiple_of(5) {
-                    vec![("h".into(), Bytes::from_static(b"x")), ("h".into(), Bytes::new())]
-                } else {
-                    vec![]
-                },
-            })
-            .collect()
-    }
-
-    /// The records of `b` back as [`NewRecord`]s with absolute timestamps.
-    fn decoded(b: &RecordBatch) -> Vec<NewRecord> {
-        records(b)
-            .unwrap()
-            .records
-            .into_iter()
-            .map(|r| NewRecord {
-                key: r.key,
-                value: r.value,
-                timestamp: b.base_timestamp + r.timestamp_delta,
-                headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
-            })
-            .collect()
-    }
-
-    const ALL: [Compression; 3] = [Compression::None, Compression::Lz4, Compression::Zstd];
-
-    #[test]
-    fn build_and_records_round_trip_for_every_compression() {
-        let input = sample_records();
-        for compression in ALL {
-            for producer in [None, Some((7, 2, 100))] {
-                let bytes = build(&input, producer, compression).encode_to_vec();
-                let info = validate(&bytes, 1 << 20).unwrap();
-                assert_eq!(info.record_count, 50);
-                assert_eq!(info.max_timestamp, 1_700_000_000_147);
-                let (id, epoch, seq) = producer.unwrap_or((-1, -1, -1));
-                assert_eq!(
-                    (info.producer_id, info.producer_epoch, info.base_sequence),
-                    (id, epoch, seq)
-                );
-                let b = RecordBatch::decode(&bytes[..]).unwrap();
-                assert_eq!(b.base_timestamp, 1_700_000_000_000 + 30 - 500);
-                assert_eq!(b.compression, compression as i32);
-                assert_eq!(decoded(&b), input, "{compression:?} {producer:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn compressed_blocks_are_smaller() {
-        let plain = build(&sample_records(), None, Compression::None).records.len();
-        for compression in [Compression::Lz4, Compression::Zstd] {
-            let packed = build(&sample_records(), None, compression).records.len();
-            assert!(packed < plain, "{compression:?}: {packed} bytes, uncompressed {plain}");
-        }
-    }
-
-    #[test]
-    fn empty_build_is_refused_by_validate() {
-        let bytes = build(&[], None, Compression::None).encode_to_vec();
-        assert_eq!(validate(&bytes, 1 << 20), Err(BatchError::NoRecords));
-    }
-
-    #[test]
-    fn corrupt_compressed_blocks_are_errors_not_panics() {
-        for compression in [Compression::Lz4, Compression::Zstd] {
-            let good = build(&sample_records(), None, compression);
-            for len in 0..good.records.len() {
-                let mut b = good.clone();
-                b.records = good.records.slice(..len);
-                assert!(records(&b).is_err(), "{compression:?} truncated to {len} bytes");
-            }
-            // A flipped byte may land in a literal and decode to other values: only a panic
-            // (or a huge allocation) is a failure here.
-            for i in 0..good.records.len() {
-                let mut bad = good.records.to_vec();
-                bad[i] ^= 0xff;
-                let mut b = good.clone();
-                b.records = bad.into();
-                let _ = records(&b);
-            }
-            let mut b = good.clone();
-            b.records = Bytes::from_static(b"\x10\0\0\0definitely not compressed data");
-            assert!(
-                matches!(records(&b), Err(BatchError::Decompress(_))),
-                "{compression:?}: {:?}",
-                records(&b)
-            );
-            assert_eq!(BatchError::Decompress(String::new()).code(), ErrorCode::InvalidRecord);
-        }
-    }
-
-    #[test]
-    fn decompression_bombs_are_refused() {
-        let mut b = build(&sample_records(), None, Compression::Lz4);
-        let mut block = b.records.to_vec();
-        block[..4].copy_from_slice(&(1u32 << 30).to_le_bytes());
-        b.records = block.into();
-        let err = records(&b).unwrap_err();
-        assert_eq!(err, BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES });
-        assert!(err.to_string().contains("decompression bomb"), "{err}");
-
-        let zeros = vec![0u8; MAX_DECOMPRESSED_BYTES + 1];
-        let mut b = build(&sample_records(), None, Compression::Zstd);
-        b.records = zstd::encode_all(&zeros[..], 1).unwrap().into();
-        assert!(b.records.len() < 64 << 10, "bomb is {} bytes", b.records.len());
-        assert_eq!(
-            records(&b),
-            Err(BatchError::DecompressedTooLarge { limit: MAX_DECOMPRESSED_BYTES })
-        );
-    }
-
-    #[test]
-    fn record_count_must_match_the_block() {
-        for compression in ALL {
-            let mut b = build(&sample_records(), None, compression);
-            b.record_count = 49;
-            seal(&mut b);
-            assert!(validate(&b.encode_to_vec(), 1 << 20).is_ok(), "validate does not decompress");
-            let err = records(&b).unwrap_err();
-            assert_eq!(err, BatchError::RecordCount { expected: 49, actual: 50 });
-            assert_eq!(err.code(), ErrorCode::InvalidRecord);
-        }
-    }
-
-    #[test]
-    fn unknown_compression_is_refused_by_records() {
-        let mut b = build(&sample_records(), None, Compression::None);
-        b.compression = 9;
-        assert_eq!(records(&b), Err(BatchError::UnknownCompression(9)));
-    }
-
-    #[test]
-    fn valid_batch_passes() {
-        let bytes = sample().encode_to_vec();
-        let info = validate(&bytes, 1 << 20).unwrap();
-        assert_eq!(info.record_count, 2);
-        assert_eq!(info.max_timestamp, 1_005);
-    }
-
-    #[test]
-    fn no_single_bit_flip_changes_an_accepted_batch() {
-        // A flip is either refused, or lands in bits protobuf ignores (say the high bits of
-        // a 10-byte varint holding an int32), leaving the decoded batch identical.
-        let original = sample();
-        let bytes = original.encode_to_vec();
-        let mut refused = 0;
-        for i in 0..bytes.len() {
-            for bit in 0..8 {
-                let mut bad = bytes.clone();
-                bad[i] ^= 1 << bit;
-                match validate(&bad, 1 << 20) {
-                    Err(_) => refused += 1,
-                    Ok(_) => assert_eq!(
-                        RecordBatch::decode(&bad[..]).unwrap(),
-                        original,
-                        "flip of bit {bit} in byte {i} accepted with different content"
-                    ),
-                }
-            }
-        }
-        assert!(refused > bytes.len() * 6, "only {refused} flips refused");
-    }
-
-    #[test]
-    fn validate_records_checks_count_and_timestamps() {
-        let bytes = sample().encode_to_vec();
-        assert_eq!(validate_records(&bytes, 1 << 20).unwrap().record_count, 2);
-        let mut b = sample();
-        b.max_timestamp = 1_004; // record 1 is at 1_005
-        seal(&mut b);
-        assert!(matches!(
-            validate_records(&b.encode_to_vec(), 1 << 20),
-            Err(BatchError::RecordTimestamp { index: 1, .. })
-        ));
-        let mut b = sample();
-        b.record_count = 3;
-        seal(&mut b);
-        let e = validate_records(&b.encode_to_vec(), 1 << 20).unwrap_err();
-        assert!(matches!(e, BatchError::RecordCount { .. }), "{e}");
-        assert_eq!(e.code(), ErrorCode::InvalidRecord);
-        let mut b = sample();
-        b.records = b"\xff\xff garbage".to_vec().into();
-        seal(&mut b);
-        assert_eq!(
-            validate_records(&b.encode_to_vec(), 1 << 20).unwrap_err().code(),
-            ErrorCode::InvalidRecord
-        );
-    }
-
-    #[test]
-    fn refusals_have_the_right_codes() {
-        let bytes = sample().encode_to_vec();
-        assert_eq!(validate(&bytes, 10).unwrap_err().code(), ErrorCode::MessageTooLarge);
-        assert_eq!(
-            validate(b"\xff\xff\xff", 1 << 20).unwrap_err().code(),
-            ErrorCode::InvalidRecord
-        );
-        let mut b = sample();
-        b.magic = 7;
-        seal(&mut b);
-        assert_eq!(
-            validate(&b.encode_to_vec(), 1 << 20).unwrap_err().code(),
-            ErrorCode::UnsupportedVersion
-        );
-        let mut b = sample();
-        b.record_count = 0;
-        seal(&mut b);
-        assert_eq!(validate(&b.encode_to_vec(), 1 << 20), Err(BatchError::NoRecords));
-        let mut b = sample();
-        b.producer_id = 5; // idempotent id without epoch and sequence
-        seal(&mut b);
-        assert!(matches!(validate(&b.encode_to_vec(), 1 << 20), Err(BatchError::Producer { .. })));
-    }
-}
+mod tests;

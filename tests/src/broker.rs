@@ -55,6 +55,30 @@ pub(crate) const MAX_GRPC_MESSAGE: usize = 256 << 20;
 /// the no-flags broker's fixed ports can only be used once.
 pub(crate) static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Names the `rafka` CLI binary to use instead of the one next to `rafka-broker`.
+pub const CLI_BIN_ENV: &str = "RAFKA_BIN";
+
+/// Finds the `rafka` CLI binary: `$RAFKA_BIN`, else next to `rafka-broker`.
+///
+/// # Panics
+/// When it does not exist.
+pub fn cli_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os(CLI_BIN_ENV) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{CLI_BIN_ENV}={} is not a file", p.display());
+        return p;
+    }
+    let broker = broker_binary().unwrap_or_else(|e| panic!("{e:#}"));
+    let p = broker.with_file_name("rafka");
+    assert!(
+        p.is_file(),
+        "the CLI binary {} does not exist: run `cargo build --workspace` first \
+         (`cargo test --workspace` builds it), or set {CLI_BIN_ENV}",
+        p.display()
+    );
+    p
+}
+
 /// Finds the `rafka-broker` binary: `$RAFKA_BROKER_BIN`, else `rafka-broker` in the target
 /// directory of the running test (`target/<profile>/deps/<test>` → `target/<profile>/`).
 pub fn broker_binary() -> anyhow::Result<PathBuf> {

@@ -26,6 +26,8 @@ use rafka_proto::ErrorExt;
 use rafka_proto::v1::Acks;
 use rafka_proto::v1::CreateTopicRequest;
 use rafka_proto::v1::CreateTopicResponse;
+use rafka_proto::v1::DescribeClusterRequest;
+use rafka_proto::v1::DescribeClusterResponse;
 use rafka_proto::v1::DescribeTopicRequest;
 use rafka_proto::v1::DescribeTopicResponse;
 use rafka_proto::v1::ErrorCode;
@@ -527,6 +529,22 @@ impl TestClient {
         Ok(r)
     }
 
+    /// `DescribeCluster` at any broker (forwarded to the controller leader).
+    pub async fn describe_cluster(&self) -> anyhow::Result<DescribeClusterResponse> {
+        let (r, _) = self
+            .any_broker("describe cluster", |addr| {
+                let client = self.admin_at(&addr);
+                async move {
+                    client
+                        .map_err(|e| Status::unavailable(e.to_string()))?
+                        .describe_cluster(DescribeClusterRequest {})
+                        .await
+                }
+            })
+            .await?;
+        Ok(r)
+    }
+
     /// One `Produce` attempt at the broker at `addr`, no retries, no routing.
     pub async fn produce_at(
         &self,
@@ -649,7 +667,7 @@ impl TestClient {
                             b.base_offset
                         )
                     })?;
-                let end = b.base_offset + i64::from(info.record_count);
+                let end = b.base_offset + i64::from(info.records_count);
                 if b.base_offset > next || end <= next {
                     bail!(
                         "fetch {topic}/{partition}: expected the batch holding offset {next}, got \

@@ -138,6 +138,7 @@ fn metadata(req: Bytes, leader: SocketAddr, other: SocketAddr) -> Result<Bytes, 
         })
         .collect();
     let broker = |id, a: SocketAddr| BrokerInfo {
+        batch_format: 0,
         broker_id: id,
         address: a.to_string(),
         rack: None,
@@ -294,7 +295,7 @@ async fn fetch_all_skips_below_the_offset_and_reads_to_the_high_watermark() {
     let client = TestClient::new([one.addr]);
     let got = client.fetch_all("t", 0, 1).await.unwrap();
     let offsets: Vec<i64> = got.iter().map(|r| r.offset).collect();
-    let values: Vec<&[u8]> = got.iter().map(|r| &r.value[..]).collect();
+    let values: Vec<&[u8]> = got.iter().map(|r| r.value_bytes()).collect();
     assert_eq!(offsets, vec![1, 2, 3, 4]);
     assert_eq!(values, vec![&b"b"[..], b"c", b"d", b"e"]);
     assert_eq!(got[0].timestamp, 101);

@@ -1,9 +1,9 @@
 //! [`Produced`]: a record of what a test wrote to one partition, to check reads against.
 
 use bytes::Bytes;
+use rafka_proto::batch::Compression;
 use rafka_proto::batch::NewRecord;
 use rafka_proto::v1::Acks;
-use rafka_proto::v1::Compression;
 
 use crate::FetchedRecord;
 use crate::TestClient;
@@ -63,7 +63,7 @@ impl Produced {
             let bytes = batch.len();
             let got = client.must_produce(topic, partition, batch, Acks::All).await;
             assert_eq!(got, base, "{topic}/{partition}: base offset of a batch");
-            self.records.extend(recs.into_iter().map(|r| (r.value, ts)));
+            self.records.extend(recs.into_iter().map(|r| (r.value.unwrap_or_default(), ts)));
             self.batches.push(SentBatch { base, bytes, timestamp: ts });
         }
     }
@@ -79,7 +79,7 @@ impl Produced {
         );
         for r in got {
             let (v, ts) = &self.records[r.offset as usize];
-            assert!(r.value == v, "{what}: the value at offset {} changed", r.offset);
+            assert!(r.value_bytes() == v, "{what}: the value at offset {} changed", r.offset);
             assert_eq!(r.timestamp, *ts, "{what}: the timestamp at offset {}", r.offset);
         }
     }

@@ -6,11 +6,11 @@ use std::collections::HashMap;
 use anyhow::Context;
 use anyhow::bail;
 use bytes::Bytes;
-use prost::Message;
 use rafka_proto::batch;
-use rafka_proto::batch::NewRecord;
-use rafka_proto::v1::Compression;
-use rafka_proto::v1::RecordBatch;
+pub use rafka_proto::batch::BatchHeader;
+pub use rafka_proto::batch::Compression;
+pub use rafka_proto::batch::Header;
+pub use rafka_proto::batch::NewRecord;
 
 /// One record read back from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,12 +19,19 @@ pub struct FetchedRecord {
     pub offset: i64,
     /// Key, `None` for a null key.
     pub key: Option<Bytes>,
-    /// Value.
-    pub value: Bytes,
-    /// Absolute timestamp (batch base timestamp plus the record's delta).
+    /// Value, `None` for a null value.
+    pub value: Option<Bytes>,
+    /// Absolute timestamp.
     pub timestamp: i64,
     /// Headers in order.
-    pub headers: Vec<(String, Bytes)>,
+    pub headers: Vec<Header>,
+}
+
+impl FetchedRecord {
+    /// The value's bytes; empty for a null value.
+    pub fn value_bytes(&self) -> &[u8] {
+        self.value.as_deref().unwrap_or_default()
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -41,16 +48,20 @@ pub fn now_ms() -> i64 {
 
 /// A record with only a value and a timestamp.
 pub fn value_record(value: impl Into<Bytes>, timestamp: i64) -> NewRecord {
-    NewRecord { key: None, value: value.into(), timestamp, headers: Vec::new() }
+    NewRecord { key: None, value: Some(value.into()), timestamp, headers: Vec::new() }
 }
 
-/// Encodes a sealed batch of `records` (see [`batch::build`]).
+/// Encodes a Kafka RecordBatch v2 of `records` (see [`batch::build`]); `producer` is
+/// (id, epoch, base sequence).
 pub fn batch(
     records: &[NewRecord],
     producer: Option<(i64, i32, i32)>,
     compression: Compression,
 ) -> Bytes {
-    batch::build(records, producer, compression).encode_to_vec().into()
+    let producer = producer.map(|(id, epoch, seq)| {
+        (id, i16::try_from(epoch).expect("producer epochs fit int16"), seq)
+    });
+    batch::build(records, producer, compression)
 }
 
 /// Encodes a non-idempotent, uncompressed batch of `values`, timestamps `ts, ts + 1, ...`.
@@ -63,33 +74,31 @@ pub fn values_batch<V: AsRef<[u8]>>(values: &[V], ts: i64) -> Bytes {
     batch(&records, None, Compression::None)
 }
 
-/// Decodes one fetched batch: verifies its checksum and structure, decompresses it and
-/// returns its records with their offsets (`base_offset`, `base_offset + 1`, ...).
+/// Decodes one fetched batch: verifies its checksum, structure and base offset (the one the
+/// response gives it), decompresses it and returns its records with their offsets.
 pub fn decode_batch(base_offset: i64, bytes: &Bytes) -> anyhow::Result<Vec<FetchedRecord>> {
-    batch::validate(bytes, usize::MAX)
+    let h = batch::validate(bytes, usize::MAX)
         .with_context(|| format!("fetched batch at offset {base_offset} is invalid"))?;
-    let b = RecordBatch::decode(bytes.clone()).expect("validate decoded it");
-    let records = batch::records(&b)
+    if h.base_offset != base_offset {
+        bail!("fetched batch at offset {base_offset} says base offset {}", h.base_offset);
+    }
+    let records = batch::records(bytes)
         .with_context(|| format!("records of the fetched batch at offset {base_offset}"))?;
     Ok(records
-        .records
         .into_iter()
-        .enumerate()
-        .map(|(i, r)| FetchedRecord {
-            offset: base_offset + i as i64,
+        .map(|r| FetchedRecord {
+            offset: base_offset + i64::from(r.offset_delta),
             key: r.key,
             value: r.value,
-            timestamp: b.base_timestamp + r.timestamp_delta,
-            headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
+            timestamp: r.timestamp,
+            headers: r.headers,
         })
         .collect())
 }
 
-/// The decoded header fields of an encoded batch (producer, sequence, count, crc).
-pub fn header(bytes: &Bytes) -> anyhow::Result<RecordBatch> {
-    let mut b = RecordBatch::decode(bytes.clone()).context("not a RecordBatch")?;
-    b.records = Bytes::new();
-    Ok(b)
+/// The header fields of an encoded batch (producer, sequence, count, crc).
+pub fn header(bytes: &Bytes) -> anyhow::Result<BatchHeader> {
+    BatchHeader::parse(bytes).context("not a record batch")
 }
 
 /// Numbers the batches of one idempotent producer: per partition, each batch's base
@@ -146,10 +155,13 @@ mod tests {
 
     #[test]
     fn decode_batch_numbers_records_and_rejects_corruption() {
-        let bytes = values_batch(&["a", "b", "c"], 1_000);
+        let mut bytes = values_batch(&["a", "b", "c"], 1_000).to_vec();
+        batch::set_base_offset(&mut bytes, 40);
+        let bytes = Bytes::from(bytes);
         let got = decode_batch(40, &bytes).unwrap();
         assert_eq!(got.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![40, 41, 42]);
-        assert_eq!(got[2].value, Bytes::from_static(b"c"));
+        assert_eq!(got[2].value.as_deref(), Some(&b"c"[..]));
+        assert!(decode_batch(41, &bytes).is_err(), "a base offset the batch does not say");
         assert_eq!(got[2].timestamp, 1_002);
         check_dense(&got, 40).unwrap();
         assert!(check_dense(&got, 41).is_err());
@@ -169,6 +181,7 @@ mod tests {
         let b1 = header(&s.batch(0, &recs[..1], Compression::None)).unwrap();
         let c0 = header(&s.batch(5, &recs, Compression::Zstd)).unwrap();
         assert_eq!((b0.producer_id, b0.producer_epoch, b0.base_sequence), (7, 3, 0));
+        assert_eq!(b0.compression().unwrap(), Compression::Lz4);
         assert_eq!(b1.base_sequence, 4);
         assert_eq!(c0.base_sequence, 0);
         assert_eq!(s.next_sequence(0), 5);

@@ -3,6 +3,7 @@
 
 use rafka_proto::ErrorExt;
 use rafka_proto::v1::CreateTopicResponse;
+use rafka_proto::v1::DescribeClusterResponse;
 use rafka_proto::v1::DescribeTopicResponse;
 use rafka_proto::v1::Error;
 use rafka_proto::v1::ErrorCode;
@@ -46,6 +47,7 @@ has_error!(
     CreateTopicResponse,
     MetadataResponse,
     ListTopicsResponse,
+    DescribeClusterResponse,
     DescribeTopicResponse,
     TopicMetadata,
 );

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message;
+use rafka_proto::batch::Compression;
 use rafka_proto::batch::NewRecord;
 use rafka_proto::v1::Acks;
-use rafka_proto::v1::Compression;
 use rafka_proto::v1::CreateTopicRequest;
 use rafka_proto::v1::ErrorCode;
 use rafka_proto::v1::FetchRequest;
@@ -124,9 +124,9 @@ async fn bad_input_is_refused_and_changes_nothing() {
             }
 
             // Corruption: a wrong CRC, a flipped record byte, bytes that are no RecordBatch.
-            let mut b = rafka_proto::batch::build(&recs(5, 10), None, Compression::None);
-            b.crc ^= 1;
-            let bad_crc: Bytes = b.encode_to_vec().into();
+            let mut b = records::batch(&recs(5, 10), None, Compression::None).to_vec();
+            b[20] ^= 1; // the CRC's last byte
+            let bad_crc: Bytes = b.into();
             assert_eq!(
                 produce_code(&client, GOOD, 0, bad_crc).await,
                 ErrorCode::InvalidRecord,
@@ -146,14 +146,36 @@ async fn bad_input_is_refused_and_changes_nothing() {
                 ErrorCode::InvalidRecord,
                 "garbage"
             );
-            let mut lying = rafka_proto::batch::build(&recs(5, 10), None, Compression::None);
-            lying.producer_id = 42; // idempotent id without epoch and sequence
-            rafka_proto::batch::seal(&mut lying);
-            let lying: Bytes = lying.encode_to_vec().into();
+            // An idempotent producer id without epoch and sequence, with a correct CRC.
+            let mut lying = records::batch(&recs(5, 10), None, Compression::None).to_vec();
+            lying[43..51].copy_from_slice(&42i64.to_be_bytes());
+            let crc = crc32c::crc32c(&lying[21..]);
+            lying[17..21].copy_from_slice(&crc.to_be_bytes());
             assert_eq!(
-                produce_code(&client, GOOD, 0, lying).await,
+                produce_code(&client, GOOD, 0, lying.into()).await,
                 ErrorCode::InvalidRecord,
                 "producer"
+            );
+            // Kafka's older message formats (magic 0 and 1) are not stored.
+            let mut old_magic = records::batch(&recs(5, 10), None, Compression::None).to_vec();
+            old_magic[16] = 1;
+            assert_eq!(
+                produce_code(&client, GOOD, 0, old_magic.into()).await,
+                ErrorCode::UnsupportedVersion,
+                "magic 1"
+            );
+            // rafka's own format before Kafka's: a corrupt one is refused like any batch.
+            let legacy = rafka_proto::legacy::build(
+                &[rafka_proto::legacy::NewRecord { value: "v".into(), ..Default::default() }],
+                None,
+                rafka_proto::v1::Compression::None,
+            );
+            let mut bad_legacy = legacy.clone();
+            bad_legacy.crc ^= 1;
+            assert_eq!(
+                produce_code(&client, GOOD, 0, bad_legacy.encode_to_vec().into()).await,
+                ErrorCode::InvalidRecord,
+                "legacy batch with a bad crc"
             );
 
             // Unknown topics and partitions.

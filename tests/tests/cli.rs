@@ -11,17 +11,14 @@
 //! The binary is `$RAFKA_BIN`, else `rafka` next to the broker binary in the target dir
 //! (`cargo build --workspace` builds both; `cargo test --workspace` too).
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use rafka_tests::Cluster;
 use rafka_tests::bounded;
-use rafka_tests::broker::broker_binary;
+use rafka_tests::broker::cli_binary;
 use tokio::io::AsyncWriteExt;
 
-/// Environment variable naming the `rafka` binary to run instead of the built one.
-const CLI_BIN_ENV: &str = "RAFKA_BIN";
 /// Bound on one CLI invocation.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -52,24 +49,6 @@ const WALKTHROUGH: &[(&str, &str)] = &[
         "1 bob hello\n2 alice bye\n",
     ),
 ];
-
-/// Finds the `rafka` binary: `$RAFKA_BIN`, else next to `rafka-broker`.
-fn cli_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os(CLI_BIN_ENV) {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "{CLI_BIN_ENV}={} is not a file", p.display());
-        return p;
-    }
-    let broker = broker_binary().unwrap_or_else(|e| panic!("{e:#}"));
-    let p = broker.with_file_name("rafka");
-    assert!(
-        p.is_file(),
-        "the CLI binary {} does not exist: run `cargo build --workspace` first \
-         (`cargo test --workspace` builds it), or set {CLI_BIN_ENV}",
-        p.display()
-    );
-    p
-}
 
 /// What one command did.
 #[derive(Debug)]

@@ -16,9 +16,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use rafka_proto::ErrorExt;
+use rafka_proto::batch::Compression;
 use rafka_proto::batch::NewRecord;
 use rafka_proto::v1::Acks;
-use rafka_proto::v1::Compression;
 use rafka_proto::v1::FetchRequest;
 use rafka_proto::v1::FetchedBatch;
 use rafka_tests::Cluster;
@@ -163,7 +163,7 @@ async fn replica_batches(
         for b in resp.batches {
             let info = rafka_proto::batch::validate(&b.batch, usize::MAX)?;
             anyhow::ensure!(b.base_offset == next, "{addr}: batch at {} for {next}", b.base_offset);
-            next += i64::from(info.record_count);
+            next += i64::from(info.records_count);
             out.push(b);
         }
     }
@@ -222,7 +222,7 @@ async fn acked_records_survive_a_leader_kill_exactly_once() {
                 );
                 for (k, v) in b.values.iter().enumerate() {
                     let at = b.base_offset as usize + k;
-                    let got = log.get(at).map(|r| &r.value);
+                    let got = log.get(at).and_then(|r| r.value.as_ref());
                     let base = b.base_offset;
                     assert_eq!(got, Some(v), "partition {p}: offset {at} (acked batch at {base})");
                 }

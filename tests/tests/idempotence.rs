@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rafka_proto::ErrorExt;
+use rafka_proto::batch::Compression;
 use rafka_proto::batch::NewRecord;
 use rafka_proto::v1::Acks;
-use rafka_proto::v1::Compression;
 use rafka_proto::v1::ErrorCode;
 use rafka_proto::v1::ProduceRequest;
 use rafka_tests::Cluster;
@@ -31,7 +31,7 @@ fn recs(prefix: &str, range: std::ops::Range<usize>) -> Vec<NewRecord> {
 }
 
 fn values(records: &[rafka_tests::FetchedRecord]) -> Vec<String> {
-    records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect()
+    records.iter().map(|r| String::from_utf8_lossy(r.value_bytes()).into_owned()).collect()
 }
 
 /// Offers `batch` to whichever broker leads the partition now, with acks=none, until one

@@ -135,7 +135,7 @@ async fn replica_copy_from(
         let (_, batches) = follower_fetch(client, addr, topic, 0, next).await.unwrap();
         assert!(!batches.is_empty(), "{addr}: nothing at {next} below {hw}");
         for b in batches.into_iter().filter(|b| b.base_offset < hw) {
-            let count = rafka_proto::batch::validate(&b.batch, usize::MAX).unwrap().record_count;
+            let count = rafka_proto::batch::validate(&b.batch, usize::MAX).unwrap().records_count;
             out.push((b.base_offset, crc32c::crc32c(&b.batch)));
             next = b.base_offset + i64::from(count);
         }
@@ -156,7 +156,7 @@ fn stored_groups(cluster: &Cluster, broker: u64) -> BTreeSet<String> {
 /// Every record value of partition 0, from offset 0.
 async fn values(client: &TestClient, topic: &str) -> Vec<String> {
     let records = client.fetch_all(topic, 0, 0).await.unwrap();
-    records.iter().map(|r| String::from_utf8_lossy(&r.value).into_owned()).collect()
+    records.iter().map(|r| String::from_utf8_lossy(r.value_bytes()).into_owned()).collect()
 }
 
 async fn produce_values(client: &TestClient, topic: &str, tag: &str, n: usize) -> Vec<String> {

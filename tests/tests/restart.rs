@@ -18,9 +18,9 @@ use std::time::Duration;
 use std::time::Instant;
 
 use bytes::Bytes;
+use rafka_proto::batch::Compression;
 use rafka_proto::batch::NewRecord;
 use rafka_proto::v1::Acks;
-use rafka_proto::v1::Compression;
 use rafka_proto::v1::FetchedBatch;
 use rafka_proto::v1::offset_spec::Spec;
 use rafka_tests::Cluster;
@@ -72,7 +72,7 @@ fn keyed(n: usize, tag: &str) -> Vec<NewRecord> {
     (0..n)
         .map(|i| NewRecord {
             key: Some(Bytes::from(format!("k{}", i % 7))),
-            value: Bytes::from(format!("{tag}-{i}")),
+            value: Some(Bytes::from(format!("{tag}-{i}"))),
             timestamp: ts + i as i64,
             headers: vec![],
         })
@@ -162,7 +162,7 @@ fn count_segments(dir: &Path) -> usize {
 }
 
 /// What was written: per batch, its base offset, checksum and record count.
-type Written = Vec<(i64, u32, u32)>;
+type Written = Vec<(i64, u32, i32)>;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_before_a_directory_fsync_loses_no_acknowledged_record() {
@@ -202,7 +202,7 @@ async fn a_crash_before_a_directory_fsync_loses_no_acknowledged_record() {
             .await
             .unwrap()
             .iter()
-            .map(|r| String::from_utf8_lossy(&r.value).into_owned())
+            .map(|r| String::from_utf8_lossy(r.value_bytes()).into_owned())
             .collect();
         assert!(got.len() >= acked.len(), "{} of {} acknowledged records", got.len(), acked.len());
         assert_eq!(got[..acked.len()], acked[..], "acknowledged records changed");
@@ -247,7 +247,7 @@ async fn recovery_after_kill_9() {
             let crc = records::header(&batch).unwrap().crc;
             let base = client.must_produce(TOPIC, 0, batch.clone(), Acks::All).await;
             assert_eq!(base, next, "batches of one producer are written in order");
-            written.push((base, crc, PER_BATCH as u32));
+            written.push((base, crc, PER_BATCH as i32));
             bytes += batch.len() as u64;
             next += PER_BATCH as i64;
         }
@@ -303,7 +303,7 @@ async fn recovery_after_kill_9() {
         client
             .scan_batches(TOPIC, 0, 0, |b| {
                 let header = records::header(&b.batch)?;
-                let got = (b.base_offset, header.crc, header.record_count);
+                let got = (b.base_offset, header.crc, header.records_count);
                 anyhow::ensure!(
                     written.get(i) == Some(&got),
                     "batch #{i}: {got:?}, wrote {:?}",
@@ -321,7 +321,7 @@ async fn recovery_after_kill_9() {
         let tail = recs.last().expect("records");
         assert_eq!(tail.offset, hw - 1);
         assert!(
-            tail.value.starts_with(format!("record {:012} ", hw - 1).as_bytes()),
+            tail.value_bytes().starts_with(format!("record {:012} ", hw - 1).as_bytes()),
             "last record's value"
         );
     })

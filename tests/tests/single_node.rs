@@ -8,9 +8,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use rafka_proto::batch::Compression;
+use rafka_proto::batch::Header;
 use rafka_proto::batch::NewRecord;
 use rafka_proto::v1::Acks;
-use rafka_proto::v1::Compression;
 use rafka_proto::v1::offset_spec::Spec;
 use rafka_tests::Broker;
 use rafka_tests::FetchedRecord;
@@ -27,15 +28,19 @@ fn value(i: usize) -> Bytes {
     Bytes::from(format!("value-{i:06}"))
 }
 
-/// Record i, stamped `base_ts + i`: every third has a key, every tenth a header, so that
-/// both survive the trip.
+/// Record i, stamped `base_ts + i`: every third has a key, every seventh a null value,
+/// every tenth two headers (the second with a null value), so that all of them survive the
+/// trip.
 fn record(base_ts: i64, i: usize) -> NewRecord {
     NewRecord {
         key: i.is_multiple_of(3).then(|| Bytes::from(format!("key-{i}"))),
-        value: value(i),
+        value: (!i.is_multiple_of(7)).then(|| value(i)),
         timestamp: base_ts + i as i64,
         headers: if i.is_multiple_of(10) {
-            vec![("n".into(), Bytes::from(i.to_string()))]
+            vec![
+                Header { key: "n".into(), value: Some(Bytes::from(i.to_string())) },
+                Header { key: "null".into(), value: None },
+            ]
         } else {
             vec![]
         },
@@ -73,7 +78,13 @@ async fn single_node_with_no_flags() {
         let client = TestClient::new([broker.addr()]);
         client.must_create_topic(TOPIC, 1, 0).await;
 
-        let compressions = [Compression::None, Compression::Lz4, Compression::Zstd];
+        let compressions = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ];
         let mut first = 0;
         while first < total {
             let end = (first + BATCH).min(total);

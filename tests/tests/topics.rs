@@ -535,7 +535,7 @@ async fn delete_topic_removes_data_on_every_broker() {
             let base = client.must_produce(TOPIC, p, batch, Acks::All).await;
             assert_eq!(base, 0, "first offset of {TOPIC}/{p} after re-creation");
             let got = client.fetch_all(TOPIC, p, 0).await.unwrap();
-            let values: Vec<&[u8]> = got.iter().map(|r| r.value.as_ref()).collect();
+            let values: Vec<&[u8]> = got.iter().map(|r| r.value_bytes()).collect();
             assert_eq!(values, [format!("new-{p}").as_bytes()], "{TOPIC}/{p} after re-creation");
         }
     })
@@ -562,7 +562,11 @@ async fn read_stream(stream: &mut Streaming<FetchResponse>, mut next: i64, end: 
             assert_eq!(b.base_offset, next, "{what}: batches must follow each other");
             for r in decode_batch(b.base_offset, &b.batch).unwrap() {
                 assert!(r.offset < end, "{what}: offset {} was never produced", r.offset);
-                assert!(r.value == value(r.offset, len), "{what}: the value at {}", r.offset);
+                assert!(
+                    r.value_bytes() == value(r.offset, len),
+                    "{what}: the value at {}",
+                    r.offset
+                );
                 next = r.offset + 1;
             }
         }

@@ -112,6 +112,11 @@ pub struct BrokerConfig {
     /// clients are not affected.
     #[cfg(feature = "failpoints")]
     pub dial_overrides: BTreeMap<String, String>,
+    /// Fault suite only (`report-batch-format`, in builds with the `failpoints` feature):
+    /// the batch format this broker tells the controller it reads, to play a broker of an
+    /// older version during an upgrade; 0 reports the real one.
+    #[cfg(feature = "failpoints")]
+    pub report_batch_format: u32,
 }
 
 impl Default for BrokerConfig {
@@ -137,6 +142,8 @@ impl Default for BrokerConfig {
             groups: GroupsConfig::default(),
             #[cfg(feature = "failpoints")]
             dial_overrides: BTreeMap::new(),
+            #[cfg(feature = "failpoints")]
+            report_batch_format: 0,
         }
     }
 }

@@ -176,6 +176,8 @@ pub struct Heard {
     /// Reassignments whose leader reports the target as its settled voters:
     /// (group, voters, partition name).
     pub complete: Vec<(u64, Vec<u64>, String)>,
+    /// The batch format every registered broker now reads, to let brokers write.
+    pub finalize: Option<Command>,
 }
 
 /// Reads a broker heartbeat against the controller state.
@@ -207,6 +209,8 @@ pub fn heartbeat(state: &ControllerState, req: &internal::BrokerHeartbeatRequest
         address: req.address.clone(),
         rack: (!req.rack.is_empty()).then(|| req.rack.clone()),
         incarnation: req.incarnation,
+        // Brokers from before formats were reported send 0: they read format 1 only.
+        batch_format: req.batch_format.max(1),
     };
     let register = (state.brokers.get(&req.broker_id) != Some(&record)
         || state.cluster_id.is_empty())
@@ -214,7 +218,12 @@ pub fn heartbeat(state: &ControllerState, req: &internal::BrokerHeartbeatRequest
         broker: record,
         cluster_id: format!("{:016x}", rand::random::<u64>()),
     });
-    Heard { leading, register, complete }
+    let finalize = register
+        .is_none()
+        .then(|| state.batch_format_to_finalize())
+        .flatten()
+        .map(|format| Command::FinalizeBatchFormat { format });
+    Heard { leading, register, complete, finalize }
 }
 
 /// Creates `__consumer_offsets` once the cluster has an id and enough live brokers for its

@@ -32,6 +32,14 @@ pub struct BrokerRecord {
     /// means the broker lost its disk: its replicas are gone and get replaced.
     #[serde(default)]
     pub incarnation: u64,
+    /// The newest partition batch format the broker reads (registrations written before
+    /// formats were reported are 1).
+    #[serde(default = "legacy_format")]
+    pub batch_format: u32,
+}
+
+fn legacy_format() -> u32 {
+    1
 }
 
 /// One replica of a partition: the broker hosting it and its Raft replica id.
@@ -117,6 +125,10 @@ pub enum Command {
     /// Ends the reassignment of `group`: its leader reported `voters` (replica ids, sorted)
     /// as the settled Raft voters, and they are the target's.
     CompleteReassignment { group: u64, voters: Vec<u64> },
+    /// Lets brokers write partition batches in `format` from now on: every registered
+    /// broker reads it. Proposed only then, so a controller replica old enough not to know
+    /// this command never sees it; refused if a broker registered meanwhile that does not.
+    FinalizeBatchFormat { format: u32 },
 }
 
 /// What applying a command returned.
@@ -151,11 +163,28 @@ pub struct ControllerState {
     next_replica_id: u64,
     next_producer_id: i64,
     producers: BTreeMap<String, (i64, i32)>,
+    /// The partition batch format brokers write (0 and 1: rafka's protobuf batch; 2: Kafka's
+    /// RecordBatch v2). Set by the founding registration — a new cluster starts at its
+    /// founders' format — and raised by `FinalizeBatchFormat`; it never goes down.
+    #[serde(default)]
+    batch_format: u32,
     /// Raft index of the last applied entry.
     pub version: u64,
 }
 
 impl ControllerState {
+    /// The partition batch format brokers write now (at least 1).
+    pub fn batch_format(&self) -> u32 {
+        self.batch_format.max(1)
+    }
+
+    /// The format every registered broker reads and the cluster does not write yet: what
+    /// the controller leader should finalize.
+    pub fn batch_format_to_finalize(&self) -> Option<u32> {
+        let readable = self.brokers.values().map(|b| b.batch_format).min()?;
+        (readable > self.batch_format()).then_some(readable)
+    }
+
     /// Applies `cmd` (the entry at `index`).
     pub fn apply(&mut self, index: u64, cmd: Command) -> Outcome {
         self.version = index;
@@ -163,6 +192,7 @@ impl ControllerState {
             Command::RegisterBroker { broker, cluster_id } => {
                 if self.cluster_id.is_empty() {
                     self.cluster_id = cluster_id;
+                    self.batch_format = broker.batch_format;
                 }
                 let known = self.brokers.get(&broker.id).map(|b| b.incarnation);
                 if known.is_some_and(|i| i != broker.incarnation) {
@@ -234,6 +264,16 @@ impl ControllerState {
             Command::ReassignPartition { name, partition, brokers } => {
                 self.reassign(&name, partition, brokers)
             }
+            Command::FinalizeBatchFormat { format } => {
+                if let Some(b) = self.brokers.values().find(|b| b.batch_format < format) {
+                    return refused(
+                        ErrorCode::UnsupportedVersion,
+                        format!("broker {} reads batch format {} only", b.id, b.batch_format),
+                    );
+                }
+                self.batch_format = self.batch_format.max(format);
+                Outcome::Done
+            }
             Command::CompleteReassignment { group, voters } => {
                 let Some(p) = self.partition_mut(group) else {
                     return refused(ErrorCode::UnknownPartition, format!("no group {group}"));
@@ -260,7 +300,9 @@ impl ControllerState {
                 if !name.is_empty()
                     && let Some((id, epoch)) = self.producers.get_mut(&name)
                 {
-                    if *epoch == i32::MAX {
+                    // Epochs are int16 in Kafka's batches and protocol: past the last one
+                    // the name gets a new producer id, as in Kafka.
+                    if *epoch >= i32::from(i16::MAX) {
                         *id = self.next_producer_id;
                         self.next_producer_id += 1;
                         *epoch = 0;
@@ -425,7 +467,13 @@ mod tests {
 
     fn broker(id: u64) -> Command {
         Command::RegisterBroker {
-            broker: BrokerRecord { id, address: format!("h:{id}"), rack: None, incarnation: id },
+            broker: BrokerRecord {
+                id,
+                address: format!("h:{id}"),
+                rack: None,
+                incarnation: id,
+                batch_format: 2,
+            },
             cluster_id: "c".into(),
         }
     }
@@ -597,7 +645,13 @@ mod tests {
         assert_eq!(s.topics["t"].partitions, before, "the same disk changes nothing");
 
         let wiped = Command::RegisterBroker {
-            broker: BrokerRecord { id: 2, address: "h:2".into(), rack: None, incarnation: 77 },
+            broker: BrokerRecord {
+                id: 2,
+                address: "h:2".into(),
+                rack: None,
+                incarnation: 77,
+                batch_format: 2,
+            },
             cluster_id: "c".into(),
         };
         s.apply(s.version + 1, wiped);

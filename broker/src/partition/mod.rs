@@ -20,14 +20,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use prost::Message;
-use rafka_proto::batch::BatchInfo;
-use rafka_proto::v1;
 use rafka_raft::EntryPayload;
 use rafka_raft::Group;
 use rafka_raft::LogId;
 use tokio::sync::watch;
 
+pub use entry::BATCH_FORMAT;
 pub use entry::PartitionEntry;
 pub use read::OffsetSpec;
 pub use sm::Applied;
@@ -136,11 +134,11 @@ impl Partition {
     /// committed and applied; otherwise -1 once proposed.
     pub async fn produce(
         &self,
-        info: BatchInfo,
-        batch: Bytes,
+        entry: PartitionEntry,
         wait: bool,
         timeout: Duration,
     ) -> Result<i64> {
+        let info = entry.info;
         if !self.group.is_leader() {
             return Err(self.leader_error());
         }
@@ -149,7 +147,6 @@ impl Partition {
         {
             return Err(self.leader_error());
         }
-        let entry = PartitionEntry { info, batch };
         let outcome = if info.producer_id < 0 {
             let fut =
                 self.group.propose(entry).await.map_err(|e| Error::from_raft(&self.name, e))?;

@@ -114,7 +114,10 @@ impl Partition {
                         break 'read;
                     }
                     bytes += p.batch.len();
-                    out.batches.push(ReadBatch { base_offset: next_offset, batch: p.batch });
+                    // The partition's leader epoch is the Raft term of the entry's leader.
+                    let epoch = i32::try_from(e.log_id.term).unwrap_or(i32::MAX);
+                    let batch = p.to_kafka(next_offset, epoch).map_err(|e| self.io_error(e))?;
+                    out.batches.push(ReadBatch { base_offset: next_offset, batch });
                     next_offset += p.info.record_count as i64;
                     if next_offset >= now.high_watermark {
                         break 'read;
@@ -161,14 +164,11 @@ impl Partition {
             return Ok((loc.base_offset, loc.max_timestamp));
         };
         // The batch's max timestamp reaches `ts`: find its first record that does.
-        let batch = v1::RecordBatch::decode(p.batch.clone())
-            .map_err(|e| Error::Storage(format!("{}: stored batch: {e}", self.name)))?;
-        let records = rafka_proto::batch::records(&batch)
-            .map_err(|e| Error::Storage(format!("{}: stored batch: {e}", self.name)))?;
-        for (i, r) in records.records.iter().enumerate() {
-            let t = batch.base_timestamp.saturating_add(r.timestamp_delta);
-            if t >= ts {
-                return Ok((loc.base_offset + i as i64, t));
+        let records =
+            p.records().map_err(|e| Error::Storage(format!("{}: stored batch: {e}", self.name)))?;
+        for (i, r) in records.iter().enumerate() {
+            if r.timestamp >= ts {
+                return Ok((loc.base_offset + i as i64, r.timestamp));
             }
         }
         Ok((loc.base_offset, loc.max_timestamp))

@@ -466,11 +466,12 @@ impl StateMachine<PartitionApp> for PartitionSm {
 mod tests {
     use std::collections::BTreeSet;
 
-    use rafka_proto::batch::BatchInfo;
     use rafka_raft::ReplicaNode;
 
     use super::*;
     use crate::partition::PartitionEntry;
+    use crate::partition::entry::BatchInfo;
+    use crate::partition::entry::Format;
 
     fn membership() -> Membership {
         let nodes = BTreeMap::from([(7, ReplicaNode { broker_id: 1, addr: "h:1".into() })]);
@@ -486,6 +487,7 @@ mod tests {
                 producer_epoch: if producer < 0 { -1 } else { 0 },
                 base_sequence: if producer < 0 { -1 } else { seq },
             },
+            format: Format::Kafka,
             batch: Bytes::from_static(b"b"),
         })
     }

@@ -36,7 +36,13 @@ macro_rules! forward_to_controller {
 }
 
 fn broker_info(b: svc::BrokerInfo) -> v1::BrokerInfo {
-    v1::BrokerInfo { broker_id: b.broker_id, address: b.address, rack: b.rack, alive: b.alive }
+    v1::BrokerInfo {
+        broker_id: b.broker_id,
+        address: b.address,
+        rack: b.rack,
+        alive: b.alive,
+        batch_format: b.batch_format,
+    }
 }
 
 fn partition_info(p: svc::PartitionInfo) -> v1::PartitionInfo {
@@ -175,6 +181,7 @@ impl Admin for AdminService {
                 cluster_id: c.cluster_id,
                 controller_id: Some(c.controller_id),
                 brokers: c.brokers.into_iter().map(broker_info).collect(),
+                batch_format: c.batch_format,
             },
             Err(e) => {
                 v1::DescribeClusterResponse { error: Some(to_proto(&e)), ..Default::default() }

@@ -21,6 +21,8 @@ pub struct BrokerInfo {
     pub address: String,
     pub rack: Option<String>,
     pub alive: bool,
+    /// The newest partition batch format the broker reads.
+    pub batch_format: u32,
 }
 
 /// One partition: its replicas, and what its leader last reported.
@@ -70,6 +72,8 @@ pub struct ClusterDescription {
     pub cluster_id: String,
     pub controller_id: u64,
     pub brokers: Vec<BrokerInfo>,
+    /// The partition batch format brokers write.
+    pub batch_format: u32,
 }
 
 /// `NOT_CONTROLLER` unless this broker leads the controller.
@@ -203,6 +207,7 @@ pub fn describe_cluster(b: &Broker) -> Result<ClusterDescription> {
         cluster_id: b.state().cluster_id.clone(),
         controller_id: b.id(),
         brokers: brokers(b),
+        batch_format: b.state().batch_format(),
     })
 }
 
@@ -219,6 +224,7 @@ fn brokers(b: &Broker) -> Vec<BrokerInfo> {
             address: r.address.clone(),
             rack: r.rack.clone(),
             alive: b.is_alive(r.id),
+            batch_format: r.batch_format,
         })
         .collect()
 }

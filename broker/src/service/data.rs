@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::metrics as m;
 use crate::partition::OffsetSpec;
+use crate::partition::PartitionEntry;
 use crate::partition::ReadResult;
 
 /// Longest produce timeout a client may ask for.
@@ -58,7 +59,9 @@ pub async fn produce(b: &Broker, req: Produce) -> Result<Produced> {
     b.available()?;
     let (t, p) = b.route(&req.topic, req.partition)?;
     let cfg = b.topic_config(&t);
-    let info = rafka_proto::batch::validate_records(&req.batch, cfg.max_message_bytes as usize)?;
+    let max_bytes = cfg.max_message_bytes as usize;
+    let entry = PartitionEntry::produced(req.batch, max_bytes, b.state().batch_format())?;
+    let info = entry.info;
     if let Acks::Unknown(v) = req.acks {
         return Err(Error::InvalidRequest(format!("unknown acks value {v}")));
     }
@@ -66,8 +69,8 @@ pub async fn produce(b: &Broker, req: Produce) -> Result<Produced> {
         None => Duration::from_millis(b.config().request_timeout_ms),
         Some(t) => t.min(MAX_PRODUCE_TIMEOUT),
     };
-    let bytes = req.batch.len() as u64;
-    let base_offset = p.produce(info, req.batch, req.acks == Acks::All, timeout).await?;
+    let bytes = entry.batch.len() as u64;
+    let base_offset = p.produce(entry, req.acks == Acks::All, timeout).await?;
     metrics::counter!(m::PRODUCE_BYTES).increment(bytes);
     metrics::counter!(m::PRODUCE_RECORDS).increment(info.record_count as u64);
     Ok(Produced { base_offset, log_start_offset: p.log_start_offset() })

@@ -37,13 +37,11 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 use indicatif::ProgressStyle;
-use prost::Message;
 use rafka_client::Client;
 use rafka_client::OffsetSpec;
 use rafka_client::Producer;
 use rafka_client::ProducerConfig;
 use rafka_client::ProducerRecord;
-use rafka_proto::v1::RecordBatch;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -296,7 +294,7 @@ async fn produce(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
                 }
                 let rec = ProducerRecord {
                     topic: topic.clone(),
-                    value: value.clone(),
+                    value: Some(value.clone()),
                     ..Default::default()
                 };
                 let p = &producer;
@@ -366,19 +364,19 @@ fn count_batches(
     for (base, raw) in batches {
         rafka_proto::batch::validate(raw, usize::MAX)
             .map_err(|e| anyhow::anyhow!("batch at {base}: {e}"))?;
-        let batch = RecordBatch::decode(raw.clone()).context("decoding a batch")?;
-        let records = rafka_proto::batch::records(&batch)
+        let records = rafka_proto::batch::records(raw)
             .map_err(|e| anyhow::anyhow!("batch at {base}: {e}"))?;
-        for (i, r) in records.records.iter().enumerate() {
-            let offset = base + i as i64;
+        for r in &records {
+            let offset = base + i64::from(r.offset_delta);
             if offset < from {
                 continue;
             }
             n += 1;
-            bytes += (r.value.len() + r.key.as_ref().map_or(0, |k| k.len())) as u64;
+            let value = r.value.as_deref().unwrap_or_default();
+            bytes += (value.len() + r.key.as_ref().map_or(0, |k| k.len())) as u64;
             next = offset + 1;
             if let Some(s) = stamps.as_deref_mut()
-                && let Some(ts) = r.value.get(..8)
+                && let Some(ts) = value.get(..8)
             {
                 s.push(i64::from_le_bytes(ts.try_into().expect("8 bytes")));
             }
@@ -509,8 +507,11 @@ async fn e2e(client: Client, out: Output, b: E2eBench) -> anyhow::Result<i32> {
                 }
                 let mut v = vec![b'x'; size];
                 v[..8].copy_from_slice(&now_micros().to_le_bytes());
-                let rec =
-                    ProducerRecord { topic: topic.clone(), value: v.into(), ..Default::default() };
+                let rec = ProducerRecord {
+                    topic: topic.clone(),
+                    value: Some(v.into()),
+                    ..Default::default()
+                };
                 let p = producer.clone();
                 inflight.push(async move { p.send(rec).await });
             }

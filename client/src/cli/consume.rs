@@ -214,15 +214,28 @@ pub fn print_record(
 ) -> anyhow::Result<bool> {
     let line = match out {
         Output::Text => format_record(fmt, r),
-        Output::Json => serde_json::json!({
-            "topic": r.topic,
-            "partition": r.partition,
-            "offset": r.offset,
-            "timestamp": r.timestamp,
-            "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k)),
-            "value": r.value.as_ref().map(|v| String::from_utf8_lossy(v)),
-        })
-        .to_string(),
+        Output::Json => {
+            let mut doc = serde_json::json!({
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "timestamp": r.timestamp,
+                "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k)),
+                "value": r.value.as_ref().map(|v| String::from_utf8_lossy(v)),
+            });
+            // Headers as `[name, value]` pairs in order (names may repeat; null values
+            // stay null); left out when there are none.
+            if !r.headers.is_empty() {
+                doc["headers"] = r
+                    .headers
+                    .iter()
+                    .map(|(k, v)| {
+                        serde_json::json!([k, v.as_ref().map(|v| String::from_utf8_lossy(v))])
+                    })
+                    .collect();
+            }
+            doc.to_string()
+        }
     };
     match writeln!(w, "{line}").and_then(|()| w.flush()) {
         Ok(()) => Ok(true),

@@ -27,7 +27,7 @@ use rafka_client::Producer;
 use rafka_client::ProducerConfig;
 use rafka_client::ProducerRecord;
 use rafka_client::RecordMetadata;
-use rafka_proto::v1::Compression;
+use rafka_client::producer::Compression;
 use tokio::io::AsyncBufReadExt;
 use tokio::io::BufReader;
 
@@ -68,6 +68,10 @@ pub enum CompressionArg {
     Lz4,
     /// Zstandard.
     Zstd,
+    /// gzip.
+    Gzip,
+    /// Snappy.
+    Snappy,
 }
 
 impl CompressionArg {
@@ -77,6 +81,8 @@ impl CompressionArg {
             CompressionArg::None => Compression::None,
             CompressionArg::Lz4 => Compression::Lz4,
             CompressionArg::Zstd => Compression::Zstd,
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Snappy => Compression::Snappy,
         }
     }
 }
@@ -162,7 +168,7 @@ pub async fn run(bootstrap: &str, out: Output, a: ProduceArgs) -> anyhow::Result
                     topic: a.topic.clone(),
                     partition: a.partition,
                     key,
-                    value,
+                    value: Some(value),
                     ..ProducerRecord::default()
                 };
                 let p = Arc::clone(&producer);

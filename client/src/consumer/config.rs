@@ -102,10 +102,10 @@ pub struct ConsumerRecord {
     pub timestamp: i64,
     /// The key; `None` for a null key.
     pub key: Option<Bytes>,
-    /// The value (always present in rafka; may be empty).
+    /// The value; `None` for a null value (a tombstone).
     pub value: Option<Bytes>,
-    /// Headers, in order; names may repeat.
-    pub headers: Vec<(String, Bytes)>,
+    /// Headers, in order; names may repeat, values may be null.
+    pub headers: Vec<(String, Option<Bytes>)>,
 }
 
 /// Told when a group member's partitions change. Called from inside `poll` (and `close`),

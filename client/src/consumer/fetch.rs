@@ -7,10 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use prost::Message;
 use rafka_proto::ErrorCode;
 use rafka_proto::batch;
-use rafka_proto::v1::RecordBatch;
 
 use super::Consumer;
 use super::ConsumerRecord;
@@ -75,9 +73,9 @@ impl Consumer {
 fn decode(tp: &Tp, pos: i64, fetched: FetchResult, out: &mut Vec<ConsumerRecord>) -> Result<i64> {
     let mut next = pos;
     for (base, bytes) in fetched.batches {
-        let (records, base_timestamp, count) = decode_batch(tp, base, bytes)?;
-        for (i, r) in records.into_iter().enumerate() {
-            let offset = base + i as i64;
+        let (records, count) = decode_batch(tp, base, bytes)?;
+        for r in records {
+            let offset = base + i64::from(r.offset_delta);
             if offset < next {
                 continue;
             }
@@ -85,9 +83,9 @@ fn decode(tp: &Tp, pos: i64, fetched: FetchResult, out: &mut Vec<ConsumerRecord>
                 topic: tp.0.clone(),
                 partition: tp.1,
                 offset,
-                timestamp: base_timestamp + r.timestamp_delta,
+                timestamp: r.timestamp,
                 key: r.key,
-                value: Some(r.value),
+                value: r.value,
                 headers: r.headers.into_iter().map(|h| (h.key, h.value)).collect(),
             });
         }
@@ -96,25 +94,25 @@ fn decode(tp: &Tp, pos: i64, fetched: FetchResult, out: &mut Vec<ConsumerRecord>
     Ok(next)
 }
 
-/// Checks and decodes one encoded batch: its records, base timestamp and record count.
-fn decode_batch(
-    tp: &Tp,
-    base: i64,
-    bytes: Bytes,
-) -> Result<(Vec<rafka_proto::v1::Record>, i64, u32)> {
+/// Checks one fetched batch (its checksum, structure and base offset) and decodes it: its
+/// records and record count.
+fn decode_batch(tp: &Tp, base: i64, bytes: Bytes) -> Result<(Vec<batch::Record>, i32)> {
     let corrupt = |e: String| {
         Error::Protocol(format!("{}-{}: corrupt batch at offset {base}: {e}", tp.0, tp.1))
     };
-    batch::validate(&bytes, usize::MAX).map_err(|e| corrupt(e.to_string()))?;
-    let b = RecordBatch::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
-    let records = batch::records(&b).map_err(|e| corrupt(e.to_string()))?;
-    Ok((records.records, b.base_timestamp, b.record_count))
+    let h = batch::validate(&bytes, usize::MAX).map_err(|e| corrupt(e.to_string()))?;
+    if h.base_offset != base {
+        return Err(corrupt(format!("the batch says base offset {}", h.base_offset)));
+    }
+    let records = batch::records(&bytes).map_err(|e| corrupt(e.to_string()))?;
+    Ok((records, h.records_count))
 }
 
 #[cfg(test)]
 mod tests {
+    use rafka_proto::batch::Compression;
+    use rafka_proto::batch::Header;
     use rafka_proto::batch::NewRecord;
-    use rafka_proto::v1::Compression;
 
     use super::*;
 
@@ -124,13 +122,21 @@ mod tests {
             .enumerate()
             .map(|(i, v)| NewRecord {
                 key: Some(Bytes::from(format!("k{i}"))),
-                value: Bytes::from(v.to_string()),
+                value: Some(Bytes::from(v.to_string())),
                 timestamp: 1000 + i as i64,
-                headers: vec![("h".into(), Bytes::from_static(b"x"))],
+                headers: vec![
+                    Header { key: "h".into(), value: Some(Bytes::from_static(b"x")) },
+                    Header { key: "n".into(), value: None },
+                ],
             })
             .collect();
-        let b = batch::build(&records, None, Compression::Lz4);
-        b.encode_to_vec().into()
+        batch::build(&records, None, Compression::Lz4)
+    }
+
+    fn at(base: i64, b: Bytes) -> Bytes {
+        let mut b = b.to_vec();
+        batch::set_base_offset(&mut b, base);
+        b.into()
     }
 
     #[test]
@@ -139,7 +145,7 @@ mod tests {
         let fetched = FetchResult {
             high_watermark: 13,
             log_start_offset: 0,
-            batches: vec![(10, encoded(&["a", "b", "c"]))],
+            batches: vec![(10, at(10, encoded(&["a", "b", "c"])))],
         };
         let mut out = Vec::new();
         let next = decode(&tp, 11, fetched, &mut out).unwrap();
@@ -148,7 +154,17 @@ mod tests {
         assert_eq!(out[0].key.as_deref(), Some(&b"k1"[..]));
         assert_eq!(out[0].value.as_deref(), Some(&b"b"[..]));
         assert_eq!(out[0].timestamp, 1001);
-        assert_eq!(out[0].headers, vec![("h".to_string(), Bytes::from_static(b"x"))]);
+        assert_eq!(
+            out[0].headers,
+            vec![("h".to_string(), Some(Bytes::from_static(b"x"))), ("n".to_string(), None)]
+        );
+        let wrong_base = FetchResult {
+            high_watermark: 13,
+            log_start_offset: 0,
+            batches: vec![(10, at(9, encoded(&["a"])))],
+        };
+        let err = decode(&tp, 10, wrong_base, &mut out).unwrap_err();
+        assert!(err.to_string().contains("base offset 9"), "{err}");
     }
 
     #[test]

@@ -81,7 +81,8 @@ pub async fn final_reads(
                     batches.push((b.base_offset, crc32c::crc32c(&b.batch)));
                     for r in decoded {
                         if r.offset >= next && r.offset < hw {
-                            records.push((r.offset, String::from_utf8_lossy(&r.value).into()));
+                            records
+                                .push((r.offset, String::from_utf8_lossy(r.value_bytes()).into()));
                         }
                     }
                     next = next.max(records.last().map_or(next, |(o, _)| o + 1));

@@ -296,7 +296,7 @@ async fn idempotent(
         let record = ProducerRecord {
             topic: ctx.opts.topic.clone(),
             partition: Some(partition),
-            value: Bytes::from(value.clone()),
+            value: Some(Bytes::from(value.clone())),
             ..Default::default()
         };
         match producer.send(record).await {
@@ -437,7 +437,8 @@ async fn reader(mut ctx: Ctx, process: String) -> anyhow::Result<()> {
                 for b in &resp.batches {
                     for r in decode_batch(b.base_offset, &b.batch)? {
                         if r.offset >= from {
-                            records.push((r.offset, String::from_utf8_lossy(&r.value).into()));
+                            records
+                                .push((r.offset, String::from_utf8_lossy(r.value_bytes()).into()));
                         }
                     }
                 }

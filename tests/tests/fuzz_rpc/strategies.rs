@@ -149,21 +149,34 @@ pub(super) fn new_records() -> impl Strategy<Value = Vec<NewRecord>> {
         recs.into_iter()
             .map(|(key, value, delta)| NewRecord {
                 key: key.map(Bytes::from),
-                value: value.into(),
+                value: Some(value.into()),
                 timestamp: base.saturating_add(delta),
-                headers: vec![("h".into(), Bytes::from_static(b"v"))],
+                headers: vec![Header { key: "h".into(), value: Some(Bytes::from_static(b"v")) }],
             })
             .collect()
     })
 }
 
 pub(super) fn compression() -> impl Strategy<Value = Compression> {
-    prop::sample::select(vec![Compression::None, Compression::Lz4, Compression::Zstd])
+    prop::sample::select(vec![
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ])
 }
 
-/// What a produce request carries: valid batches (some idempotent with made-up producer
-/// fields), corrupt ones, corrupt ones re-sealed with a correct checksum, lying headers,
-/// random bytes, nothing, and 2 MiB (over the default max.message.bytes).
+/// Sets a Kafka batch's CRC from its content.
+fn reseal(b: &mut [u8]) {
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// What a produce request carries: valid Kafka batches (some idempotent with made-up
+/// producer fields), rafka's older batches, corrupt ones, corrupt ones re-sealed with a
+/// correct checksum, lying headers, random bytes, nothing, and 2 MiB (over the default
+/// max.message.bytes).
 pub(super) fn batch_bytes() -> BoxedStrategy<Bytes> {
     let built = || (new_records(), compression());
     prop_oneof![
@@ -171,30 +184,41 @@ pub(super) fn batch_bytes() -> BoxedStrategy<Bytes> {
         1 => (built(), (i64_field(), i32_field(), i32_field())).prop_map(
             |((r, c), (id, epoch, seq))| {
                 let id = id.max(0);
-                let b = rafka_proto::batch::build(&r, Some((id, epoch.max(0), seq.max(0))), c);
-                b.encode_to_vec().into()
+                let epoch = (epoch.max(0) % i32::from(i16::MAX)) as i16;
+                rafka_proto::batch::build(&r, Some((id, epoch, seq.max(0))), c)
             }
         ),
+        1 => built().prop_map(|(r, _)| {
+            let old: Vec<legacy::NewRecord> = r
+                .into_iter()
+                .map(|r| legacy::NewRecord {
+                    key: r.key,
+                    value: r.value.unwrap_or_default(),
+                    timestamp: r.timestamp,
+                    headers: Vec::new(),
+                })
+                .collect();
+            legacy::build(&old, None, v1::Compression::Zstd).encode_to_vec().into()
+        }),
         2 => (built(), any::<usize>(), 1..=u8::MAX, any::<bool>()).prop_map(
-            |((r, c), at, mask, reseal)| {
-                let mut b = rafka_proto::batch::build(&r, None, c);
-                let mut block = b.records.to_vec();
-                let i = at % block.len();
-                block[i] ^= mask;
-                b.records = block.into();
-                if reseal {
-                    rafka_proto::batch::seal(&mut b);
+            |((r, c), at, mask, resealed)| {
+                let mut b = records::batch(&r, None, c).to_vec();
+                let i = 61 + at % (b.len() - 61);
+                b[i] ^= mask;
+                if resealed {
+                    reseal(&mut b);
                 }
-                b.encode_to_vec().into()
+                b.into()
             }
         ),
-        2 => (built(), u32_field(), 0i32..6, -3i64..3).prop_map(|((r, c), count, comp, shift)| {
-            let mut b = rafka_proto::batch::build(&r, None, c);
-            b.record_count = count;
-            b.compression = comp;
-            b.max_timestamp = b.max_timestamp.saturating_add(shift);
-            rafka_proto::batch::seal(&mut b);
-            b.encode_to_vec().into()
+        2 => (built(), i32_field(), 0i16..8, -3i64..3).prop_map(|((r, c), count, comp, shift)| {
+            let mut b = records::batch(&r, None, c).to_vec();
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            b[21..23].copy_from_slice(&comp.to_be_bytes());
+            let max = i64::from_be_bytes(b[35..43].try_into().unwrap()).saturating_add(shift);
+            b[35..43].copy_from_slice(&max.to_be_bytes());
+            reseal(&mut b);
+            b.into()
         }),
         2 => prop::collection::vec(any::<u8>(), 0..2048).prop_map(Bytes::from),
         1 => Just(Bytes::new()),

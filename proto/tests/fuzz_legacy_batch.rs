@@ -1,5 +1,5 @@
-//! Fuzzing of `RecordBatch` decoding and validation (`rafka_proto::batch`), the first thing
-//! a broker runs on untrusted produce bytes and a consumer runs on fetched ones.
+//! Fuzzing of rafka's older batch format (`rafka_proto::legacy`), which brokers still accept
+//! from old clients: the first thing a broker runs on such untrusted produce bytes.
 //!
 //! Proves, with proptest:
 //! - arbitrary bytes, and arbitrary (possibly sealed) `RecordBatch` messages, never make
@@ -24,16 +24,16 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use prost::Message;
-use rafka_proto::batch::BatchError;
-use rafka_proto::batch::BatchInfo;
-use rafka_proto::batch::MAGIC;
-use rafka_proto::batch::NewRecord;
-use rafka_proto::batch::build;
-use rafka_proto::batch::checksum;
-use rafka_proto::batch::records;
-use rafka_proto::batch::seal;
-use rafka_proto::batch::validate;
-use rafka_proto::batch::validate_records;
+use rafka_proto::legacy::BatchError;
+use rafka_proto::legacy::BatchInfo;
+use rafka_proto::legacy::MAGIC;
+use rafka_proto::legacy::NewRecord;
+use rafka_proto::legacy::build;
+use rafka_proto::legacy::checksum;
+use rafka_proto::legacy::records;
+use rafka_proto::legacy::seal;
+use rafka_proto::legacy::validate;
+use rafka_proto::legacy::validate_records;
 use rafka_proto::v1::Compression;
 use rafka_proto::v1::RecordBatch;
 
@@ -89,7 +89,14 @@ fn producer() -> impl Strategy<Value = Option<(i64, i32, i32)>> {
 
 /// A valid sealed batch, with the records and producer it was built from.
 fn valid_batch() -> impl Strategy<Value = (RecordBatch, Vec<NewRecord>, Option<(i64, i32, i32)>)> {
-    (proptest::collection::vec(new_record(), 1..12), producer(), compression())
+    valid_batch_of(producer())
+}
+
+/// [`valid_batch`] with the producer fields from `producer`.
+fn valid_batch_of(
+    producer: impl Strategy<Value = Option<(i64, i32, i32)>>,
+) -> impl Strategy<Value = (RecordBatch, Vec<NewRecord>, Option<(i64, i32, i32)>)> {
+    (proptest::collection::vec(new_record(), 1..12), producer, compression())
         .prop_map(|(recs, producer, c)| (build(&recs, producer, c), recs, producer))
 }
 
@@ -270,6 +277,53 @@ proptest! {
             && producer_ok
             && b.crc == checksum(&b);
         prop_assert_eq!(shallow.is_ok(), allowed, "{:?}", shallow);
+    }
+
+    /// (b2) Every valid batch converts to a valid Kafka batch with the same records (values
+    /// non-null) and producer fields, and back to this format with the same records again.
+    #[test]
+    fn conversions_keep_every_record((b, recs, producer) in valid_batch_of(
+        // Kafka's producer epochs are int16; a larger one is refused (checked below).
+        proptest::option::of((0..=i64::MAX, 0..=i32::from(i16::MAX) + 1, 0..=i32::MAX))
+    )) {
+        use rafka_proto::batch as v2;
+        let bytes = b.encode_to_vec();
+        prop_assert!(rafka_proto::legacy::is_legacy(&bytes));
+        let converted = match rafka_proto::legacy::to_v2(&bytes) {
+            Ok(c) => c,
+            // Kafka's epochs are int16: a larger one cannot be carried.
+            Err(BatchError::Producer { epoch, .. }) if epoch == i32::from(i16::MAX) + 1 => {
+                return Ok(());
+            }
+            Err(e) => return Err(TestCaseError::fail(format!("{e}"))),
+        };
+        prop_assert!(!rafka_proto::legacy::is_legacy(&converted));
+        let h = v2::validate_records(&converted, MAX).expect("a converted batch is valid");
+        let (id, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+        prop_assert_eq!((h.producer_id, i32::from(h.producer_epoch), h.base_sequence), (id, epoch, seq));
+        let got = v2::records(&converted).unwrap();
+        prop_assert_eq!(got.len(), recs.len());
+        for (g, want) in got.iter().zip(&recs) {
+            prop_assert_eq!(&g.key, &want.key);
+            prop_assert_eq!(g.value.as_ref(), Some(&want.value));
+            prop_assert_eq!(g.timestamp, want.timestamp);
+            let headers: Vec<(String, Bytes)> =
+                g.headers.iter().map(|h| (h.key.clone(), h.value.clone().unwrap())).collect();
+            prop_assert_eq!(&headers, &want.headers);
+        }
+        let back = rafka_proto::legacy::from_v2(&converted).expect("no nulls to refuse");
+        let info = validate_records(&back, MAX).expect("a converted-back batch is valid");
+        prop_assert_eq!((info.producer_id, info.producer_epoch, info.base_sequence), (id, epoch, seq));
+        let decoded = RecordBatch::decode(&back[..]).unwrap();
+        let again: Vec<(Option<Bytes>, Bytes, i64)> = records(&decoded)
+            .unwrap()
+            .records
+            .into_iter()
+            .map(|r| (r.key, r.value, decoded.base_timestamp + r.timestamp_delta))
+            .collect();
+        let want: Vec<(Option<Bytes>, Bytes, i64)> =
+            recs.iter().map(|r| (r.key.clone(), r.value.clone(), r.timestamp)).collect();
+        prop_assert_eq!(again, want);
     }
 
     /// (b) Every batch `build` makes is valid, and decodes back to its records.
