@@ -58,12 +58,9 @@ pub enum Error {
     /// Storage failed: the replica cannot serve until the broker restarts.
     #[error("{0}")]
     Storage(String),
-    /// The record batch was refused (size, structure, checksum, version, or what the
-    /// cluster's batch format cannot store); `code` is the refusal's own code
-    /// (`INVALID_RECORD`, `MESSAGE_TOO_LARGE`, `UNSUPPORTED_VERSION`,
-    /// `UNSUPPORTED_FOR_MESSAGE_FORMAT`).
+    /// The record batch was refused: what was wrong with it, and the validator's message.
     #[error("{message}")]
-    Batch { code: ErrorCode, message: String },
+    Batch { fault: BatchFault, message: String },
     #[error("{0}")]
     UnknownTopic(String),
     #[error("{0}")]
@@ -117,21 +114,73 @@ pub enum Error {
     Internal(String),
 }
 
+/// What was wrong with a refused record batch (each wire protocol has its own codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchFault {
+    /// Over the topic's `max.message.bytes`.
+    TooLarge,
+    /// Damaged: too short, a length that disagrees, a checksum that fails.
+    Corrupt,
+    /// An unknown compression codec.
+    Codec,
+    /// A batch format version the broker does not store.
+    Version,
+    /// What the cluster's current batch format cannot hold (during an upgrade).
+    Format,
+    /// Anything else: counts, producer fields, timestamps, records that do not parse.
+    Invalid,
+}
+
 impl From<RecordBatchError> for Error {
     fn from(e: RecordBatchError) -> Error {
-        Error::Batch { code: e.code(), message: e.to_string() }
+        use RecordBatchError as E;
+        let fault = match &e {
+            E::TooLarge { .. } => BatchFault::TooLarge,
+            E::TooShort(_) | E::Length { .. } | E::Checksum { .. } => BatchFault::Corrupt,
+            E::Compression(_) => BatchFault::Codec,
+            E::Magic(_) => BatchFault::Version,
+            E::Count { .. }
+            | E::Producer { .. }
+            | E::Timestamps { .. }
+            | E::Control
+            | E::Decompress(_)
+            | E::DecompressedTooLarge { .. }
+            | E::Record { .. }
+            | E::RecordCount { .. } => BatchFault::Invalid,
+        };
+        Error::Batch { fault, message: e.to_string() }
     }
 }
 
 impl From<legacy::BatchError> for Error {
     fn from(e: legacy::BatchError) -> Error {
-        Error::Batch { code: e.code(), message: e.to_string() }
+        use legacy::BatchError as E;
+        let fault = match &e {
+            E::TooLarge { .. } => BatchFault::TooLarge,
+            E::Decode(_) | E::Checksum { .. } => BatchFault::Corrupt,
+            E::UnknownCompression(_) => BatchFault::Codec,
+            E::UnsupportedMagic(_) => BatchFault::Version,
+            E::NoRecords
+            | E::RecordTimestamp { .. }
+            | E::Timestamps { .. }
+            | E::Producer { .. }
+            | E::Decompress(_)
+            | E::DecompressedTooLarge { .. }
+            | E::RecordCount { .. } => BatchFault::Invalid,
+        };
+        Error::Batch { fault, message: e.to_string() }
     }
 }
 
 impl From<legacy::DownConvertError> for Error {
     fn from(e: legacy::DownConvertError) -> Error {
-        Error::Batch { code: e.code(), message: e.to_string() }
+        match e {
+            legacy::DownConvertError::Batch(e) => e.into(),
+            e @ (legacy::DownConvertError::NullValue(_)
+            | legacy::DownConvertError::NullHeader(_)) => {
+                Error::Batch { fault: BatchFault::Format, message: e.to_string() }
+            }
+        }
     }
 }
 
@@ -151,7 +200,14 @@ impl Error {
             Error::TimedOut(_) => ErrorCode::RequestTimedOut,
             Error::ShuttingDown(_) => ErrorCode::BrokerNotAvailable,
             Error::Storage(_) => ErrorCode::StorageError,
-            Error::Batch { code, .. } => *code,
+            Error::Batch { fault, .. } => match fault {
+                BatchFault::TooLarge => ErrorCode::MessageTooLarge,
+                BatchFault::Version => ErrorCode::UnsupportedVersion,
+                BatchFault::Format => ErrorCode::UnsupportedForMessageFormat,
+                BatchFault::Corrupt | BatchFault::Codec | BatchFault::Invalid => {
+                    ErrorCode::InvalidRecord
+                }
+            },
             Error::UnknownTopic(_) => ErrorCode::UnknownTopic,
             Error::UnknownPartition(_) => ErrorCode::UnknownPartition,
             Error::TopicAlreadyExists(_) => ErrorCode::TopicAlreadyExists,

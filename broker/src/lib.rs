@@ -1,10 +1,12 @@
 //! rafka-broker: the Kafka-style broker on top of rafka-raft. It gives Raft entries meaning
-//! (record batches, controller commands) and serves clients over gRPC.
+//! (record batches, controller commands) and serves clients over gRPC and Kafka's protocol
+//! on one port.
 //!
 //! Map of the crate, in layers: each module uses only modules of the layers above it (a test
 //! checks that no two modules import each other, directly or in a circle).
 //!
-//! 1. Foundations: [`error`] (the one mapping to wire codes), [`config`], [`topic`] (names,
+//! 1. Foundations: [`alloc`] (the global allocator), [`error`] (the one mapping to wire
+//!    codes), [`config`], [`topic`] (names,
 //!    per-topic configs), [`json_entry`], [`metrics`] (names), [`telemetry`], [`http`]
 //!    (`/metrics`, `/healthz`, `/readyz`), [`supervisor`] (owns every background task).
 //! 2. Domain cores, testable without sockets:
@@ -24,13 +26,16 @@
 //!    led by a group's leader), [`heartbeat`] (to and on the controller leader),
 //!    [`upkeep`] (retention, leader balance, metrics, group sessions), [`remote`] (calls to
 //!    other brokers), and [`service`], the protocol-neutral request handling.
-//! 5. Wire protocols: [`server`] (gRPC: `Data`, `Admin`, `Groups`, the internal service;
-//!    the Raft transport shares the port), translating to [`service`] calls.
+//! 5. Wire protocols: [`listener`] (the one port: each connection to gRPC or Kafka by its
+//!    first bytes), [`server`] (gRPC: `Data`, `Admin`, `Groups`, the internal service; the
+//!    Raft transport shares the port) and [`kafka`] (Kafka's protocol), each translating
+//!    to [`service`] calls.
 //!
 //! Entry point: [`run`] takes bound listeners, the config and a shutdown future.
 //!
 //! The design, its invariants and the log of decisions behind it: `docs/ARCHITECTURE.md`.
 
+pub mod alloc;
 pub mod bootstrap;
 pub mod broker;
 pub mod config;
@@ -40,6 +45,8 @@ pub mod group;
 pub mod heartbeat;
 pub mod http;
 pub mod json_entry;
+pub mod kafka;
+pub mod listener;
 pub mod metrics;
 pub mod partition;
 pub mod reassign;
@@ -123,12 +130,11 @@ pub async fn run(
         }
     };
     let (grpc_done_tx, mut grpc_done) = tokio::sync::oneshot::channel();
-    let grpc_server = grpc_router(&broker).serve_with_incoming_shutdown(
-        // `Server::tcp_nodelay` does not reach sockets of a listener we pass in: without
-        // TCP_NODELAY, a response's frames wait for the peer's delayed ACK (~40 ms).
-        tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
-        stopped(),
-    );
+    // One port, two protocols: gRPC connections go to tonic, Kafka ones to their own tasks.
+    let kafka_broker = broker.clone();
+    let incoming =
+        listener::split(grpc, &servers, move |stream| kafka::serve(kafka_broker.clone(), stream));
+    let grpc_server = grpc_router(&broker).serve_with_incoming_shutdown(incoming, stopped());
     servers.spawn("gRPC server", async move {
         let _ = grpc_done_tx.send(grpc_server.await);
     });

@@ -7,6 +7,11 @@ use clap::Parser;
 use rafka_broker::config::Args;
 use rafka_broker::config::BrokerConfig;
 
+// Protects the broker from decoders that size buffers by counts in untrusted input (see the
+// module docs of `alloc`).
+#[global_allocator]
+static ALLOCATOR: rafka_broker::alloc::Allocator = rafka_broker::alloc::Allocator;
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = match BrokerConfig::load(&args) {

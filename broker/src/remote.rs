@@ -112,7 +112,7 @@ pub async fn list_groups(b: &Broker, broker: &BrokerRecord) -> Result<Vec<GroupL
 }
 
 /// A refusal another broker answered with, as this broker's error.
-fn from_wire(e: &v1::Error) -> Error {
+pub fn from_wire(e: &v1::Error) -> Error {
     let leader = e.leader.clone().map(|l| Leader { broker_id: l.broker_id, address: l.address });
     let message = e.message.clone();
     match (e.error_code(), leader) {

@@ -52,6 +52,9 @@ pub struct ClusterDescription {
     pub controller_id: Option<u64>,
     /// Every broker.
     pub brokers: Vec<BrokerDescription>,
+    /// The partition batch format brokers write (2: Kafka's RecordBatch v2; 1 while a broker
+    /// of an older version is in the cluster).
+    pub batch_format: u32,
 }
 
 /// A consumer group as `ListGroups` lists it.
@@ -313,6 +316,7 @@ impl Admin {
             cluster_id: resp.cluster_id,
             controller_id: resp.controller_id,
             brokers: resp.brokers.into_iter().map(Into::into).collect(),
+            batch_format: resp.batch_format,
         })
     }
 

@@ -129,6 +129,7 @@ fn metadata(req: Bytes, leader: SocketAddr, other: SocketAddr) -> Result<Bytes, 
                     replicas: vec![1, 2],
                     ..Default::default()
                 }],
+                internal: false,
             },
             _ => TopicMetadata {
                 error: Some(Error::new(ErrorCode::UnknownTopic, "no such topic")),
@@ -138,17 +139,18 @@ fn metadata(req: Bytes, leader: SocketAddr, other: SocketAddr) -> Result<Bytes, 
         })
         .collect();
     let broker = |id, a: SocketAddr| BrokerInfo {
-        batch_format: 0,
         broker_id: id,
         address: a.to_string(),
         rack: None,
         alive: true,
+        batch_format: 0,
     };
     encode(&MetadataResponse {
         error: None,
         brokers: vec![broker(1, leader), broker(2, other)],
         topics,
         controller_id: Some(1),
+        cluster_id: "fake".into(),
     })
 }
 
@@ -275,7 +277,7 @@ fn fetch_answer(batches: &[(i64, &[&str])]) -> Result<Bytes, Status> {
             .iter()
             .map(|(base, values)| FetchedBatch {
                 base_offset: *base,
-                batch: records::values_batch(values, 100 + base),
+                batch: records::at_offset(&records::values_batch(values, 100 + base), *base),
             })
             .collect(),
     })

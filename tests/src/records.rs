@@ -74,6 +74,31 @@ pub fn values_batch<V: AsRef<[u8]>>(values: &[V], ts: i64) -> Bytes {
     batch(&records, None, Compression::None)
 }
 
+/// `sent` as a broker serves it from `base_offset`: the same bytes with baseOffset set (the
+/// partition leader epoch aside: compare with [`without_epoch`] of what was fetched).
+pub fn at_offset(sent: &Bytes, base_offset: i64) -> Bytes {
+    let mut b = sent.to_vec();
+    batch::set_base_offset(&mut b, base_offset);
+    b.into()
+}
+
+/// `fetched` with its partition leader epoch (the leader's Raft term, which tests do not
+/// predict) set back to -1, as producers send it.
+pub fn without_epoch(fetched: &Bytes) -> Bytes {
+    let mut b = fetched.to_vec();
+    batch::set_partition_leader_epoch(&mut b, -1);
+    b.into()
+}
+
+/// Whether `fetched` holds exactly the batch `sent`: every byte but the two a broker sets
+/// (baseOffset, partitionLeaderEpoch), which lie outside the CRC.
+pub fn same_batch(fetched: &[u8], sent: &[u8]) -> bool {
+    fetched.len() == sent.len()
+        && fetched.len() >= batch::HEADER_LEN
+        && fetched[8..12] == sent[8..12]
+        && fetched[16..] == sent[16..]
+}
+
 /// Decodes one fetched batch: verifies its checksum, structure and base offset (the one the
 /// response gives it), decompresses it and returns its records with their offsets.
 pub fn decode_batch(base_offset: i64, bytes: &Bytes) -> anyhow::Result<Vec<FetchedRecord>> {

@@ -93,8 +93,11 @@ async fn retried_batch_is_stored_once_across_leader_changes() {
 
         let batches = client.fetch_batches(TOPIC, 0, 0).await.unwrap();
         for (name, bytes, offset) in [("first", &first, offset_a), ("second", &second, offset_b)] {
-            let copies: Vec<i64> =
-                batches.iter().filter(|b| b.batch == *bytes).map(|b| b.base_offset).collect();
+            let copies: Vec<i64> = batches
+                .iter()
+                .filter(|b| records::same_batch(&b.batch, bytes))
+                .map(|b| b.base_offset)
+                .collect();
             assert_eq!(
                 copies,
                 vec![offset],

@@ -102,6 +102,10 @@ pub struct BrokerConfig {
     pub log: rafka_raft::LogConfig,
     /// Failure-detection and election timing (`[raft]`); the same on every broker.
     pub raft: rafka_raft::RaftTiming,
+    /// Whether a Kafka client's Metadata request for a topic that does not exist creates it
+    /// (with the topic defaults), when the request allows it — Kafka's
+    /// `auto.create.topics.enable`.
+    pub auto_create_topics: bool,
     /// Settings of topics created without them (`[topic-defaults]`).
     pub topic_defaults: TopicDefaults,
     /// Consumer groups (`[groups]`).
@@ -138,6 +142,7 @@ impl Default for BrokerConfig {
             leader_balance_interval_ms: 10_000,
             log: rafka_raft::LogConfig::default(),
             raft: rafka_raft::RaftTiming::default(),
+            auto_create_topics: true,
             topic_defaults: TopicDefaults::default(),
             groups: GroupsConfig::default(),
             #[cfg(feature = "failpoints")]

@@ -36,6 +36,12 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::supervisor::Supervisor;
 
+/// Kafka's leader epoch of a partition whose leader has Raft term `term` (terms beyond int32
+/// saturate: Kafka's epochs are int32, and a term that large means billions of elections).
+pub fn leader_epoch(term: u64) -> i32 {
+    i32::try_from(term).unwrap_or(i32::MAX)
+}
+
 /// The Raft application of partition groups.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct PartitionApp;

@@ -115,7 +115,7 @@ impl Partition {
                     }
                     bytes += p.batch.len();
                     // The partition's leader epoch is the Raft term of the entry's leader.
-                    let epoch = i32::try_from(e.log_id.term).unwrap_or(i32::MAX);
+                    let epoch = super::leader_epoch(e.log_id.term);
                     let batch = p.to_kafka(next_offset, epoch).map_err(|e| self.io_error(e))?;
                     out.batches.push(ReadBatch { base_offset: next_offset, batch });
                     next_offset += p.info.record_count as i64;

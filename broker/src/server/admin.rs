@@ -54,6 +54,7 @@ fn partition_info(p: svc::PartitionInfo) -> v1::PartitionInfo {
         high_watermark: p.high_watermark,
         log_start_offset: p.log_start_offset,
         target_replicas: p.target_replicas,
+        leader_epoch: p.leader_epoch,
     }
 }
 
@@ -64,6 +65,7 @@ fn topic_metadata(name: String, t: crate::error::Result<svc::TopicMetadata>) -> 
             name: t.name,
             topic_id: t.topic_id,
             partitions: t.partitions.into_iter().map(partition_info).collect(),
+            internal: t.internal,
         },
         Err(e) => v1::TopicMetadata { error: Some(to_proto(&e)), name, ..Default::default() },
     }
@@ -165,6 +167,7 @@ impl Admin for AdminService {
                 brokers: md.brokers.into_iter().map(broker_info).collect(),
                 topics: md.topics.into_iter().map(|(n, t)| topic_metadata(n, t)).collect(),
                 controller_id: Some(md.controller_id),
+                cluster_id: md.cluster_id,
             },
             Err(e) => v1::MetadataResponse { error: Some(to_proto(&e)), ..Default::default() },
         }))

@@ -39,6 +39,8 @@ pub struct PartitionInfo {
     pub log_start_offset: i64,
     /// Brokers it is being moved to; empty unless a reassignment is under way.
     pub target_replicas: Vec<u64>,
+    /// The leader's term as Kafka's int32 leader epoch; -1 while unknown.
+    pub leader_epoch: i32,
 }
 
 /// A topic and its partitions.
@@ -64,6 +66,7 @@ pub struct Metadata {
     /// One per topic asked for (each refused on its own), or every topic.
     pub topics: Vec<(String, Result<TopicMetadata>)>,
     pub controller_id: u64,
+    pub cluster_id: String,
 }
 
 /// The cluster's identity and brokers.
@@ -197,7 +200,12 @@ pub fn metadata(b: &Broker, topics: &[String]) -> Result<Metadata> {
             })
             .collect()
     };
-    Ok(Metadata { brokers: brokers(b), topics, controller_id: b.id() })
+    Ok(Metadata {
+        brokers: brokers(b),
+        topics,
+        controller_id: b.id(),
+        cluster_id: state.cluster_id.clone(),
+    })
 }
 
 /// The cluster id, controller and brokers.
@@ -250,5 +258,6 @@ fn partition_info(b: &Broker, t: &TopicRecord, i: usize) -> PartitionInfo {
         high_watermark: live.as_ref().map_or(-1, |l| l.high_watermark),
         log_start_offset: live.as_ref().map_or(-1, |l| l.log_start_offset),
         target_replicas: p.target.iter().flatten().map(|r| r.broker).collect(),
+        leader_epoch: live.as_ref().map_or(-1, |l| crate::partition::leader_epoch(l.term)),
     }
 }

@@ -124,6 +124,57 @@ pub async fn fetch(b: &Broker, req: &Fetch) -> Result<ReadResult> {
     Ok(r)
 }
 
+/// Several partitions read together, as Kafka's Fetch reads them: each at once; then, while
+/// they returned fewer than `min_bytes` (at least 1) and no refusal, waits up to `max_wait`
+/// (capped at 30 s) for any of them to grow and reads again. Results in request order.
+pub async fn fetch_many(
+    b: &Broker,
+    reqs: &[Fetch],
+    max_wait: Duration,
+    min_bytes: usize,
+) -> Vec<Result<ReadResult>> {
+    let deadline = tokio::time::Instant::now() + max_wait.min(MAX_FETCH_WAIT);
+    loop {
+        let now = reqs.iter().map(|r| async move {
+            let r = Fetch { max_wait: Duration::ZERO, min_bytes: 0, ..r.clone() };
+            fetch(b, &r).await
+        });
+        let results = futures::future::join_all(now).await;
+        let bytes: usize = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .flat_map(|r| r.batches.iter().map(|b| b.batch.len()))
+            .sum();
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if bytes >= min_bytes.max(1) || results.iter().any(|r| r.is_err()) || left.is_zero() {
+            return results;
+        }
+        let mut grown: futures::stream::FuturesUnordered<_> = results
+            .iter()
+            .zip(reqs)
+            .filter_map(|(r, q)| {
+                let hw = r.as_ref().ok()?.high_watermark;
+                let (_, p) = b.route(&q.topic, q.partition).ok()?;
+                Some(async move { p.wait_high_watermark_above(hw, left).await })
+            })
+            .collect();
+        let any_grew = async {
+            while let Some(moved) = futures::StreamExt::next(&mut grown).await {
+                if moved {
+                    return true;
+                }
+            }
+            false
+        };
+        let grew = tokio::time::timeout(left, any_grew).await.unwrap_or(false);
+        drop(grown);
+        if !grew {
+            // Nothing moved before the deadline: what was read is the answer.
+            return results;
+        }
+    }
+}
+
 /// Every batch from `offset` on, as it is committed: a stream of non-empty reads that ends
 /// after the first refusal (yielded as its last item) or when the broker shuts down.
 pub fn subscribe(

@@ -58,7 +58,10 @@ async fn status(bootstrap: &str, out: Output) -> anyhow::Result<i32> {
     match out {
         Output::Text => {
             let controller = cluster.controller_id.map_or("none".to_string(), |c| c.to_string());
-            println!("cluster {}: controller leader broker {controller}", cluster.cluster_id);
+            println!(
+                "cluster {}: controller leader broker {controller}, batch format {}",
+                cluster.cluster_id, cluster.batch_format
+            );
             let rows: Vec<Vec<String>> = brokers
                 .iter()
                 .map(|b| {
@@ -81,6 +84,7 @@ async fn status(bootstrap: &str, out: Output) -> anyhow::Result<i32> {
         Output::Json => print_json(&json!({
             "cluster_id": cluster.cluster_id,
             "controller": cluster.controller_id,
+            "batch_format": cluster.batch_format,
             "brokers": brokers.iter().map(|b| json!({
                 "id": b.broker_id,
                 "address": b.address,

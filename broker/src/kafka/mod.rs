@@ -1,0 +1,147 @@
+//! Kafka's wire protocol on the broker port: what lets Kafka clients and tools (librdkafka
+//! and kcat, kafka-python, the Java client) use rafka unchanged. Each handler translates one
+//! API's request into calls of the protocol-neutral service layer — the same calls gRPC
+//! makes — and the answers back. Requests are decoded with the `kafka-protocol` crate.
+//!
+//! One task per connection reads a request, answers it, and reads the next, so responses
+//! go out in request order (clients pipeline, and match answers to requests by order);
+//! a long poll holds up only its own connection. Produce with acks=0 gets no answer. A
+//! request that cannot be read — bad size, unknown API or version, undecodable header or
+//! body — closes the connection with a log line; nothing stored is touched.
+
+pub mod controller;
+pub mod errors;
+mod fetch;
+pub mod frame;
+mod metadata;
+mod offsets;
+mod produce;
+pub mod versions;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::ApiVersionsRequest;
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::InitProducerIdRequest;
+use kafka_protocol::messages::ListOffsetsRequest;
+use kafka_protocol::messages::MetadataRequest;
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::protocol::Encodable;
+use tokio::io::AsyncWriteExt;
+use tokio::io::BufReader;
+use tokio::net::TcpStream;
+
+use self::frame::Frame;
+use self::frame::FrameError;
+use crate::broker::Broker;
+
+pub use metadata::topic_uuid;
+
+/// Serves one Kafka connection until the client closes it, sends what cannot be read, or
+/// the broker stops (the caller's task is cancelled).
+pub async fn serve(b: Arc<Broker>, stream: TcpStream) {
+    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let (read, mut write) = stream.into_split();
+    let mut read = BufReader::new(read);
+    loop {
+        let frame = match frame::read(&mut read).await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(%peer, "closing a Kafka connection: {e}");
+                break;
+            }
+        };
+        match answer(&b, frame).await {
+            Ok(Some(out)) => {
+                if let Err(e) = write.write_all(&out).await {
+                    tracing::debug!(%peer, "Kafka connection: {e}");
+                    break;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::info!(%peer, "closing a Kafka connection: {e}");
+                break;
+            }
+        }
+    }
+}
+
+/// The response frame to `f`, `None` for none (Produce with acks=0), an error to close the
+/// connection.
+pub async fn answer(b: &Broker, f: Frame) -> Result<Option<Bytes>, FrameError> {
+    let Ok(key) = ApiKey::try_from(f.key) else {
+        return Err(FrameError::Decode(format!("unknown API key {}", f.key)));
+    };
+    if key == ApiKey::ApiVersions && !versions::served(key, f.version) {
+        // A newer client's first request: answer version 0 with the versions known here.
+        // The header of an unknown version is read as the newest one's.
+        let version = f.version.clamp(0, 4);
+        let hf = Frame { version, ..f };
+        let (header, _) = frame::header(&hf, key)?;
+        let body = versions::unsupported_api_versions();
+        return frame::response(header.correlation_id, 0, &body, 0).map(Some);
+    }
+    if !versions::served(key, f.version) {
+        return Err(FrameError::Decode(format!("{key:?} version {} is not served", f.version)));
+    }
+    let version = f.version;
+    let (header, mut body) = frame::header(&f, key)?;
+    let respond = |header: &RequestHeader, resp: &dyn Respond| {
+        resp.frame(header.correlation_id, key.response_header_version(version), version).map(Some)
+    };
+    match key {
+        ApiKey::ApiVersions => {
+            let _: ApiVersionsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &versions::api_versions())
+        }
+        ApiKey::Metadata => {
+            let req: MetadataRequest = frame::decode(&mut body, version)?;
+            respond(&header, &metadata::handle(b, req, version).await)
+        }
+        ApiKey::Produce => {
+            let req: ProduceRequest = frame::decode(&mut body, version)?;
+            let silent = req.acks == 0;
+            let resp = produce::handle(b, req, version).await;
+            if silent { Ok(None) } else { respond(&header, &resp) }
+        }
+        ApiKey::Fetch => {
+            let req: FetchRequest = frame::decode(&mut body, version)?;
+            respond(&header, &fetch::handle(b, req).await)
+        }
+        ApiKey::ListOffsets => {
+            let req: ListOffsetsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &offsets::list_offsets(b, req, version).await)
+        }
+        ApiKey::InitProducerId => {
+            let req: InitProducerIdRequest = frame::decode(&mut body, version)?;
+            respond(&header, &offsets::init_producer_id(b, req).await)
+        }
+        other => Err(FrameError::Decode(format!("{other:?} is not served"))),
+    }
+}
+
+/// A response body of any API.
+trait Respond {
+    fn frame(
+        &self,
+        correlation_id: i32,
+        header_version: i16,
+        version: i16,
+    ) -> Result<Bytes, FrameError>;
+}
+
+impl<T: Encodable> Respond for T {
+    fn frame(
+        &self,
+        correlation_id: i32,
+        header_version: i16,
+        version: i16,
+    ) -> Result<Bytes, FrameError> {
+        frame::response(correlation_id, header_version, self, version)
+    }
+}

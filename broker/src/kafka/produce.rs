@@ -1,0 +1,73 @@
+//! Produce: each partition's batch goes through the same path as gRPC's produce (validation,
+//! idempotence, replication), all partitions of a request at once.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use kafka_protocol::messages::ProduceRequest;
+use kafka_protocol::messages::ProduceResponse;
+use kafka_protocol::messages::produce_response::PartitionProduceResponse;
+use kafka_protocol::messages::produce_response::TopicProduceResponse;
+use kafka_protocol::protocol::StrBytes;
+
+use super::errors;
+use crate::broker::Broker;
+use crate::error::BatchFault;
+use crate::error::Error;
+use crate::service::data as svc;
+
+/// Answers `req`; with acks=0 the caller sends nothing back.
+pub async fn handle(b: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
+    let acks = match req.acks {
+        0 => svc::Acks::None,
+        // acks=1 is answered once a quorum has the batch, as acks=all: a Raft leader has no
+        // weaker acknowledgement to give.
+        1 | -1 => svc::Acks::All,
+        v => svc::Acks::Unknown(v.into()),
+    };
+    // 0 (or less) leaves the wait to the broker's request-timeout-ms.
+    let timeout = u64::try_from(req.timeout_ms).ok().filter(|t| *t > 0).map(Duration::from_millis);
+    let mut work = Vec::new();
+    for t in &req.topic_data {
+        for p in &t.partition_data {
+            work.push((t.name.0.to_string(), p.index, p.records.clone()));
+        }
+    }
+    let results = join_all(work.iter().map(|(topic, index, records)| async move {
+        let partition = u32::try_from(*index)
+            .map_err(|_| Error::UnknownPartition(format!("{topic}: no partition {index}")))?;
+        let batch = records.clone().ok_or_else(|| Error::Batch {
+            fault: BatchFault::Corrupt,
+            message: format!("{topic}-{index}: no records"),
+        })?;
+        let req = svc::Produce { topic: topic.clone(), partition, batch, acks, timeout };
+        svc::produce(b, req).await
+    }))
+    .await;
+    let mut responses: Vec<TopicProduceResponse> = Vec::new();
+    for ((topic, index, _), r) in work.into_iter().zip(results) {
+        let (base_offset, log_start_offset) =
+            r.as_ref().map_or((-1, -1), |p| (p.base_offset, p.log_start_offset));
+        let mut part = PartitionProduceResponse::default()
+            .with_index(index)
+            .with_error_code(errors::code_of(&r))
+            .with_base_offset(base_offset)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(log_start_offset);
+        if let Err(e) = &r {
+            tracing::debug!(topic = %topic, partition = index, "Kafka produce refused: {e}");
+            if version >= 8 {
+                part = part.with_error_message(Some(StrBytes::from_string(e.to_string())));
+            }
+        }
+        match responses.iter_mut().find(|t| t.name.0.as_str() == topic) {
+            Some(t) => t.partition_responses.push(part),
+            None => responses.push(
+                TopicProduceResponse::default()
+                    .with_name(StrBytes::from_string(topic).into())
+                    .with_partition_responses(vec![part]),
+            ),
+        }
+    }
+    ProduceResponse::default().with_responses(responses)
+}
