@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes sure the build prerequisites are present: a Rust toolchain, a C++ compiler and
-# libclang (RocksDB's Rust crate compiles RocksDB's C++ and generates bindings with libclang).
+# Makes sure the build and test prerequisites are present: a Rust toolchain, a C++ compiler
+# and libclang (RocksDB's Rust crate compiles RocksDB's C++ and generates bindings with
+# libclang), and kcat (librdkafka's command-line client, which the Kafka-protocol tests run).
 # Installs what is missing with apt-get when running as root on Debian/Ubuntu; otherwise
 # stops with a message saying exactly what to install.
 set -euo pipefail
@@ -12,6 +13,7 @@ command -v cargo >/dev/null 2>&1 || {
 }
 command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
     && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 \
     && [ -z "${LIBCLANG_PATH:-}" ]; then

@@ -47,6 +47,7 @@ pub mod cluster;
 mod fake;
 pub mod groups;
 pub mod http;
+pub mod kafka;
 pub mod ports;
 pub mod produced;
 pub mod raw;

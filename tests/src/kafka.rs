@@ -1,0 +1,113 @@
+//! Kafka clients for tests: running `kcat` (librdkafka) against a cluster, and raw Kafka
+//! requests over a socket for what no well-behaved client sends.
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context;
+use anyhow::bail;
+use tokio::io::AsyncReadExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// Bound on one `kcat` run.
+pub const KCAT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What one `kcat` run printed.
+#[derive(Debug)]
+pub struct Run {
+    /// Whether it exited 0.
+    pub success: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error (librdkafka's log).
+    pub stderr: String,
+}
+
+/// Runs `kcat` with `args` and `stdin`, bounded by [`KCAT_TIMEOUT`]. kcat comes from the
+/// test prerequisites (`deploy/prereqs.sh`): a missing one fails the test.
+pub async fn kcat(args: &[&str], stdin: &str) -> anyhow::Result<Run> {
+    let mut child = tokio::process::Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("running kcat (deploy/prereqs.sh installs it)")?;
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin.as_bytes()).await?;
+    drop(input);
+    let out = tokio::time::timeout(KCAT_TIMEOUT, child.wait_with_output())
+        .await
+        .with_context(|| format!("kcat {args:?} did not finish within {KCAT_TIMEOUT:?}"))??;
+    Ok(Run {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    })
+}
+
+/// Like [`kcat`], failing unless it exits 0.
+pub async fn must_kcat(args: &[&str], stdin: &str) -> String {
+    let run = kcat(args, stdin).await.unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(run.success, "kcat {args:?} failed:\n{}", run.stderr);
+    run.stdout
+}
+
+/// A Kafka request frame: size, header v1 (key, version, correlation id, client id "t"),
+/// `body`.
+pub fn request(key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&key.to_be_bytes());
+    f.extend_from_slice(&version.to_be_bytes());
+    f.extend_from_slice(&correlation_id.to_be_bytes());
+    f.extend_from_slice(&1i16.to_be_bytes());
+    f.push(b't');
+    f.extend_from_slice(body);
+    let mut out = (f.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&f);
+    out
+}
+
+/// Sends `bytes` on a new connection to `addr`, closes the sending side, and reads until
+/// the broker closes the connection (or `timeout` passes: an error). Returns what the
+/// broker sent.
+pub async fn send_until_closed(
+    addr: SocketAddr,
+    bytes: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(bytes).await?;
+    // A broker closing first may reset the connection: that is closing too.
+    let _ = s.shutdown().await;
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(timeout, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    if read.is_err() {
+        bail!("the broker kept the connection open for {timeout:?} (sent {} bytes)", got.len());
+    }
+    Ok(got)
+}
+
+/// Sends one request on a new connection and returns the response frame (without its
+/// size), leaving the connection to close.
+pub async fn round_trip(addr: SocketAddr, frame: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(frame).await?;
+    let mut size = [0u8; 4];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut size)).await??;
+    let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut body)).await??;
+    Ok(body)
+}
