@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Makes sure the build and test prerequisites are present: a Rust toolchain, a C++ compiler
-# and libclang (RocksDB's Rust crate compiles RocksDB's C++ and generates bindings with
-# libclang), and kcat (librdkafka's command-line client, which the Kafka-protocol tests run).
+# Makes sure the build prerequisites are present: a Rust toolchain, a C++ compiler and
+# libclang (RocksDB's Rust crate compiles RocksDB's C++ and generates bindings with libclang).
+# With --test also what the tests run: kcat (librdkafka's command-line client) and, in a
+# Python venv of their own ($RAFKA_VENV, default ~/.cache/rafka-venv), the confluent-kafka
+# and kafka-python clients.
 # Installs what is missing with apt-get when running as root on Debian/Ubuntu; otherwise
 # stops with a message saying exactly what to install.
 set -euo pipefail
@@ -13,25 +15,40 @@ command -v cargo >/dev/null 2>&1 || {
 }
 command -v c++ >/dev/null 2>&1 || command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v clang >/dev/null 2>&1 || missing+=(clang)
-command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+tests=false
+[ "${1:-}" = "--test" ] && tests=true
+if $tests; then
+    command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
+    python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
     && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 \
     && [ -z "${LIBCLANG_PATH:-}" ]; then
     missing+=(libclang-dev)
 fi
 
-if [ ${#missing[@]} -eq 0 ]; then
-    exit 0
-fi
+# The Kafka clients the tests drive from Python, in a venv of their own (RAFKA_VENV).
+venv="${RAFKA_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/rafka-venv}"
+python_clients() {
+    "$venv/bin/python" -c 'import confluent_kafka, kafka' >/dev/null 2>&1 && return 0
+    echo "rafka: installing the Python Kafka clients into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q 'confluent-kafka==2.16.*' 'kafka-python==3.0.*'
+}
 
-if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "rafka: installing build prerequisites: ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${missing[@]}" >/dev/null
-    exit 0
+if [ ${#missing[@]} -ne 0 ]; then
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "rafka: installing prerequisites: ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "rafka: missing prerequisites: ${missing[*]}" >&2
+        echo "       on Debian/Ubuntu run: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
 fi
-
-echo "rafka: missing build prerequisites: ${missing[*]}" >&2
-echo "       on Debian/Ubuntu run: sudo apt-get install -y ${missing[*]}" >&2
-exit 1
+if $tests; then
+    python_clients
+fi

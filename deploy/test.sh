@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-deploy/prereqs.sh
+deploy/prereqs.sh --test
 
 # Tests build in the dev profile: RocksDB's C++ at -O0 compiles faster than at -O3 in
 # release, and the tests do not lean on RocksDB's speed.

@@ -111,3 +111,52 @@ pub async fn round_trip(addr: SocketAddr, frame: &[u8]) -> anyhow::Result<Vec<u8
     tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut body)).await??;
     Ok(body)
 }
+
+/// The Python of the venv holding the Kafka clients (`$RAFKA_VENV`, default
+/// `~/.cache/rafka-venv`, made by `deploy/prereqs.sh --test`).
+pub fn python() -> std::path::PathBuf {
+    let venv = match std::env::var_os("RAFKA_VENV") {
+        Some(v) => std::path::PathBuf::from(v),
+        None => {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache")
+                });
+            cache.join("rafka-venv")
+        }
+    };
+    venv.join("bin").join("python")
+}
+
+/// Runs `tests/python/SCRIPT` with `args` in the clients' venv (bounded by
+/// [`KCAT_TIMEOUT`] twice over); fails unless it exits 0. Returns its stdout.
+pub async fn must_python(script: &str, args: &[&str]) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+    let python = python();
+    assert!(
+        python.is_file(),
+        "{} is missing: run deploy/prereqs.sh --test (it makes the venv)",
+        python.display()
+    );
+    let child = tokio::process::Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("running python");
+    let out = tokio::time::timeout(2 * KCAT_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish"))
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -1,0 +1,58 @@
+//! The README's "Use any Kafka client" lines, run as written (with `localhost:9092` pointed
+//! at a real broker) with `sh`, kcat and the real `rafka` binary, checking the output the
+//! README shows.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use rafka_tests::Cluster;
+use rafka_tests::bounded;
+use rafka_tests::broker::cli_binary;
+
+const MARKER: &str = "<!-- kafka walkthrough: tests/tests/kafka_readme.rs runs these lines -->";
+
+/// The `sh` block after the marker and the `text` block after it.
+fn readme_block() -> (Vec<String>, String) {
+    let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(&readme).unwrap();
+    let start = text.find(MARKER).expect("README has the Kafka walk-through marker") + MARKER.len();
+    let block = text[start..].trim_start().strip_prefix("```sh\n").expect("a ```sh block");
+    let end = block.find("```").expect("the block ends");
+    let lines = block[..end].lines().map(str::to_string).collect();
+    let rest = &block[end + 3..];
+    let out = &rest[rest.find("```text\n").expect("a ```text block follows") + 8..];
+    (lines, out[..out.find("```").expect("the text block ends")].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_kafka_lines_work_as_written() {
+    let (lines, want) = readme_block();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    let cluster = Cluster::start(1).await;
+    let addr = cluster.broker(1).addr().to_string();
+    let bin_dir = cli_binary().parent().unwrap().to_path_buf();
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let path =
+        std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&path))).unwrap();
+    bounded("README Kafka lines", Duration::from_secs(120), async {
+        let mut printed = String::new();
+        for line in &lines {
+            let line = line.replace("localhost:9092", &addr);
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&line)
+                .env("PATH", &path)
+                .env("RAFKA_BOOTSTRAP", &addr)
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output()
+                .await
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "`{line}` failed: {stderr}");
+            printed.push_str(&String::from_utf8_lossy(&out.stdout));
+        }
+        assert_eq!(printed, want, "what the README's Kafka lines print");
+    })
+    .await;
+}
