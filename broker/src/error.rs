@@ -107,6 +107,18 @@ pub enum Error {
     StaleMemberEpoch(String),
     #[error("{0}")]
     UnsupportedAssignor(String),
+    /// A classic group request of another generation than the group's.
+    #[error("{0}")]
+    IllegalGeneration(String),
+    /// A classic group is rebalancing: the member must rejoin.
+    #[error("{0}")]
+    RebalanceInProgress(String),
+    /// A classic join whose protocol type or protocols do not fit the group's.
+    #[error("{0}")]
+    InconsistentGroupProtocol(String),
+    /// A static member's old member id, replaced by a newer instance.
+    #[error("{0}")]
+    FencedInstanceId(String),
     #[error("{0}")]
     UnsupportedVersion(String),
     /// A broker bug or an outcome that cannot happen: not the client's fault, not retriable.
@@ -229,6 +241,10 @@ impl Error {
             Error::FencedMemberEpoch(_) => ErrorCode::FencedMemberEpoch,
             Error::StaleMemberEpoch(_) => ErrorCode::StaleMemberEpoch,
             Error::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
+            Error::IllegalGeneration(_) => ErrorCode::IllegalGeneration,
+            Error::RebalanceInProgress(_) => ErrorCode::RebalanceInProgress,
+            Error::InconsistentGroupProtocol(_) => ErrorCode::InconsistentGroupProtocol,
+            Error::FencedInstanceId(_) => ErrorCode::FencedInstanceId,
             Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Error::Internal(_) => ErrorCode::Unknown,
         }
@@ -296,6 +312,10 @@ impl Error {
             ErrorCode::FencedMemberEpoch => Error::FencedMemberEpoch(message),
             ErrorCode::StaleMemberEpoch => Error::StaleMemberEpoch(message),
             ErrorCode::UnsupportedAssignor => Error::UnsupportedAssignor(message),
+            ErrorCode::IllegalGeneration => Error::IllegalGeneration(message),
+            ErrorCode::RebalanceInProgress => Error::RebalanceInProgress(message),
+            ErrorCode::InconsistentGroupProtocol => Error::InconsistentGroupProtocol(message),
+            ErrorCode::FencedInstanceId => Error::FencedInstanceId(message),
             ErrorCode::UnsupportedVersion => Error::UnsupportedVersion(message),
             ErrorCode::LeaderNotAvailable => Error::LeaderNotAvailable(message),
             ErrorCode::CoordinatorNotAvailable => Error::CoordinatorNotAvailable(message),

@@ -128,6 +128,7 @@ pub async fn group_sessions(b: Arc<Broker>) {
             if let Err(e) = c.expire_members(&topics).await {
                 tracing::debug!(partition = c.partition, "expiring members: {e}");
             }
+            c.classic_tick().await;
         }
     }
 }

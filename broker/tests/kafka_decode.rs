@@ -8,11 +8,18 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::FindCoordinatorRequest;
+use kafka_protocol::messages::HeartbeatRequest;
 use kafka_protocol::messages::InitProducerIdRequest;
+use kafka_protocol::messages::JoinGroupRequest;
+use kafka_protocol::messages::LeaveGroupRequest;
 use kafka_protocol::messages::ListOffsetsRequest;
 use kafka_protocol::messages::MetadataRequest;
+use kafka_protocol::messages::OffsetCommitRequest;
+use kafka_protocol::messages::OffsetFetchRequest;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::messages::SyncGroupRequest;
 use proptest::prelude::*;
 use rafka_broker::kafka::frame;
 use rafka_broker::kafka::versions;
@@ -30,6 +37,13 @@ fn decode_any(key: ApiKey, version: i16, body: &[u8]) -> bool {
         ApiKey::Fetch => frame::decode::<FetchRequest>(&mut b, version).is_ok(),
         ApiKey::ListOffsets => frame::decode::<ListOffsetsRequest>(&mut b, version).is_ok(),
         ApiKey::InitProducerId => frame::decode::<InitProducerIdRequest>(&mut b, version).is_ok(),
+        ApiKey::FindCoordinator => frame::decode::<FindCoordinatorRequest>(&mut b, version).is_ok(),
+        ApiKey::JoinGroup => frame::decode::<JoinGroupRequest>(&mut b, version).is_ok(),
+        ApiKey::SyncGroup => frame::decode::<SyncGroupRequest>(&mut b, version).is_ok(),
+        ApiKey::Heartbeat => frame::decode::<HeartbeatRequest>(&mut b, version).is_ok(),
+        ApiKey::LeaveGroup => frame::decode::<LeaveGroupRequest>(&mut b, version).is_ok(),
+        ApiKey::OffsetCommit => frame::decode::<OffsetCommitRequest>(&mut b, version).is_ok(),
+        ApiKey::OffsetFetch => frame::decode::<OffsetFetchRequest>(&mut b, version).is_ok(),
         other => panic!("{other:?} is served but not fuzzed here: add it"),
     }
 }

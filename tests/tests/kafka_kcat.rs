@@ -225,3 +225,65 @@ async fn kcat_lists_produces_and_consumes_on_three_brokers() {
     })
     .await;
 }
+
+/// Two `kcat -G` members share a topic's partitions (each reads some, none twice, all
+/// together everything), commit as they close, and a later member of the group resumes
+/// from those commits — which rafka's group API reads too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kcat_group_members_share_and_resume() {
+    let cluster = Cluster::start(3).await;
+    let limit = test_timeout(Duration::from_secs(240));
+    bounded("kcat_group_members_share_and_resume", limit, async {
+        let client = cluster.client();
+        let bootstrap = cluster.broker(1).addr().to_string();
+        client.must_create_topic("kg", 4, 3).await;
+        client.wait_for_leaders("kg", 4, Duration::from_secs(60)).await.unwrap();
+        for p in 0..4u32 {
+            let values: Vec<String> = (0..10).map(|i| format!("p{p}-{i}")).collect();
+            client
+                .must_produce("kg", p, records::values_batch(&values, records::now_ms()), Acks::All)
+                .await;
+        }
+        let member = |bootstrap: String| async move {
+            let args = [
+                "-b",
+                &bootstrap,
+                "-G",
+                "kcat-group",
+                "kg",
+                "-e",
+                "-J",
+                "-X",
+                "auto.offset.reset=earliest",
+            ];
+            must_kcat(&args, "").await
+        };
+        // Both start within the group's initial rebalance delay: one generation, shared.
+        let (a, b) = tokio::join!(member(bootstrap.clone()), member(bootstrap.clone()));
+        let (a, b) = (parse_consumed(&a), parse_consumed(&b));
+        assert!(!a.is_empty() && !b.is_empty(), "both members read: {} and {}", a.len(), b.len());
+        let pa: BTreeSet<u32> = a.iter().map(|s| s.partition).collect();
+        let pb: BTreeSet<u32> = b.iter().map(|s| s.partition).collect();
+        assert!(pa.is_disjoint(&pb), "partitions shared out, not duplicated: {pa:?} {pb:?}");
+        let all: BTreeSet<(u32, i64)> =
+            a.iter().chain(&b).map(|s| (s.partition, s.offset)).collect();
+        assert_eq!(all.len(), 40, "every record once");
+
+        let groups = rafka_tests::groups::GroupsClient::new(cluster.addrs());
+        let committed = groups.must_fetch_offsets("kcat-group").await;
+        for p in 0..4u32 {
+            let c = committed.get(&("kg".to_string(), p)).map(|c| c.offset);
+            assert_eq!(c, Some(10), "the group's commit of partition {p}");
+        }
+        // New records; a new member resumes from the commits.
+        for p in 0..4u32 {
+            let b = records::values_batch(&[format!("new-{p}")], records::now_ms());
+            client.must_produce("kg", p, b, Acks::All).await;
+        }
+        let later = parse_consumed(&member(bootstrap.clone()).await);
+        let values: BTreeSet<String> = later.iter().filter_map(|s| s.value.clone()).collect();
+        let want: BTreeSet<String> = (0..4).map(|p| format!("new-{p}")).collect();
+        assert_eq!(values, want, "only what came after the commits");
+    })
+    .await;
+}

@@ -68,3 +68,60 @@ async fn python_clients_produce_and_consume() {
     })
     .await;
 }
+
+/// Classic consumer groups: confluent-kafka members share partitions, rebalance when one
+/// leaves, and a static member comes back to its partitions without a rebalance;
+/// kafka-python members share partitions and commit. The commits are the ones rafka's own
+/// group API reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_consumer_groups() {
+    let cluster = Cluster::start(3).await;
+    let limit = test_timeout(Duration::from_secs(420));
+    bounded("python_consumer_groups", limit, async {
+        let client = cluster.client();
+        let bootstrap = cluster.broker(1).addr().to_string();
+        client.must_create_topic("groups", 6, 3).await;
+        client.wait_for_leaders("groups", 6, Duration::from_secs(60)).await.unwrap();
+        let per = 20;
+        for p in 0..6u32 {
+            let values: Vec<String> = (0..per).map(|i| format!("p{p}-{i}")).collect();
+            let b = rafka_tests::records::values_batch(&values, rafka_tests::records::now_ms());
+            client.must_produce("groups", p, b, rafka_proto::v1::Acks::All).await;
+        }
+        let total = (6 * per).to_string();
+
+        let out: Value = serde_json::from_str(
+            &must_python("confluent_groups.py", &[&bootstrap, "groups", &total]).await,
+        )
+        .unwrap();
+        let shares = out["shared_assignments"].as_array().unwrap();
+        assert_eq!(shares.len(), 3);
+        assert!(shares.iter().all(|a| !a.as_array().unwrap().is_empty()), "{out}");
+        assert_eq!(out["shared_read"], 6 * per, "{out}");
+        assert_eq!(out["shared_distinct"], 6 * per, "every record once: {out}");
+        assert_eq!(out["after_leave"].as_array().unwrap().len(), 2, "{out}");
+        assert_eq!(out["static_after"], out["static_before"], "static member's partitions: {out}");
+        assert_eq!(out["static_b_rebalances"], 0, "the other member saw no rebalance: {out}");
+        // confluent-kafka's commits, read through rafka's group API.
+        let groups = rafka_tests::groups::GroupsClient::new(cluster.addrs());
+        let committed = groups.must_fetch_offsets("shared").await;
+        for p in 0..6u32 {
+            let c = committed.get(&("groups".to_string(), p)).map(|c| c.offset);
+            assert_eq!(c, Some(per as i64), "shared's commit of partition {p}");
+        }
+
+        let out: Value = serde_json::from_str(
+            &must_python("kafka_python_groups.py", &[&bootstrap, "groups", "kp", &total]).await,
+        )
+        .unwrap();
+        assert!(out["read"].as_u64().unwrap() >= 6 * per as u64, "{out}");
+        assert_eq!(out["distinct"], 6 * per, "every record read: {out}");
+        assert_eq!(out["readers"], serde_json::json!([0, 1]), "both members read: {out}");
+        let committed = groups.must_fetch_offsets("kp").await;
+        for p in 0..6u32 {
+            let c = committed.get(&("groups".to_string(), p)).map(|c| c.offset);
+            assert_eq!(c, Some(per as i64), "kp's commit of partition {p}");
+        }
+    })
+    .await;
+}

@@ -92,10 +92,12 @@ pub struct Coordinator {
     pub group: OffsetsGroup,
     db: Arc<GroupsDb>,
     view: GroupsView,
-    config: GroupsConfig,
+    pub(super) config: GroupsConfig,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     lock_sweep_at: AtomicUsize,
     sessions: Mutex<Sessions>,
+    /// Classic groups' rebalances (soft state of this term).
+    pub(super) classic: Mutex<super::classic_ops::ClassicTable>,
     /// Runs the waiters that hold a group's lock until its proposal's outcome is known.
     tasks: Supervisor,
 }
@@ -120,6 +122,7 @@ impl Coordinator {
             lock_sweep_at: AtomicUsize::new(1024),
             tasks,
             sessions: Mutex::default(),
+            classic: Mutex::default(),
         }
     }
 
@@ -189,7 +192,7 @@ impl Coordinator {
             .map_err(|e| Error::Storage(format!("reading offsets of {group:?}: {e}")))
     }
 
-    async fn lock(&self, group: &str) -> OwnedMutexGuard<()> {
+    pub(super) async fn lock(&self, group: &str) -> OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
             // Locks nobody holds are dropped whenever the map has doubled since the last
@@ -206,7 +209,7 @@ impl Coordinator {
     /// Proposes `cmd` and waits until it is committed and applied. The group's lock
     /// (`guard`) is held until the outcome is known, even if the request is dropped: the
     /// next change to the group must be computed from state that includes this one.
-    async fn propose(
+    pub(super) async fn propose(
         &self,
         term: u64,
         cmd: &GroupCommand,
@@ -453,6 +456,9 @@ impl Coordinator {
         let term = self.term().await?;
         let guard = self.lock(group).await;
         match self.state(group) {
+            Some(state) if state.classic.is_some() || self.is_classic(group) => {
+                self.classic_validate_commit(term, group, member_id, member_epoch)?
+            }
             Some(state) => state.validate_commit(member_id, member_epoch)?,
             None if member_id.is_empty() => {}
             None => {
@@ -469,8 +475,9 @@ impl Coordinator {
         let term = self.term().await?;
         let guard = self.lock(group).await;
         let state = self.state(group).ok_or_else(|| group_not_found(group))?;
-        if !state.members.is_empty() {
-            return Err(not_empty(group, state.members.len(), "deleted"));
+        let classic = state.classic.as_ref().map_or(0, |c| c.members.len());
+        if !state.members.is_empty() || classic > 0 {
+            return Err(not_empty(group, state.members.len() + classic, "deleted"));
         }
         self.propose(term, &GroupCommand::DeleteGroup { group: group.to_string() }, guard).await
     }
@@ -527,7 +534,7 @@ fn coordinator_error(what: &str, e: rafka_raft::Error) -> Error {
 }
 
 /// A fresh member id (128 random bits, hex).
-fn new_member_id() -> String {
+pub(super) fn new_member_id() -> String {
     format!("{:016x}{:016x}", rand::random::<u64>(), rand::random::<u64>())
 }
 

@@ -4,6 +4,8 @@
 //! - [`state`]: a group's membership as a plain struct — KIP-848 heartbeats, member epochs,
 //!   revoke-before-assign reconciliation, commit fencing. No I/O.
 //! - [`assign`]: the server-side assignors, `range` and `uniform` (sticky).
+//! - [`classic`]: Kafka's classic group protocol (JoinGroup/SyncGroup): the replicated
+//!   generation and the coordinator's soft state around it.
 //! - [`store`]: [`GroupCommand`]s, the groups RocksDB and [`OffsetsSm`], the state machine of
 //!   an offsets partition (offsets and group states in RocksDB, snapshots of both).
 //! - [`coordinator`]: [`Coordinator`], one hosted offsets partition replica: as leader it
@@ -13,6 +15,8 @@
 //! Decisions behind this design: `docs/ARCHITECTURE.md`, sections 6 and 9.
 
 pub mod assign;
+pub mod classic;
+pub mod classic_ops;
 pub mod coordinator;
 pub mod state;
 pub mod store;

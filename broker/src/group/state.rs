@@ -110,6 +110,10 @@ pub struct GroupState {
     pub target: BTreeMap<String, Assignment>,
     /// Partition counts of the subscribed topics `target` was computed from.
     pub topics: BTreeMap<String, u32>,
+    /// A group of Kafka's classic protocol (JoinGroup/SyncGroup): its last completed
+    /// generation. Such a group has no members above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classic: Option<super::classic::ClassicGroup>,
 }
 
 /// A consumer group heartbeat, as far as membership cares.
@@ -279,6 +283,9 @@ impl GroupState {
     /// `"empty"` (no members), `"reconciling"` (some member has not reached its target at the
     /// current assignment epoch) or `"stable"`.
     pub fn state_name(&self) -> &'static str {
+        if self.classic.as_ref().is_some_and(|c| !c.members.is_empty()) {
+            return "stable";
+        }
         if self.members.is_empty() {
             return "empty";
         }

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod errors;
 mod fetch;
 pub mod frame;
+mod groups;
 mod metadata;
 mod offsets;
 mod produce;
@@ -24,11 +25,18 @@ use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::FindCoordinatorRequest;
+use kafka_protocol::messages::HeartbeatRequest;
 use kafka_protocol::messages::InitProducerIdRequest;
+use kafka_protocol::messages::JoinGroupRequest;
+use kafka_protocol::messages::LeaveGroupRequest;
 use kafka_protocol::messages::ListOffsetsRequest;
 use kafka_protocol::messages::MetadataRequest;
+use kafka_protocol::messages::OffsetCommitRequest;
+use kafka_protocol::messages::OffsetFetchRequest;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::messages::SyncGroupRequest;
 use kafka_protocol::protocol::Encodable;
 use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
@@ -55,7 +63,7 @@ pub async fn serve(b: Arc<Broker>, stream: TcpStream) {
                 break;
             }
         };
-        match answer(&b, frame).await {
+        match answer(&b, frame, &peer).await {
             Ok(Some(out)) => {
                 if let Err(e) = write.write_all(&out).await {
                     tracing::debug!(%peer, "Kafka connection: {e}");
@@ -73,7 +81,7 @@ pub async fn serve(b: Arc<Broker>, stream: TcpStream) {
 
 /// The response frame to `f`, `None` for none (Produce with acks=0), an error to close the
 /// connection.
-pub async fn answer(b: &Broker, f: Frame) -> Result<Option<Bytes>, FrameError> {
+pub async fn answer(b: &Broker, f: Frame, peer: &str) -> Result<Option<Bytes>, FrameError> {
     let Ok(key) = ApiKey::try_from(f.key) else {
         return Err(FrameError::Decode(format!("unknown API key {}", f.key)));
     };
@@ -120,6 +128,36 @@ pub async fn answer(b: &Broker, f: Frame) -> Result<Option<Bytes>, FrameError> {
         ApiKey::InitProducerId => {
             let req: InitProducerIdRequest = frame::decode(&mut body, version)?;
             respond(&header, &offsets::init_producer_id(b, req).await)
+        }
+        ApiKey::FindCoordinator => {
+            let req: FindCoordinatorRequest = frame::decode(&mut body, version)?;
+            respond(&header, &groups::find_coordinator(b, req, version).await)
+        }
+        ApiKey::JoinGroup => {
+            let req: JoinGroupRequest = frame::decode(&mut body, version)?;
+            let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
+            let host = format!("/{}", peer.rsplit_once(':').map_or(peer, |(h, _)| h));
+            respond(&header, &groups::join_group(b, req, version, &client_id, &host).await)
+        }
+        ApiKey::SyncGroup => {
+            let req: SyncGroupRequest = frame::decode(&mut body, version)?;
+            respond(&header, &groups::sync_group(b, req, version).await)
+        }
+        ApiKey::Heartbeat => {
+            let req: HeartbeatRequest = frame::decode(&mut body, version)?;
+            respond(&header, &groups::heartbeat(b, req).await)
+        }
+        ApiKey::LeaveGroup => {
+            let req: LeaveGroupRequest = frame::decode(&mut body, version)?;
+            respond(&header, &groups::leave_group(b, req, version).await)
+        }
+        ApiKey::OffsetCommit => {
+            let req: OffsetCommitRequest = frame::decode(&mut body, version)?;
+            respond(&header, &groups::offset_commit(b, req).await)
+        }
+        ApiKey::OffsetFetch => {
+            let req: OffsetFetchRequest = frame::decode(&mut body, version)?;
+            respond(&header, &groups::offset_fetch(b, req, version).await)
         }
         other => Err(FrameError::Decode(format!("{other:?} is not served"))),
     }
