@@ -150,7 +150,7 @@ async fn kcat_lists_produces_and_consumes_on_three_brokers() {
             }
             used
         };
-        for c in [Compression::Gzip, Compression::Snappy, Compression::Zstd] {
+        for c in [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
             assert!(used.contains(&c), "no {c:?} batch stored: {used:?}");
         }
 

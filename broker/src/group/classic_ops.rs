@@ -45,10 +45,10 @@ fn shutting_down() -> Error {
 }
 
 impl Coordinator {
-    /// Whether `group` has a classic runtime in this term.
+    /// Whether `group` is a classic group with members or joins under way in this term.
     pub(super) fn is_classic(&self, group: &str) -> bool {
         let t = self.classic.lock().unwrap_or_else(|p| p.into_inner());
-        t.groups.contains_key(group)
+        t.groups.get(group).is_some_and(|rt| !rt.idle())
     }
 
     /// Runs `f` on `group`'s runtime in `term` (made from the replicated group if needed).

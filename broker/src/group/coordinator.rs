@@ -293,6 +293,11 @@ impl Coordinator {
         }
         let guard = self.lock(&group).await;
         let old = self.state(&group).unwrap_or_default();
+        if old.classic.as_ref().is_some_and(|c| !c.members.is_empty()) || self.is_classic(&group) {
+            return Err(Error::InconsistentGroupProtocol(format!(
+                "group {group:?} uses Kafka's classic group protocol, not the consumer one"
+            )));
+        }
         let joining = req.member_epoch == 0 && !old.members.contains_key(&member_id);
         let max = self.config.max_group_size as usize;
         if joining && old.members.len() >= max {
