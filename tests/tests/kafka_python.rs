@@ -125,3 +125,57 @@ async fn python_consumer_groups() {
     })
     .await;
 }
+
+/// An idempotent confluent-kafka producer keeps producing while the partition's leader is
+/// SIGKILLed: every delivery report succeeds, and the partition holds every record exactly
+/// once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotent_producer_survives_a_killed_leader() {
+    let mut cluster = Cluster::start(3).await;
+    let limit = test_timeout(Duration::from_secs(300));
+    bounded("idempotent_producer_survives_a_killed_leader", limit, async {
+        let client = cluster.client();
+        client.must_create_topic("failover", 1, 3).await;
+        client.wait_for_leaders("failover", 1, Duration::from_secs(60)).await.unwrap();
+        let n = 3000;
+        let bootstrap = cluster.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+        let count = n.to_string();
+        let producer = tokio::spawn(async move {
+            must_python("confluent_idempotent.py", &[&bootstrap, "failover", &count]).await
+        });
+        // Kill the leader once the producer is well under way.
+        rafka_tests::poll("the producer under way", Duration::from_secs(60), || {
+            let client = &client;
+            async move {
+                let hw = client.list_offsets("failover", 0, latest()).await?.offset;
+                anyhow::ensure!(hw >= 300, "high watermark {hw}");
+                anyhow::Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        let (leader, _) = client.leader("failover", 0).await.unwrap();
+        cluster.must_kill(leader);
+        let at_kill = client.list_offsets("failover", 0, latest()).await.unwrap().offset;
+        assert!(at_kill < n as i64, "the leader died mid-stream ({at_kill} of {n} written)");
+        let out: Value = serde_json::from_str(&producer.await.unwrap()).unwrap();
+        assert_eq!(out["failed"], 0, "every delivery report succeeds: {out}");
+        assert_eq!(out["delivered"], n, "{out}");
+        let values: Vec<String> = client
+            .fetch_all("failover", 0, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8(r.value_bytes().to_vec()).unwrap())
+            .collect();
+        let want: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        assert_eq!(values.len(), want.len(), "nothing lost, nothing duplicated");
+        assert_eq!(values, want, "in order");
+        cluster.must_restart(leader, Duration::from_secs(60)).await;
+    })
+    .await;
+}
+
+fn latest() -> rafka_proto::v1::offset_spec::Spec {
+    rafka_proto::v1::offset_spec::Spec::Latest(true)
+}
