@@ -40,6 +40,10 @@ pub async fn list_offsets(
         OffsetSpec::Earliest => v1::offset_spec::Spec::Earliest(true),
         OffsetSpec::Latest => v1::offset_spec::Spec::Latest(true),
         OffsetSpec::Timestamp(ts) => v1::offset_spec::Spec::Timestamp(ts),
+        // Only Kafka's ListOffsets asks for it, of the partition's own leader.
+        OffsetSpec::MaxTimestamp => {
+            return Err(Error::InvalidRequest(format!("{what}: max timestamp of a remote leader")));
+        }
     };
     for _ in 0..MAX_HOPS {
         let Some(a) = addr.take() else { break };

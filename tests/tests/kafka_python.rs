@@ -179,3 +179,36 @@ async fn idempotent_producer_survives_a_killed_leader() {
 fn latest() -> rafka_proto::v1::offset_spec::Spec {
     rafka_proto::v1::offset_spec::Spec::Latest(true)
 }
+
+/// confluent-kafka's admin ListOffsets: earliest, latest, by timestamp, and MAX_TIMESTAMP
+/// (ListOffsets v7) — the first record with the largest timestamp, wherever it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_offsets_by_spec() {
+    let cluster = Cluster::start(1).await;
+    let limit = test_timeout(Duration::from_secs(120));
+    bounded("list_offsets_by_spec", limit, async {
+        let client = cluster.client();
+        client.must_create_topic("times", 1, 1).await;
+        let t0 = rafka_tests::records::now_ms() - 10_000;
+        // Timestamps t0, t0+1, ... except record 4, the latest of all (twice: 4 and 7).
+        let stamp = |i: i64| if i == 4 || i == 7 { t0 + 5_000 } else { t0 + i };
+        for batch in [0..5i64, 5..10] {
+            let recs: Vec<_> = batch
+                .map(|i| rafka_tests::records::value_record(format!("v{i}"), stamp(i)))
+                .collect();
+            let b = rafka_tests::records::batch(&recs, None, rafka_proto::batch::Compression::None);
+            client.must_produce("times", 0, b, rafka_proto::v1::Acks::All).await;
+        }
+        let bootstrap = cluster.broker(1).addr().to_string();
+        let ts = (t0 + 6).to_string();
+        let out: Value = serde_json::from_str(
+            &must_python("confluent_offsets.py", &[&bootstrap, "times", &ts]).await,
+        )
+        .unwrap();
+        assert_eq!(out["earliest"][0], 0, "{out}");
+        assert_eq!(out["latest"][0], 10, "{out}");
+        assert_eq!(out["max_timestamp"], serde_json::json!([4, t0 + 5_000]), "{out}");
+        assert_eq!(out["for_timestamp"][0], 4, "first at or after t0+6: {out}");
+    })
+    .await;
+}

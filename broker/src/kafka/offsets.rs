@@ -19,6 +19,8 @@ use crate::service::data as svc;
 const LATEST: i64 = -1;
 /// ListOffsets' timestamp for "the first offset retained".
 const EARLIEST: i64 = -2;
+/// ListOffsets' timestamp (v7+) for "the record with the largest timestamp".
+const MAX_TIMESTAMP: i64 = -3;
 
 /// Answers `req` (of `version`).
 pub async fn list_offsets(
@@ -34,6 +36,7 @@ pub async fn list_offsets(
             let spec = match p.timestamp {
                 LATEST => Ok(OffsetSpec::Latest),
                 EARLIEST => Ok(OffsetSpec::Earliest),
+                MAX_TIMESTAMP if version >= 7 => Ok(OffsetSpec::MaxTimestamp),
                 ts if ts >= 0 => Ok(OffsetSpec::Timestamp(ts)),
                 ts => Err(Error::InvalidRequest(format!("unsupported ListOffsets timestamp {ts}"))),
             };

@@ -13,6 +13,9 @@ pub enum OffsetSpec {
     /// The first offset whose batch has a timestamp at or after this (ms); the high
     /// watermark if none.
     Timestamp(i64),
+    /// The first record with the largest timestamp in the log (Kafka's MAX_TIMESTAMP); -1
+    /// and -1 when the log holds no record.
+    MaxTimestamp,
 }
 
 /// Entries read from the log per step of a fetch.
@@ -148,7 +151,27 @@ impl Partition {
             OffsetSpec::Earliest => Ok((self.log_start_offset(), -1)),
             OffsetSpec::Latest => Ok((hw, -1)),
             OffsetSpec::Timestamp(ts) => self.offset_for_time(ts, hw).await,
+            OffsetSpec::MaxTimestamp => self.offset_of_max_timestamp().await,
         }
+    }
+
+    async fn offset_of_max_timestamp(&self) -> Result<(i64, i64)> {
+        let log = self.group.log();
+        let max = log.segments().iter().map(|s| s.max_timestamp).max().unwrap_or(i64::MIN);
+        if max == i64::MIN {
+            return Ok((-1, -1));
+        }
+        let Some(loc) = log.find_timestamp(max).await.map_err(|e| self.io_error(e))? else {
+            return Ok((-1, -1));
+        };
+        let entries = log.read(loc.index, loc.index + 1).await.map_err(|e| self.io_error(e))?;
+        let Some(EntryPayload::Normal(p)) = entries.into_iter().next().map(|e| e.payload) else {
+            return Ok((loc.base_offset, max));
+        };
+        let records =
+            p.records().map_err(|e| Error::Storage(format!("{}: stored batch: {e}", self.name)))?;
+        let at = records.iter().position(|r| r.timestamp == max).unwrap_or(0);
+        Ok((loc.base_offset + at as i64, max))
     }
 
     async fn offset_for_time(&self, ts: i64, hw: i64) -> Result<(i64, i64)> {
