@@ -387,9 +387,16 @@ async fn leader_that_handed_off_its_term_refuses_reads() {
     c.node(2).node.as_ref().unwrap().set_partitioned([1]);
     c.node(3).node.as_ref().unwrap().set_partitioned([1]);
     let (g, to) = (old.clone(), replicas[&3]);
-    // Node 1 never hears that the transfer succeeded: its wait times out.
-    let _ =
-        c.node(1).run(move |_, _| async move { g.transfer_leadership(to, SECS(1)).await }).await;
+    // Node 1 never hears that the transfer succeeded: its wait would time out and it would
+    // send the transfer again, whose answers could tell it of the new term. The wait is made
+    // to outlast the test (left running), so that node 1 keeps believing it leads however
+    // slow the machine is.
+    let _transfer = c
+        .node(1)
+        .rt
+        .as_ref()
+        .expect("node 1 is up")
+        .spawn(async move { g.transfer_leadership(to, SECS(120)).await });
     let newer = c.must_write_among(4, &[3], payload(4, 1, 10), SECS(20)).await;
 
     let m = old.raft_metrics();
