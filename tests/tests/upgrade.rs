@@ -58,6 +58,18 @@ async fn cluster_format(client: &TestClient) -> u32 {
     client.describe_cluster().await.unwrap().batch_format
 }
 
+/// Waits until the cluster writes Kafka's batch format.
+async fn wait_for_format_2(client: &TestClient) {
+    poll("the cluster's batch format is 2", READY, || async {
+        match cluster_format(client).await {
+            2 => Ok(()),
+            f => Err(format!("format {f}")),
+        }
+    })
+    .await
+    .unwrap();
+}
+
 /// A Kafka batch whose second record has a null value and a header with a null value.
 fn with_nulls(tag: &str) -> Bytes {
     let recs: Vec<NewRecord> = (0..3)
@@ -127,14 +139,7 @@ async fn a_data_directory_of_the_old_format_is_served_converted() {
 
         // The old log registered the broker as reading format 1; its heartbeats now say 2,
         // and with no other broker the cluster moves to Kafka's format.
-        poll("the cluster's batch format is 2", READY, || async {
-            match cluster_format(&client).await {
-                2 => Ok(()),
-                f => Err(format!("format {f}")),
-            }
-        })
-        .await
-        .unwrap();
+        wait_for_format_2(&client).await;
         let end = client.must_list_offset("legacy", 1, latest()).await;
         let base = client.must_produce("legacy", 1, with_nulls("new"), Acks::All).await;
         assert_eq!(base, end, "new batches continue the old log");
@@ -213,14 +218,7 @@ async fn the_batch_format_waits_for_the_last_old_broker() {
 
         upgrade_config(&cluster, 3);
         cluster.must_restart(3, READY).await;
-        poll("the cluster's batch format is 2", READY, || async {
-            match cluster_format(&client).await {
-                2 => Ok(()),
-                f => Err(format!("format {f}")),
-            }
-        })
-        .await
-        .unwrap();
+        wait_for_format_2(&client).await;
         assert_eq!(client.must_produce("t", 0, with_nulls("new"), Acks::All).await, 3);
         let all = client.fetch_all("t", 0, 0).await.unwrap();
         let values: Vec<Option<&[u8]>> = all.iter().map(|r| r.value.as_deref()).collect();

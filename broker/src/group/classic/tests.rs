@@ -46,6 +46,19 @@ fn empty() -> Runtime {
     Runtime::from_replicated(ClassicGroup::default(), Instant::now())
 }
 
+/// Members "a" (the leader) and "b" at generation 1, stable.
+fn stable_pair(t0: Instant) -> Runtime {
+    let mut rt = empty();
+    let _a = do_join(&mut rt, consumer(""), "a", t0);
+    let _b = do_join(&mut rt, consumer(""), "b", t0);
+    deliver(rt.try_complete_join(t0 + DELAY));
+    let (tx, _) = oneshot::channel();
+    let SyncStep::Replicate(g) = rt.sync("a", 1, vec![], tx, t0).unwrap() else { panic!() };
+    rt.complete_sync(g);
+    assert_eq!(rt.phase, Phase::Stable);
+    rt
+}
+
 /// Two members form a generation: the first is leader and alone sees both members'
 /// metadata; the leader's SyncGroup hands each its assignment, after replication.
 #[test]
@@ -99,13 +112,7 @@ fn two_members_form_a_generation() {
 #[test]
 fn joins_and_silence_rebalance() {
     let t0 = Instant::now();
-    let mut rt = empty();
-    let _a = do_join(&mut rt, consumer(""), "a", t0);
-    let _b = do_join(&mut rt, consumer(""), "b", t0);
-    deliver(rt.try_complete_join(t0 + DELAY));
-    let (tx, _) = oneshot::channel();
-    let SyncStep::Replicate(g) = rt.sync("a", 1, vec![], tx, t0).unwrap() else { panic!() };
-    rt.complete_sync(g);
+    let mut rt = stable_pair(t0);
 
     let mut c = do_join(&mut rt, consumer(""), "c", t0);
     assert!(matches!(rt.heartbeat("a", 1, t0), Err(Error::RebalanceInProgress(_))));
@@ -131,13 +138,7 @@ fn joins_and_silence_rebalance() {
 #[test]
 fn expiry_and_leave() {
     let t0 = Instant::now();
-    let mut rt = empty();
-    let _a = do_join(&mut rt, consumer(""), "a", t0);
-    let _b = do_join(&mut rt, consumer(""), "b", t0);
-    deliver(rt.try_complete_join(t0 + DELAY));
-    let (tx, _) = oneshot::channel();
-    let SyncStep::Replicate(g) = rt.sync("a", 1, vec![], tx, t0).unwrap() else { panic!() };
-    rt.complete_sync(g);
+    let mut rt = stable_pair(t0);
     rt.heartbeat("a", 1, t0 + Duration::from_secs(9)).unwrap();
     assert_eq!(rt.expire(t0 + Duration::from_secs(11)), ["b"]);
     assert_eq!(rt.phase, Phase::PreparingRebalance);
