@@ -62,7 +62,8 @@ up() {
             continue
         fi
         mkdir -p "$data/$id"
-        nohup "$bin" --node-id "$id" \
+        # RAFKA_DATA is this script's; the broker would read it as an unknown config key.
+        nohup env -u RAFKA_DATA "$bin" --node-id "$id" \
             --listen "127.0.0.1:$(grpc_port "$id")" \
             --http "127.0.0.1:$(http_port "$id")" \
             --data-dir "$data/$id/data" \

@@ -133,7 +133,11 @@ pub fn python() -> std::path::PathBuf {
 /// Runs `tests/python/SCRIPT` with `args` in the clients' venv (bounded by
 /// [`KCAT_TIMEOUT`] twice over); fails unless it exits 0. Returns its stdout.
 pub async fn must_python(script: &str, args: &[&str]) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python").join(script);
+    // `cargo test` sets the package's directory when it runs a test; the compile-time one
+    // is stale when the harness was built from another checkout sharing the target dir.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")), Into::into);
+    let path = dir.join("python").join(script);
     let python = python();
     assert!(
         python.is_file(),

@@ -212,3 +212,111 @@ async fn list_offsets_by_spec() {
     })
     .await;
 }
+
+/// The admin clients of confluent-kafka and kafka-python: topics created (one only
+/// validated, bad ones refused with Kafka's codes), described, their configs read and
+/// altered (incrementally and by replacement), grown, deleted; the cluster described; a
+/// consumer group listed, described with its member's assignment, refused deletion while
+/// the member is in, deleted once it left. Each client talks to a broker that may not lead
+/// the controller, so requests are forwarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_admin_clients() {
+    let cluster = Cluster::start(3).await;
+    let limit = test_timeout(Duration::from_secs(300));
+    bounded("python_admin_clients", limit, async {
+        let bootstrap = cluster.broker(2).addr().to_string();
+        let out: Value =
+            serde_json::from_str(&must_python("confluent_admin.py", &[&bootstrap]).await).unwrap();
+        assert_eq!(out["created"], serde_json::json!({"adm-a": null, "adm-b": null}), "{out}");
+        assert_eq!(out["validated"], Value::Null, "validate-only succeeds: {out}");
+        assert_eq!(out["validated_exists"], false, "and creates nothing: {out}");
+        assert_eq!(
+            out["refused"],
+            serde_json::json!({
+                "adm-a": "TOPIC_ALREADY_EXISTS",
+                "bad/name": "TOPIC_EXCEPTION",
+                "adm-c": "INVALID_CONFIG",
+                "adm-d": "INVALID_REPLICATION_FACTOR",
+            }),
+            "{out}"
+        );
+        assert_eq!(out["refused_exist"], serde_json::json!([]), "{out}");
+        assert_eq!(out["partitions"], serde_json::json!({"adm-a": 3, "adm-b": 2}), "{out}");
+        assert_eq!(out["replicas"], serde_json::json!({"adm-a": 3, "adm-b": 3}), "{out}");
+        // [value, source (1: topic override, 5: default), read-only]
+        let c = &out["configs"];
+        assert_eq!(c["retention.ms"], serde_json::json!(["60000", 1, false]), "{out}");
+        assert_eq!(c["retention.bytes"], serde_json::json!(["-1", 5, false]), "{out}");
+        assert_eq!(c["cleanup.policy"], serde_json::json!(["delete", 5, true]), "{out}");
+        assert_eq!(out["incremental"], Value::Null, "{out}");
+        let c = &out["configs_incremental"];
+        assert_eq!(c["retention.bytes"], serde_json::json!(["1048576", 1, false]), "{out}");
+        assert_eq!(c["retention.ms"][1], 5, "deleted override back to default: {out}");
+        assert_eq!(out["incremental_bad"], "INVALID_CONFIG", "{out}");
+        let c = &out["configs_replaced"];
+        assert_eq!(c["max.message.bytes"], serde_json::json!(["2000000", 1, false]), "{out}");
+        assert_eq!(c["retention.bytes"][1], 5, "replacing drops other overrides: {out}");
+        assert_eq!(out["broker_configs"]["broker.id"], "1", "{out}");
+        assert_eq!(out["broker_configs"]["default.replication.factor"], "3", "{out}");
+        assert_eq!(out["grown"], Value::Null, "{out}");
+        assert_eq!(out["shrunk"], "INVALID_PARTITIONS", "{out}");
+        assert_eq!(out["partitions_after"], 5, "{out}");
+        let ours = cluster.client().describe_cluster().await.unwrap();
+        assert_eq!(out["cluster"]["id"], ours.cluster_id.as_str(), "{out}");
+        assert_eq!(out["cluster"]["controller"], ours.controller_id.unwrap(), "{out}");
+        assert_eq!(out["cluster"]["nodes"], serde_json::json!([1, 2, 3]), "{out}");
+        assert_eq!(out["group_read"], 10, "{out}");
+        let assigned = serde_json::json!([[["adm-b", 0], ["adm-b", 1]]]);
+        assert_eq!(out["described_in"]["state"], "STABLE", "{out}");
+        assert_eq!(out["described_in"]["members"], assigned, "{out}");
+        assert_eq!(out["listed_in"], "STABLE", "{out}");
+        assert_eq!(out["delete_with_member"], "NON_EMPTY_GROUP", "{out}");
+        assert_eq!(out["described_out"]["state"], "EMPTY", "{out}");
+        assert_eq!(out["listed_out"], "EMPTY", "{out}");
+        assert_eq!(out["deleted"], Value::Null, "{out}");
+        assert_eq!(out["listed_after_delete"], Value::Null, "{out}");
+        assert_eq!(out["delete_unknown"], "GROUP_ID_NOT_FOUND", "{out}");
+        assert_eq!(
+            out["deleted_topics"],
+            serde_json::json!({"adm-a": null, "adm-b": null, "adm-none": "UNKNOWN_TOPIC_OR_PART"}),
+            "{out}"
+        );
+        assert_eq!(out["left"], serde_json::json!([]), "{out}");
+
+        let bootstrap = cluster.broker(3).addr().to_string();
+        let out: Value =
+            serde_json::from_str(&must_python("kafka_python_admin.py", &[&bootstrap]).await)
+                .unwrap();
+        assert_eq!(
+            out["created"],
+            serde_json::json!({"kp-a": [0, 2, 3], "kp-b": [0, 1, 3]}),
+            "[error, partitions, replication factor]: {out}"
+        );
+        assert_eq!(out["again"], 36, "TOPIC_ALREADY_EXISTS: {out}");
+        assert_eq!(out["modified"], serde_json::json!({"retention.ms": "50000"}), "{out}");
+        assert_eq!(
+            out["modified_after"],
+            serde_json::json!({"retention.bytes": "2000000", "retention.ms": "50000"}),
+            "kafka-python alters incrementally where the broker can: {out}"
+        );
+        assert_eq!(out["partitions"], 4, "{out}");
+        assert_eq!(out["cluster"]["brokers"], serde_json::json!([1, 2, 3]), "{out}");
+        assert_eq!(out["read"], 6, "{out}");
+        assert_eq!(out["listed"], serde_json::json!([["kp-g", "consumer", "Stable"]]), "{out}");
+        let d = &out["described"];
+        assert_eq!(d["state"], "Stable", "{out}");
+        assert_eq!(d["protocol"], "range", "{out}");
+        assert_eq!(d["subscriptions"], serde_json::json!([["kp-b"]]), "{out}");
+        assert_eq!(d["assignments"], serde_json::json!([[["kp-b", [0]]]]), "{out}");
+        assert_eq!(out["offsets"], serde_json::json!([["kp-b", 0, 6]]), "{out}");
+        assert_eq!(
+            out["deleted_groups"],
+            serde_json::json!({"kp-g": "OK", "kp-none": "GroupIdNotFoundError"}),
+            "{out}"
+        );
+        assert_eq!(out["deleted_topics"], serde_json::json!([["kp-a", 0], ["kp-b", 0]]), "{out}");
+        let left = cluster.client().list_topics(false).await.unwrap();
+        assert!(left.topics.is_empty(), "rafka sees every topic gone: {:?}", left.topics);
+    })
+    .await;
+}

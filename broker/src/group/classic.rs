@@ -49,7 +49,8 @@ pub struct ClassicMember {
 }
 
 impl ClassicMember {
-    fn metadata(&self, protocol: &str) -> Vec<u8> {
+    /// Its metadata of `protocol` (empty if it does not support it).
+    pub fn metadata(&self, protocol: &str) -> Vec<u8> {
         self.protocols
             .iter()
             .find(|(n, _)| n == protocol)

@@ -226,6 +226,17 @@ impl Coordinator {
         Some((phase, g))
     }
 
+    /// Classic groups with a runtime in the current term (joining ones not yet replicated
+    /// included).
+    pub fn classic_groups(&self) -> Vec<String> {
+        let term = self.group.current_term();
+        let t = self.classic.lock().unwrap_or_else(|p| p.into_inner());
+        if t.term != term {
+            return Vec::new();
+        }
+        t.groups.iter().filter(|(_, rt)| !rt.idle()).map(|(name, _)| name.clone()).collect()
+    }
+
     /// Ends join phases whose time is up and removes members whose session expired;
     /// replicates groups that emptied. Called periodically on every coordinator.
     pub async fn classic_tick(&self) {

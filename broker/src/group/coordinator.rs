@@ -481,7 +481,7 @@ impl Coordinator {
         let guard = self.lock(group).await;
         let state = self.state(group).ok_or_else(|| group_not_found(group))?;
         let classic = state.classic.as_ref().map_or(0, |c| c.members.len());
-        if !state.members.is_empty() || classic > 0 {
+        if !state.members.is_empty() || classic > 0 || self.is_classic(group) {
             return Err(not_empty(group, state.members.len() + classic, "deleted"));
         }
         self.propose(term, &GroupCommand::DeleteGroup { group: group.to_string() }, guard).await

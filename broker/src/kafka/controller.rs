@@ -73,17 +73,7 @@ pub async fn metadata(b: &Broker, topics: &[String]) -> Result<svc::Metadata> {
     let resp = call(&addr, client.metadata(req)).await?;
     check(resp.error)?;
     Ok(svc::Metadata {
-        brokers: resp
-            .brokers
-            .into_iter()
-            .map(|b| svc::BrokerInfo {
-                broker_id: b.broker_id,
-                address: b.address,
-                rack: b.rack,
-                alive: b.alive,
-                batch_format: b.batch_format,
-            })
-            .collect(),
+        brokers: resp.brokers.into_iter().map(broker_info).collect(),
         topics: resp
             .topics
             .into_iter()
@@ -143,4 +133,66 @@ pub async fn init_producer(b: &Broker) -> Result<(i64, i32)> {
     let resp = call(&addr, client.init_producer(req)).await?;
     check(resp.error)?;
     Ok((resp.producer_id, resp.producer_epoch))
+}
+
+/// Deletes a user topic.
+pub async fn delete_topic(b: &Broker, name: String) -> Result<()> {
+    let Some(addr) = leader_elsewhere(b)? else {
+        return svc::delete_topic(b, name).await;
+    };
+    let mut client = AdminClient::new(b.channel(&addr)?);
+    let resp = call(&addr, client.delete_topic(forwarded(v1::DeleteTopicRequest { name }))).await?;
+    check(resp.error)
+}
+
+/// Grows a topic to `total` partitions.
+pub async fn create_partitions(b: &Broker, name: String, total: u32) -> Result<()> {
+    let Some(addr) = leader_elsewhere(b)? else {
+        return svc::create_partitions(b, name, total).await;
+    };
+    let mut client = AdminClient::new(b.channel(&addr)?);
+    let req = forwarded(v1::CreatePartitionsRequest { name, total_count: total });
+    check(call(&addr, client.create_partitions(req)).await?.error)
+}
+
+/// Replaces a topic's config overrides.
+pub async fn alter_topic_config(
+    b: &Broker,
+    name: String,
+    configs: std::collections::BTreeMap<String, String>,
+) -> Result<()> {
+    let Some(addr) = leader_elsewhere(b)? else {
+        return svc::alter_topic_config(b, name, configs).await;
+    };
+    let mut client = AdminClient::new(b.channel(&addr)?);
+    let req =
+        forwarded(v1::AlterTopicConfigRequest { name, configs: configs.into_iter().collect() });
+    check(call(&addr, client.alter_topic_config(req)).await?.error)
+}
+
+/// The cluster id, controller and brokers.
+pub async fn describe_cluster(b: &Broker) -> Result<svc::ClusterDescription> {
+    let Some(addr) = leader_elsewhere(b)? else {
+        return svc::describe_cluster(b);
+    };
+    let mut client = AdminClient::new(b.channel(&addr)?);
+    let resp =
+        call(&addr, client.describe_cluster(forwarded(v1::DescribeClusterRequest {}))).await?;
+    check(resp.error)?;
+    Ok(svc::ClusterDescription {
+        cluster_id: resp.cluster_id,
+        controller_id: resp.controller_id.unwrap_or(0),
+        brokers: resp.brokers.into_iter().map(broker_info).collect(),
+        batch_format: resp.batch_format,
+    })
+}
+
+fn broker_info(b: v1::BrokerInfo) -> svc::BrokerInfo {
+    svc::BrokerInfo {
+        broker_id: b.broker_id,
+        address: b.address,
+        rack: b.rack,
+        alive: b.alive,
+        batch_format: b.batch_format,
+    }
 }

@@ -9,10 +9,13 @@
 //! request that cannot be read — bad size, unknown API or version, undecodable header or
 //! body — closes the connection with a log line; nothing stored is touched.
 
+mod admin;
+mod configs;
 pub mod controller;
 pub mod errors;
 mod fetch;
 pub mod frame;
+mod group_admin;
 mod groups;
 mod metadata;
 mod offsets;
@@ -22,14 +25,24 @@ pub mod versions;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use kafka_protocol::messages::AlterConfigsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
+use kafka_protocol::messages::CreatePartitionsRequest;
+use kafka_protocol::messages::CreateTopicsRequest;
+use kafka_protocol::messages::DeleteGroupsRequest;
+use kafka_protocol::messages::DeleteTopicsRequest;
+use kafka_protocol::messages::DescribeClusterRequest;
+use kafka_protocol::messages::DescribeConfigsRequest;
+use kafka_protocol::messages::DescribeGroupsRequest;
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::messages::FindCoordinatorRequest;
 use kafka_protocol::messages::HeartbeatRequest;
+use kafka_protocol::messages::IncrementalAlterConfigsRequest;
 use kafka_protocol::messages::InitProducerIdRequest;
 use kafka_protocol::messages::JoinGroupRequest;
 use kafka_protocol::messages::LeaveGroupRequest;
+use kafka_protocol::messages::ListGroupsRequest;
 use kafka_protocol::messages::ListOffsetsRequest;
 use kafka_protocol::messages::MetadataRequest;
 use kafka_protocol::messages::OffsetCommitRequest;
@@ -158,6 +171,46 @@ pub async fn answer(b: &Broker, f: Frame, peer: &str) -> Result<Option<Bytes>, F
         ApiKey::OffsetFetch => {
             let req: OffsetFetchRequest = frame::decode(&mut body, version)?;
             respond(&header, &groups::offset_fetch(b, req, version).await)
+        }
+        ApiKey::DescribeGroups => {
+            let req: DescribeGroupsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &group_admin::describe_groups(b, req).await)
+        }
+        ApiKey::ListGroups => {
+            let req: ListGroupsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &group_admin::list_groups(b, req))
+        }
+        ApiKey::DeleteGroups => {
+            let req: DeleteGroupsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &group_admin::delete_groups(b, req).await)
+        }
+        ApiKey::CreateTopics => {
+            let req: CreateTopicsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &admin::create_topics(b, req, version).await)
+        }
+        ApiKey::DeleteTopics => {
+            let req: DeleteTopicsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &admin::delete_topics(b, req, version).await)
+        }
+        ApiKey::CreatePartitions => {
+            let req: CreatePartitionsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &admin::create_partitions(b, req).await)
+        }
+        ApiKey::DescribeCluster => {
+            let req: DescribeClusterRequest = frame::decode(&mut body, version)?;
+            respond(&header, &admin::describe_cluster(b, req).await)
+        }
+        ApiKey::DescribeConfigs => {
+            let req: DescribeConfigsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &configs::describe_configs(b, req))
+        }
+        ApiKey::AlterConfigs => {
+            let req: AlterConfigsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &configs::alter_configs(b, req).await)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let req: IncrementalAlterConfigsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &configs::incremental_alter_configs(b, req).await)
         }
         other => Err(FrameError::Decode(format!("{other:?} is not served"))),
     }

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::broker::Broker;
+use crate::controller::Command;
 use crate::controller::Outcome;
 use crate::controller::plan;
 use crate::controller::state::TopicRecord;
@@ -104,6 +105,40 @@ pub async fn create_topic(b: &Broker, req: NewTopic) -> Result<u64> {
         }
         other => Err(Error::Internal(format!("unexpected outcome {other:?}"))),
     }
+}
+
+/// Checks a topic creation against this broker's copy of the controller state without
+/// creating it (Kafka's `validate_only`); answers the partition count and replication
+/// factor the topic would get.
+pub fn validate_new_topic(b: &Broker, req: NewTopic) -> Result<(u32, u32)> {
+    let (state, live) = cluster_view(b);
+    let c = plan::Cluster { state: &state, live: &live, founding: b.founding_brokers() };
+    match plan::create_topic(&c, &b.config().topic_defaults, req)? {
+        Command::CreateTopic { placement, .. } => {
+            Ok((placement.len() as u32, placement.first().map_or(0, Vec::len) as u32))
+        }
+        other => Err(Error::Internal(format!("unexpected command {other:?}"))),
+    }
+}
+
+/// Checks a partition-count change as [`validate_new_topic`] does.
+pub fn validate_partitions(b: &Broker, name: String, total: u32) -> Result<()> {
+    let (state, live) = cluster_view(b);
+    let c = plan::Cluster { state: &state, live: &live, founding: b.founding_brokers() };
+    plan::add_partitions(&c, name, total).map(|_| ())
+}
+
+/// Checks a topic config replacement as [`validate_new_topic`] does.
+pub fn validate_topic_config(
+    b: &Broker,
+    name: &str,
+    configs: &BTreeMap<String, String>,
+) -> Result<()> {
+    if !b.state().topics.contains_key(name) {
+        return Err(unknown_topic(name));
+    }
+    plan::alter_topic_config(&b.config().topic_defaults, name.to_string(), configs.clone())
+        .map(|_| ())
 }
 
 /// Deletes a user topic.
