@@ -87,6 +87,12 @@ pub struct GroupMemberDescription {
     pub pending_revocation: Vec<(String, u32)>,
     /// What the target assignment gives it.
     pub target_assignment: Vec<(String, u32)>,
+    /// The regex it subscribed with (Kafka clients' pattern subscriptions), if any.
+    pub subscribed_regex: Option<String>,
+    /// Classic groups: its static instance id, if any.
+    pub group_instance_id: Option<String>,
+    /// Classic groups: the client's address as the coordinator saw it.
+    pub client_host: String,
 }
 
 /// One partition of a described group: committed offset, lag and owner.
@@ -115,8 +121,13 @@ pub struct GroupPartitionDescription {
 pub struct GroupDescription {
     /// The group id.
     pub group_id: String,
-    /// "empty", "reconciling" or "stable".
+    /// "empty", "reconciling" or "stable" ("rebalancing" instead of "reconciling" for a
+    /// classic group).
     pub state: String,
+    /// "consumer" (the consumer group protocol) or "classic" (Kafka's JoinGroup/SyncGroup).
+    pub protocol: String,
+    /// Classic groups: the members' protocol type ("consumer", "connect", ...).
+    pub protocol_type: String,
     /// Bumped on every membership, subscription or topic change.
     pub group_epoch: i32,
     /// The group epoch of the target assignment.
@@ -376,6 +387,9 @@ impl Admin {
                 assignment: sorted(&m.assignment),
                 pending_revocation: sorted(&m.pending_revocation),
                 target_assignment: sorted(&m.target_assignment),
+                subscribed_regex: m.subscribed_regex,
+                group_instance_id: m.group_instance_id,
+                client_host: m.client_host,
             })
             .collect();
         let mut partitions: BTreeMap<(String, u32), GroupPartitionDescription> = BTreeMap::new();
@@ -413,6 +427,8 @@ impl Admin {
         Ok(GroupDescription {
             group_id: resp.group_id,
             state: resp.state,
+            protocol: resp.protocol,
+            protocol_type: resp.protocol_type,
             group_epoch: resp.group_epoch,
             assignment_epoch: resp.assignment_epoch,
             assignor: resp.assignor,

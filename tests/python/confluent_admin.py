@@ -2,10 +2,13 @@
 creations, describe, configs, partitions, delete), the cluster, and consumer groups (list,
 describe while a member is in and after it left, delete).
 
+`rafka group describe` describes the same group while its member is in.
+
 Prints one JSON object with what the admin client saw; the Rust test checks it.
-Usage: confluent_admin.py BOOTSTRAP
+Usage: confluent_admin.py BOOTSTRAP RAFKA_CLI
 """
 import json
+import subprocess
 import sys
 import time
 import warnings
@@ -23,7 +26,7 @@ from confluent_kafka.admin import (
 
 # AlterConfigs is deprecated in favour of IncrementalAlterConfigs, and tested here too.
 warnings.simplefilter("ignore", DeprecationWarning)
-bootstrap = sys.argv[1]
+bootstrap, cli = sys.argv[1], sys.argv[2]
 admin = AdminClient({"bootstrap.servers": bootstrap})
 out = {}
 T = 30
@@ -181,6 +184,14 @@ def listed():
 
 out["described_in"] = describe("adm-g")
 out["listed_in"] = listed().get("adm-g")
+described = subprocess.run(
+    [cli, "--bootstrap", bootstrap, "group", "describe", "adm-g", "--output", "json"],
+    check=True,
+    capture_output=True,
+    text=True,
+    timeout=T,
+)
+out["rafka_describe_in"] = json.loads(described.stdout)
 out["delete_with_member"] = outcome(admin.delete_consumer_groups(["adm-g"])["adm-g"])
 c.close()
 wait_until("the group to empty", lambda: describe("adm-g")["state"] == ConsumerGroupState.EMPTY.name)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rafka_tests::Cluster;
 use rafka_tests::bounded;
+use rafka_tests::broker::cli_binary;
 use rafka_tests::kafka::must_python;
 use rafka_tests::wait::test_timeout;
 use serde_json::Value;
@@ -225,8 +226,10 @@ async fn python_admin_clients() {
     let limit = test_timeout(Duration::from_secs(300));
     bounded("python_admin_clients", limit, async {
         let bootstrap = cluster.broker(2).addr().to_string();
+        let cli = cli_binary().display().to_string();
         let out: Value =
-            serde_json::from_str(&must_python("confluent_admin.py", &[&bootstrap]).await).unwrap();
+            serde_json::from_str(&must_python("confluent_admin.py", &[&bootstrap, &cli]).await)
+                .unwrap();
         assert_eq!(out["created"], serde_json::json!({"adm-a": null, "adm-b": null}), "{out}");
         assert_eq!(out["validated"], Value::Null, "validate-only succeeds: {out}");
         assert_eq!(out["validated_exists"], false, "and creates nothing: {out}");
@@ -270,6 +273,22 @@ async fn python_admin_clients() {
         assert_eq!(out["described_in"]["state"], "STABLE", "{out}");
         assert_eq!(out["described_in"]["members"], assigned, "{out}");
         assert_eq!(out["listed_in"], "STABLE", "{out}");
+        // `rafka group describe` shows the classic group, its member and its commits.
+        let ours = &out["rafka_describe_in"];
+        assert_eq!(ours["protocol"], "classic", "{out}");
+        assert_eq!(ours["state"], "stable", "{out}");
+        assert_eq!(ours["assignor"], "range", "{out}");
+        let members = ours["members"].as_array().unwrap();
+        assert_eq!(members.len(), 1, "{out}");
+        assert_eq!(members[0]["subscribed_topics"], serde_json::json!(["adm-b"]), "{out}");
+        assert_eq!(
+            members[0]["assignment"],
+            serde_json::json!([{"topic": "adm-b", "partition": 0}, {"topic": "adm-b", "partition": 1}]),
+            "{out}"
+        );
+        let committed: Vec<&Value> =
+            ours["partitions"].as_array().unwrap().iter().map(|p| &p["committed_offset"]).collect();
+        assert_eq!(committed, [&serde_json::json!(5), &serde_json::json!(5)], "{out}");
         assert_eq!(out["delete_with_member"], "NON_EMPTY_GROUP", "{out}");
         assert_eq!(out["described_out"]["state"], "EMPTY", "{out}");
         assert_eq!(out["listed_out"], "EMPTY", "{out}");
@@ -317,6 +336,66 @@ async fn python_admin_clients() {
         assert_eq!(out["deleted_topics"], serde_json::json!([["kp-a", 0], ["kp-b", 0]]), "{out}");
         let left = cluster.client().list_topics(false).await.unwrap();
         assert!(left.topics.is_empty(), "rafka sees every topic gone: {:?}", left.topics);
+    })
+    .await;
+}
+
+/// Consumer groups of the consumer protocol (KIP-848) from confluent-kafka with
+/// `group.protocol=consumer`: two members share a topic and commit, one leaves and the
+/// other takes everything; a regex subscription is resolved by the broker, also for a
+/// topic created later; the admin client and `rafka group describe` describe the groups,
+/// and rafka's group API reads the commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_consumer_protocol_groups() {
+    let cluster = Cluster::start(3).await;
+    let limit = test_timeout(Duration::from_secs(300));
+    bounded("python_consumer_protocol_groups", limit, async {
+        let bootstrap = cluster.broker(3).addr().to_string();
+        let cli = cli_binary().display().to_string();
+        let n = 20;
+        let out: Value = serde_json::from_str(
+            &must_python("confluent_consumer_protocol.py", &[&bootstrap, &n.to_string(), &cli])
+                .await,
+        )
+        .unwrap();
+        let shares = out["shared_assignments"].as_array().unwrap();
+        assert!(shares.iter().all(|a| !a.as_array().unwrap().is_empty()), "both members: {out}");
+        assert_eq!(out["shared_read"], 4 * n, "{out}");
+        assert_eq!(out["shared_distinct"], 4 * n, "every record once: {out}");
+        assert_eq!(out["described"]["state"], "STABLE", "{out}");
+        assert_eq!(out["described"]["members"], 2, "{out}");
+        let all_a = serde_json::json!([["kip-a", 0], ["kip-a", 1], ["kip-a", 2], ["kip-a", 3]]);
+        assert_eq!(out["described"]["assigned"], all_a, "{out}");
+        assert_eq!(out["after_leave"], all_a, "the remaining member took over: {out}");
+        let matched = serde_json::json!([
+            ["kip-a", 0],
+            ["kip-a", 1],
+            ["kip-a", 2],
+            ["kip-a", 3],
+            ["kip-b", 0],
+            ["kip-b", 1]
+        ]);
+        assert_eq!(out["regex_assigned"], matched, "{out}");
+        assert_eq!(out["regex_read"], 6 * n, "{out}");
+        let later = out["regex_assigned_later"].as_array().unwrap();
+        assert!(later.contains(&serde_json::json!(["kip-later", 0])), "{out}");
+        assert_eq!(out["regex_read_later"], serde_json::json!(["kip-later-0-0", n]), "{out}");
+        let ours = &out["rafka_describe_re"];
+        assert_eq!(ours["protocol"], "consumer", "{out}");
+        let member = &ours["members"][0];
+        assert!(member["subscribed_regex"].as_str().unwrap().contains("kip-later"), "{out}");
+        assert_eq!(
+            member["subscribed_topics"],
+            serde_json::json!(["kip-a", "kip-b", "kip-later"]),
+            "the broker resolved the regex: {out}"
+        );
+        // The members' commits, read through rafka's group API.
+        let groups = rafka_tests::groups::GroupsClient::new(cluster.addrs());
+        let committed = groups.must_fetch_offsets("kip").await;
+        for p in 0..4u32 {
+            let c = committed.get(&("kip-a".to_string(), p)).map(|c| c.offset);
+            assert_eq!(c, Some(n as i64), "kip's commit of partition {p}");
+        }
     })
     .await;
 }

@@ -64,6 +64,8 @@ pub struct HeartbeatRequest {
     pub member_id: String,
     pub member_epoch: i32,
     pub subscribed: std::collections::BTreeSet<String>,
+    /// The regex `subscribed` was resolved from (Kafka clients' pattern subscriptions).
+    pub subscribed_regex: Option<String>,
     pub owned: Assignment,
     pub assignor: String,
     pub client_id: String,
@@ -309,6 +311,7 @@ impl Coordinator {
             member_id: &member_id,
             member_epoch: req.member_epoch,
             subscribed: &req.subscribed,
+            subscribed_regex: req.subscribed_regex.as_deref(),
             owned: &req.owned,
             assignor: &req.assignor,
             client_id: &req.client_id,

@@ -55,8 +55,12 @@ pub struct Member {
     pub client_id: String,
     /// The assignor the member asked for (`""`: the default).
     pub assignor: String,
-    /// Subscribed topic names, including ones that do not exist (yet).
+    /// Subscribed topic names, including ones that do not exist (yet); with a regex, the
+    /// topics it matched at the member's last heartbeat.
     pub subscribed: BTreeSet<String>,
+    /// The regex the member subscribed with (Kafka clients' pattern subscriptions), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribed_regex: Option<String>,
     /// What the member owns now, as last told by the coordinator.
     pub assigned: Assignment,
     /// Partitions the member was told to give up and has not yet confirmed giving up.
@@ -72,6 +76,7 @@ impl Member {
             client_id: hb.client_id.to_string(),
             assignor: hb.assignor.to_string(),
             subscribed: hb.subscribed.clone(),
+            subscribed_regex: hb.subscribed_regex.map(str::to_string),
             assigned: Assignment::new(),
             pending_revocation: Assignment::new(),
         }
@@ -126,6 +131,9 @@ pub struct Heartbeat<'a> {
     pub member_epoch: i32,
     /// Every topic the member subscribes to (the full list, not a change).
     pub subscribed: &'a BTreeSet<String>,
+    /// The regex `subscribed` was resolved from, if any (kept for display and for
+    /// resolving it again as topics come and go).
+    pub subscribed_regex: Option<&'a str>,
     /// What the client says it owns now.
     pub owned: &'a Assignment,
     /// The assignor the member asks for (`""`: the default).
@@ -225,6 +233,9 @@ impl GroupState {
             }
             if member.assignor != hb.assignor {
                 member.assignor = hb.assignor.to_string();
+            }
+            if member.subscribed_regex.as_deref() != hb.subscribed_regex {
+                member.subscribed_regex = hb.subscribed_regex.map(str::to_string);
             }
             if member.client_id != hb.client_id {
                 member.client_id = hb.client_id.to_string();

@@ -45,6 +45,7 @@ pub const FENCED_MEMBER_EPOCH: i16 = 110;
 pub const UNSUPPORTED_ASSIGNOR: i16 = 112;
 pub const STALE_MEMBER_EPOCH: i16 = 113;
 pub const UNSUPPORTED_ENDPOINT_TYPE: i16 = 115;
+pub const INVALID_REGULAR_EXPRESSION: i16 = 128;
 
 /// Kafka's code for `e`. A broker that is shutting down answers partition requests as a
 /// former leader would (NOT_LEADER_OR_FOLLOWER): clients then look the leader up again.

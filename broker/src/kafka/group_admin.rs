@@ -22,12 +22,15 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::describe_groups_response::DescribedGroupMember;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::protocol::Decodable;
 use kafka_protocol::protocol::Encodable;
+use kafka_protocol::protocol::Message;
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
 use crate::broker::Broker;
 use crate::error::Result;
+use crate::group::classic::ClassicMember;
 use crate::group::classic::Phase;
 use crate::group::state::Assignment;
 use crate::group::state::GroupState;
@@ -41,7 +44,7 @@ fn s(v: impl Into<String>) -> StrBytes {
 }
 
 /// Kafka's name of a consumer-protocol group's state.
-fn consumer_state(g: &GroupState) -> &'static str {
+pub(super) fn consumer_state(g: &GroupState) -> &'static str {
     match g.state_name() {
         "empty" => "Empty",
         "reconciling" => "Reconciling",
@@ -179,6 +182,35 @@ fn encoded(m: &impl Encodable) -> Bytes {
     }
 }
 
+/// A classic member's subscribed topics and assignment, when its group uses Kafka's
+/// consumer protocol (protocol type `consumer`); empty if they do not decode.
+pub fn consumer_member(m: &ClassicMember, protocol: &str) -> (Vec<String>, Assignment) {
+    let topics = decoded::<ConsumerProtocolSubscription>(&m.metadata(protocol))
+        .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
+        .unwrap_or_default();
+    let mut assignment = Assignment::new();
+    if let Some(a) = decoded::<ConsumerProtocolAssignment>(&m.assignment) {
+        for tp in a.assigned_partitions {
+            let set = assignment.entry(tp.topic.0.to_string()).or_default();
+            set.extend(tp.partitions.iter().filter_map(|&p| u32::try_from(p).ok()));
+        }
+    }
+    (topics, assignment)
+}
+
+/// A consumer-protocol message: its version, then the body of that version.
+fn decoded<T: Decodable + Message>(bytes: &[u8]) -> Option<T> {
+    let mut buf = Bytes::copy_from_slice(bytes);
+    if buf.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([buf[0], buf[1]]);
+    let _ = buf.split_to(2);
+    // Members may use versions newer than the library knows; it reads their known prefix.
+    let version = version.clamp(0, T::VERSIONS.max);
+    std::panic::catch_unwind(move || T::decode(&mut buf, version).ok()).ok().flatten()
+}
+
 /// DeleteGroups 0-2: groups without members, with their committed offsets.
 pub async fn delete_groups(b: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
@@ -194,4 +226,33 @@ pub async fn delete_groups(b: &Broker, req: DeleteGroupsRequest) -> DeleteGroups
         );
     }
     DeleteGroupsResponse::default().with_results(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_consumer_members_are_decoded() {
+        let subscription =
+            ConsumerProtocolSubscription::default().with_topics(vec![s("a"), s("b")]);
+        let a = Assignment::from([
+            ("a".to_string(), [0u32, 2].into()),
+            ("b".to_string(), [1u32].into()),
+        ]);
+        let member = ClassicMember {
+            protocols: vec![("range".into(), encoded(&subscription).to_vec())],
+            assignment: encoded(&assignment(&a)).to_vec(),
+            ..Default::default()
+        };
+        assert_eq!(consumer_member(&member, "range"), (vec!["a".into(), "b".into()], a));
+        // Another protocol's metadata, or bytes that are not the consumer protocol.
+        let junk = ClassicMember {
+            protocols: vec![("x".into(), vec![0, 0, 0xff, 0xff, 0xff])],
+            assignment: vec![0xff],
+            ..Default::default()
+        };
+        assert_eq!(consumer_member(&junk, "range"), (vec![], Assignment::new()));
+        assert_eq!(consumer_member(&junk, "x"), (vec![], Assignment::new()));
+    }
 }

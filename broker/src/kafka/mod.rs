@@ -11,11 +11,12 @@
 
 mod admin;
 mod configs;
+mod consumer_groups;
 pub mod controller;
 pub mod errors;
 mod fetch;
 pub mod frame;
-mod group_admin;
+pub mod group_admin;
 mod groups;
 mod metadata;
 mod offsets;
@@ -28,6 +29,8 @@ use bytes::Bytes;
 use kafka_protocol::messages::AlterConfigsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
+use kafka_protocol::messages::ConsumerGroupDescribeRequest;
+use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
 use kafka_protocol::messages::CreatePartitionsRequest;
 use kafka_protocol::messages::CreateTopicsRequest;
 use kafka_protocol::messages::DeleteGroupsRequest;
@@ -171,6 +174,15 @@ pub async fn answer(b: &Broker, f: Frame, peer: &str) -> Result<Option<Bytes>, F
         ApiKey::OffsetFetch => {
             let req: OffsetFetchRequest = frame::decode(&mut body, version)?;
             respond(&header, &groups::offset_fetch(b, req, version).await)
+        }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let req: ConsumerGroupHeartbeatRequest = frame::decode(&mut body, version)?;
+            let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
+            respond(&header, &consumer_groups::heartbeat(b, req, &client_id).await)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let req: ConsumerGroupDescribeRequest = frame::decode(&mut body, version)?;
+            respond(&header, &consumer_groups::describe(b, req).await)
         }
         ApiKey::DescribeGroups => {
             let req: DescribeGroupsRequest = frame::decode(&mut body, version)?;

@@ -14,9 +14,11 @@ use super::forwarded;
 use super::proto_error;
 use super::to_proto;
 use crate::broker::Broker;
+use crate::group::classic::Phase;
 use crate::group::coordinator::HeartbeatRequest;
 use crate::group::state::Assignment;
 use crate::group::store::StoredOffset;
+use crate::kafka::group_admin::consumer_member;
 use crate::metrics as m;
 use crate::service::groups as svc;
 
@@ -50,6 +52,46 @@ fn committed(topic: String, partition: u32, o: Option<StoredOffset>) -> v1::Comm
 }
 
 fn describe_response(d: svc::GroupDescription) -> v1::DescribeGroupResponse {
+    let mut out = describe_consumer(&d);
+    if let Some((phase, g)) = &d.classic {
+        out.protocol = "classic".into();
+        out.protocol_type = g.protocol_type.clone();
+        out.state = match phase {
+            Phase::Empty => "empty",
+            Phase::Stable => "stable",
+            Phase::PreparingRebalance | Phase::CompletingRebalance => "rebalancing",
+        }
+        .into();
+        out.group_epoch = g.generation;
+        out.assignment_epoch = g.generation;
+        out.assignor = g.protocol.clone();
+        out.members = g
+            .members
+            .values()
+            .map(|m| {
+                let (subscribed, assigned) = if g.protocol_type == "consumer" {
+                    consumer_member(m, &g.protocol)
+                } else {
+                    Default::default()
+                };
+                v1::GroupMember {
+                    member_id: m.member_id.clone(),
+                    member_epoch: g.generation,
+                    client_id: m.client_id.clone(),
+                    subscribed_topics: subscribed,
+                    assignment: from_assignment(&assigned),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_host: m.client_host.clone(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+    }
+    out
+}
+
+/// The description of a group of the consumer protocol (and the offsets of any group).
+fn describe_consumer(d: &svc::GroupDescription) -> v1::DescribeGroupResponse {
     let state = &d.state;
     let members = state
         .members
@@ -66,11 +108,14 @@ fn describe_response(d: svc::GroupDescription) -> v1::DescribeGroupResponse {
                 .get(&m.member_id)
                 .map(from_assignment)
                 .unwrap_or_default(),
+            subscribed_regex: m.subscribed_regex.clone(),
+            ..Default::default()
         })
         .collect();
     let offsets = d
         .offsets
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|o| v1::PartitionLag {
             lag: o.lag(),
             topic: o.topic,
@@ -81,10 +126,10 @@ fn describe_response(d: svc::GroupDescription) -> v1::DescribeGroupResponse {
             commit_timestamp: o.committed.commit_ms,
         })
         .collect();
-    let (broker_id, address) = d.coordinator;
+    let (broker_id, address) = d.coordinator.clone();
     v1::DescribeGroupResponse {
         error: None,
-        group_id: d.group_id,
+        group_id: d.group_id.clone(),
         state: state.state_name().to_string(),
         group_epoch: state.group_epoch,
         assignment_epoch: state.assignment_epoch,
@@ -92,6 +137,8 @@ fn describe_response(d: svc::GroupDescription) -> v1::DescribeGroupResponse {
         members,
         offsets,
         coordinator: Some(v1::LeaderHint { broker_id, address }),
+        protocol: "consumer".into(),
+        protocol_type: String::new(),
     }
 }
 
@@ -119,6 +166,7 @@ impl Groups for GroupsService {
             member_id: req.member_id,
             member_epoch: req.member_epoch,
             subscribed: svc::subscriptions(req.subscribed_topics),
+            subscribed_regex: None,
             owned: to_assignment(req.owned_partitions),
             assignor: req.server_assignor,
             client_id: req.client_id,

@@ -15,6 +15,8 @@ use crate::error::Leader;
 use crate::error::Result;
 use crate::group::Coordinator;
 use crate::group::GroupListing;
+use crate::group::classic::ClassicGroup;
+use crate::group::classic::Phase;
 use crate::group::coordinator::HeartbeatRequest;
 use crate::group::coordinator::group_not_found;
 use crate::group::coordinator::now_ms;
@@ -218,6 +220,7 @@ pub async fn fetch_offsets(
 }
 
 /// A group's committed offset of one partition, with the partition's end.
+#[derive(Debug, Clone)]
 pub struct PartitionLag {
     pub topic: String,
     pub partition: u32,
@@ -241,6 +244,8 @@ impl PartitionLag {
 pub struct GroupDescription {
     pub group_id: String,
     pub state: Arc<GroupState>,
+    /// A classic group's phase and members, as the coordinator sees them now.
+    pub classic: Option<(Phase, ClassicGroup)>,
     pub offsets: Vec<PartitionLag>,
     /// This broker: (id, address).
     pub coordinator: (u64, String),
@@ -251,7 +256,13 @@ pub async fn describe(b: &Broker, group: &str) -> Result<GroupDescription> {
     b.available()?;
     let c = coordinator_for(b, group)?;
     c.term().await?;
-    let state = c.state(group).ok_or_else(|| group_not_found(group))?;
+    // A classic group in its first rebalance is not replicated yet.
+    let classic = c.classic_view(group);
+    let state = match (c.state(group), &classic) {
+        (Some(s), _) => s,
+        (None, Some(_)) => Arc::default(),
+        (None, None) => return Err(group_not_found(group)),
+    };
     let mut offsets = Vec::new();
     for ((topic, partition), committed) in c.offsets(group)? {
         let high_watermark = remote::list_offsets(b, &topic, partition, OffsetSpec::Latest)
@@ -262,6 +273,7 @@ pub async fn describe(b: &Broker, group: &str) -> Result<GroupDescription> {
     Ok(GroupDescription {
         group_id: group.to_string(),
         state,
+        classic,
         offsets,
         coordinator: (b.id(), b.address().to_string()),
     })

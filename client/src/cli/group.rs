@@ -5,9 +5,10 @@
 //!
 //! # Format
 //!
-//! `group describe G --output json` prints `{"group", "state", "assignor", "group_epoch",
-//! "coordinator": {"id", "address"}, "members": [{"member_id", "client_id", "member_epoch",
-//! "subscribed_topics", "assignment": [{"topic", "partition"}]}], "partitions": [{"topic",
+//! `group describe G --output json` prints `{"group", "state", "protocol", "assignor",
+//! "group_epoch", "coordinator": {"id", "address"}, "members": [{"member_id", "client_id",
+//! "member_epoch", "subscribed_topics", "subscribed_regex", "group_instance_id",
+//! "assignment": [{"topic", "partition"}]}], "partitions": [{"topic",
 //! "partition", "committed_offset", "high_watermark", "lag", "owner", "owner_client_id",
 //! "commit_timestamp"}]}`; `owner` is the owning member's id or `null`, and a partition
 //! owned without a commit has `null` offsets. `group list --output json` prints
@@ -132,8 +133,10 @@ async fn describe(admin: &Admin, out: Output, group: &str) -> anyhow::Result<()>
     let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
     match out {
         Output::Text => {
+            // Kafka's classic groups are marked; groups of the consumer protocol are not.
+            let classic = if g.protocol == "classic" { ", classic" } else { "" };
             println!(
-                "group {} ({}), {}, assignor {}",
+                "group {} ({}{classic}), {}, assignor {}",
                 g.group_id,
                 g.state,
                 plural(g.members.len(), "member"),
@@ -171,6 +174,7 @@ async fn describe(admin: &Admin, out: Output, group: &str) -> anyhow::Result<()>
         Output::Json => print_json(&json!({
             "group": g.group_id,
             "state": g.state,
+            "protocol": g.protocol,
             "assignor": g.assignor,
             "group_epoch": g.group_epoch,
             "coordinator": g.coordinator.as_ref().map(|(id, addr)| json!({
@@ -181,6 +185,8 @@ async fn describe(admin: &Admin, out: Output, group: &str) -> anyhow::Result<()>
                 "client_id": m.client_id,
                 "member_epoch": m.member_epoch,
                 "subscribed_topics": m.subscribed_topics,
+                "subscribed_regex": m.subscribed_regex,
+                "group_instance_id": m.group_instance_id,
                 "assignment": m.assignment.iter().map(|(t, p)| json!({
                     "topic": t, "partition": p,
                 })).collect::<Vec<_>>(),

@@ -49,6 +49,7 @@ impl Client {
             member_id: &self.id,
             member_epoch: self.epoch,
             subscribed: &self.subscribed,
+            subscribed_regex: None,
             owned: &self.owned,
             assignor: self.assignor,
             client_id: "test-client",
@@ -151,6 +152,35 @@ fn revocation_happens_before_reassignment() {
     clients.push(d);
     settle(&mut clients, &mut state, &t);
     assert!(clients.iter().all(|c| count(&c.owned) == 3));
+}
+
+/// A member's regex is kept with the topics it resolved to, changed and cleared by later
+/// heartbeats; a new match changes the subscription, and so the target.
+#[test]
+fn regex_subscriptions_are_kept_and_follow_their_matches() {
+    let t = topics(&[("a1", 2), ("a2", 1), ("b", 1)]);
+    let owned = Assignment::new();
+    let beat = |state: &GroupState, epoch, subscribed: &BTreeSet<String>, regex| {
+        let hb = Heartbeat {
+            member_id: "m",
+            member_epoch: epoch,
+            subscribed,
+            subscribed_regex: regex,
+            owned: &owned,
+            assignor: "",
+            client_id: "c",
+        };
+        state.heartbeat(&hb, &t).unwrap()
+    };
+    let (s1, r1) = beat(&GroupState::default(), JOIN_EPOCH, &set(&["a1"]), Some("a.*"));
+    assert_eq!(s1.members["m"].subscribed_regex.as_deref(), Some("a.*"));
+    assert_eq!(s1.target["m"], one("a1", &[0, 1]));
+    let (s2, _) = beat(&s1, r1.member_epoch, &set(&["a1", "a2"]), Some("a.*"));
+    assert!(s2.group_epoch > s1.group_epoch, "a new match is a subscription change");
+    assert_eq!(count(&s2.target["m"]), 3);
+    let (s3, _) = beat(&s2, s2.members["m"].member_epoch, &set(&["b"]), None);
+    assert_eq!(s3.members["m"].subscribed_regex, None, "subscribing by name clears it");
+    assert_eq!(s3.target["m"], one("b", &[0]));
 }
 
 #[test]
