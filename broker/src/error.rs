@@ -158,6 +158,7 @@ impl From<RecordBatchError> for Error {
             | E::Decompress(_)
             | E::DecompressedTooLarge { .. }
             | E::Record { .. }
+            | E::SeveralBatches { .. }
             | E::RecordCount { .. } => BatchFault::Invalid,
         };
         Error::Batch { fault, message: e.to_string() }

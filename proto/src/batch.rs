@@ -99,6 +99,11 @@ pub enum RecordBatchError {
     TooShort(usize),
     #[error("batchLength says {declared} bytes follow it, {actual} do")]
     Length { declared: i64, actual: usize },
+    #[error(
+        "{total} bytes hold more than one record batch (the first is {first} bytes): send one \
+         batch per partition and request"
+    )]
+    SeveralBatches { first: usize, total: usize },
     #[error("unsupported batch magic {0} (this broker stores magic {MAGIC})")]
     Magic(i8),
     #[error("batch checksum mismatch: header says {expected:#010x}, content gives {actual:#010x}")]
@@ -142,6 +147,7 @@ impl RecordBatchError {
             | RecordBatchError::Decompress(_)
             | RecordBatchError::DecompressedTooLarge { .. }
             | RecordBatchError::Record { .. }
+            | RecordBatchError::SeveralBatches { .. }
             | RecordBatchError::RecordCount { .. } => ErrorCode::InvalidRecord,
         }
     }
@@ -251,6 +257,13 @@ pub fn validate(bytes: &[u8], max_bytes: usize) -> Result<BatchHeader, RecordBat
         return Err(RecordBatchError::TooLarge { size: bytes.len(), max: max_bytes });
     }
     let h = BatchHeader::parse(bytes)?;
+    // More bytes than the first batch claims, starting with what parses as another batch:
+    // several batches (Kafka accepts one per partition in a produce request).
+    let first = usize::try_from(h.batch_length).map_or(0, |n| n.saturating_add(LOG_OVERHEAD));
+    let next = bytes.get(first..).map(BatchHeader::parse);
+    if first >= HEADER_LEN && matches!(next, Some(Ok(n)) if n.magic == MAGIC) {
+        return Err(RecordBatchError::SeveralBatches { first, total: bytes.len() });
+    }
     if i64::from(h.batch_length) != (bytes.len() - LOG_OVERHEAD) as i64 {
         return Err(RecordBatchError::Length {
             declared: h.batch_length.into(),

@@ -112,6 +112,37 @@ pub async fn round_trip(addr: SocketAddr, frame: &[u8]) -> anyhow::Result<Vec<u8
     Ok(body)
 }
 
+/// Sends one request of `version` (encoded as a Kafka client encodes it) on a new
+/// connection and decodes the answer.
+pub async fn call<Req, Resp>(addr: SocketAddr, version: i16, req: &Req) -> anyhow::Result<Resp>
+where
+    Req: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::Request,
+    Resp: kafka_protocol::protocol::Decodable,
+{
+    use kafka_protocol::messages::ApiKey;
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Decodable;
+    use kafka_protocol::protocol::Encodable;
+    use kafka_protocol::protocol::StrBytes;
+
+    let key = ApiKey::try_from(Req::KEY).map_err(|_| anyhow::anyhow!("unknown key"))?;
+    let header = RequestHeader::default()
+        .with_request_api_key(Req::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("rafka-tests")));
+    let mut buf = bytes::BytesMut::new();
+    header.encode(&mut buf, key.request_header_version(version))?;
+    req.encode(&mut buf, version)?;
+    let mut frame = (buf.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&buf);
+    let mut body = bytes::Bytes::from(round_trip(addr, &frame).await?);
+    let h = ResponseHeader::decode(&mut body, key.response_header_version(version))?;
+    anyhow::ensure!(h.correlation_id == 7, "correlation id {}", h.correlation_id);
+    Ok(Resp::decode(&mut body, version)?)
+}
+
 /// The Python of the venv holding the Kafka clients (`$RAFKA_VENV`, default
 /// `~/.cache/rafka-venv`, made by `deploy/prereqs.sh --test`).
 pub fn python() -> std::path::PathBuf {

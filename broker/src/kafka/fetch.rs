@@ -13,9 +13,11 @@ use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::messages::FetchResponse;
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::messages::fetch_response::FetchableTopicResponse;
+use kafka_protocol::messages::fetch_response::LeaderIdAndEpoch;
 use kafka_protocol::messages::fetch_response::PartitionData;
 
 use super::errors;
+use super::metadata::current_leader;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::ReadResult;
@@ -28,7 +30,7 @@ struct Wanted {
 }
 
 /// Answers `req`.
-pub async fn handle(b: &Broker, req: FetchRequest) -> FetchResponse {
+pub async fn handle(b: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
     let mut wanted = Vec::new();
     let mut reads = Vec::new();
     for t in &req.topics {
@@ -54,7 +56,22 @@ pub async fn handle(b: &Broker, req: FetchRequest) -> FetchResponse {
     let mut first = true;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (w, r) in wanted.into_iter().zip(results) {
-        let data = partition_data(w.partition, r, &mut budget, &mut first);
+        // Version 12 on (KIP-951): where a partition's leader is now, on NOT_LEADER.
+        let leader = match &r {
+            Err(e) if version >= 12 && errors::code(e) == errors::NOT_LEADER_OR_FOLLOWER => {
+                u32::try_from(w.partition)
+                    .ok()
+                    .and_then(|p| current_leader(b, w.topic.0.as_str(), p))
+                    .map(|(id, epoch, ..)| {
+                        LeaderIdAndEpoch::default().with_leader_id(id).with_leader_epoch(epoch)
+                    })
+            }
+            _ => None,
+        };
+        let mut data = partition_data(w.partition, r, &mut budget, &mut first);
+        if let Some(l) = leader {
+            data = data.with_current_leader(l);
+        }
         match topics.last_mut() {
             Some(t) if t.topic == w.topic => t.partitions.push(data),
             _ => topics.push(

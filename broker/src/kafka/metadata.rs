@@ -44,6 +44,27 @@ pub fn topic_uuid(cluster_id: &str, topic_id: u64) -> Uuid {
     Uuid::from_u64_pair(high, topic_id)
 }
 
+/// The leader of a partition this broker was asked about but does not lead, as a replica
+/// hosted here knows it: (node id, leader epoch, host, port, rack). `None` when no replica
+/// here knows a leader (the client then refreshes its metadata).
+pub fn current_leader(
+    b: &Broker,
+    topic: &str,
+    partition: u32,
+) -> Option<(BrokerId, i32, String, i32, Option<String>)> {
+    let (_, group) = b.lookup(topic, partition).ok()?;
+    let replica = b.replicas().partition(group)?;
+    let (_, node) = replica.group.leader()?;
+    if node.broker_id == b.id() {
+        return None;
+    }
+    let epoch = crate::partition::leader_epoch(replica.group.current_term());
+    let state = b.state();
+    let record = state.brokers.get(&node.broker_id)?;
+    let (host, port) = host_port(&record.address);
+    Some((node_id(node.broker_id), epoch, host, port, record.rack.clone()))
+}
+
 fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }

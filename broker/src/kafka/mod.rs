@@ -135,7 +135,7 @@ pub async fn answer(b: &Broker, f: Frame, peer: &str) -> Result<Option<Bytes>, F
         }
         ApiKey::Fetch => {
             let req: FetchRequest = frame::decode(&mut body, version)?;
-            respond(&header, &fetch::handle(b, req).await)
+            respond(&header, &fetch::handle(b, req, version).await)
         }
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = frame::decode(&mut body, version)?;

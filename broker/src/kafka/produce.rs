@@ -6,11 +6,14 @@ use std::time::Duration;
 use futures::future::join_all;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::ProduceResponse;
+use kafka_protocol::messages::produce_response::LeaderIdAndEpoch;
+use kafka_protocol::messages::produce_response::NodeEndpoint;
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::produce_response::TopicProduceResponse;
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
+use super::metadata::current_leader;
 use crate::broker::Broker;
 use crate::error::BatchFault;
 use crate::error::Error;
@@ -45,6 +48,7 @@ pub async fn handle(b: &Broker, req: ProduceRequest, version: i16) -> ProduceRes
     }))
     .await;
     let mut responses: Vec<TopicProduceResponse> = Vec::new();
+    let mut endpoints: Vec<NodeEndpoint> = Vec::new();
     for ((topic, index, _), r) in work.into_iter().zip(results) {
         let (base_offset, log_start_offset) =
             r.as_ref().map_or((-1, -1), |p| (p.base_offset, p.log_start_offset));
@@ -59,6 +63,25 @@ pub async fn handle(b: &Broker, req: ProduceRequest, version: i16) -> ProduceRes
             if version >= 8 {
                 part = part.with_error_message(Some(StrBytes::from_string(e.to_string())));
             }
+            // Version 10 on (KIP-951): where the partition's leader is now, so the client
+            // need not refresh its metadata first.
+            if version >= 10 && errors::code(e) == errors::NOT_LEADER_OR_FOLLOWER {
+                let hint = u32::try_from(index).ok().and_then(|p| current_leader(b, &topic, p));
+                if let Some((id, epoch, host, port, rack)) = hint {
+                    part = part.with_current_leader(
+                        LeaderIdAndEpoch::default().with_leader_id(id).with_leader_epoch(epoch),
+                    );
+                    if !endpoints.iter().any(|n| n.node_id == id) {
+                        endpoints.push(
+                            NodeEndpoint::default()
+                                .with_node_id(id)
+                                .with_host(StrBytes::from_string(host))
+                                .with_port(port)
+                                .with_rack(rack.map(StrBytes::from_string)),
+                        );
+                    }
+                }
+            }
         }
         match responses.iter_mut().find(|t| t.name.0.as_str() == topic) {
             Some(t) => t.partition_responses.push(part),
@@ -69,5 +92,5 @@ pub async fn handle(b: &Broker, req: ProduceRequest, version: i16) -> ProduceRes
             ),
         }
     }
-    ProduceResponse::default().with_responses(responses)
+    ProduceResponse::default().with_responses(responses).with_node_endpoints(endpoints)
 }

@@ -140,6 +140,15 @@ fn bad_batches_are_refused_with_their_reason() {
     let mut late = good.clone();
     late[35..43].copy_from_slice(&1_700_000_000_100i64.to_be_bytes());
     assert!(matches!(refused(&reseal(late)), RecordBatchError::Record { .. }));
+    // Two whole batches where one is expected: refused as such (Kafka: INVALID_RECORD).
+    let two = [good.clone(), good.clone()].concat();
+    let e = refused(&two);
+    let expected = RecordBatchError::SeveralBatches { first: good.len(), total: 2 * good.len() };
+    assert_eq!(e.to_string(), expected.to_string());
+    assert_eq!(e.code(), ErrorCode::InvalidRecord);
+    // Trailing bytes that are not a batch: a length mismatch.
+    let trailing = [good.clone(), vec![0; 70]].concat();
+    assert!(matches!(refused(&trailing), RecordBatchError::Length { .. }));
 }
 
 /// A count far beyond what the bytes can hold is refused before anything is reserved for
