@@ -140,7 +140,7 @@ where
     let mut body = bytes::Bytes::from(round_trip(addr, &frame).await?);
     let h = ResponseHeader::decode(&mut body, key.response_header_version(version))?;
     anyhow::ensure!(h.correlation_id == 7, "correlation id {}", h.correlation_id);
-    Ok(Resp::decode(&mut body, version)?)
+    Resp::decode(&mut body, version)
 }
 
 /// The Python of the venv holding the Kafka clients (`$RAFKA_VENV`, default
