@@ -330,6 +330,23 @@ async fn json_outputs_groups_and_bench() {
 
         let v = json_of("rafka bench e2e j --rate 200 --seconds 1 --output json", &b).await;
         assert_eq!((v["bench"].as_str(), v["records"].as_u64()), (Some("e2e"), Some(200)));
+
+        // The same batches over both protocols; each replay reads the whole topic.
+        let run = sh("rafka topic create pr --partitions 3 --replication-factor 1", &b, "").await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+        let line = "rafka bench protocols pr --records 250 --record-size 10 --batch-records 7 \
+                    --output json";
+        let v = json_of(line, &b).await;
+        let runs = v["runs"].as_array().unwrap();
+        let row = |phase: &str, protocol: &str| {
+            runs.iter().find(|r| r["phase"] == phase && r["protocol"] == protocol).unwrap()
+        };
+        for protocol in ["grpc", "kafka"] {
+            assert_eq!(row("produce", protocol)["records"], 250, "{v}");
+            assert_eq!(row("replay", protocol)["records"], 500, "{v}");
+            assert_eq!(row("replay", protocol)["bytes"], 5000, "{v}");
+        }
+        assert!(v["kafka_over_grpc"]["produce"].as_f64().is_some_and(|r| r > 0.0), "{v}");
     })
     .await;
 }

@@ -1,5 +1,5 @@
-//! `rafka bench produce|consume|e2e`: the load generator every performance figure of the
-//! project is quoted from.
+//! `rafka bench produce|consume|e2e|protocols`: the load generator every performance figure
+//! of the project is quoted from.
 //!
 //! A live progress bar is drawn on stderr when it is a terminal (never otherwise), then one
 //! summary: records/s, MB/s (10^6 bytes of keys and values per second) and latency
@@ -12,6 +12,8 @@
 //! - `e2e`: produces at `--rate` for `--seconds` while consuming from the end; latency is from
 //!   just before `send` (a timestamp in the first 8 bytes of each value) to the record
 //!   arriving in a fetch.
+//! - `protocols`: the same batches produced and replayed over gRPC and over Kafka's
+//!   protocol in one run (see [`super::bench_protocols`]).
 //!
 //! # Format
 //!
@@ -67,6 +69,8 @@ pub enum BenchCommand {
     Consume(ConsumeBench),
     /// End-to-end latency, produce → consume, at a fixed rate.
     E2e(E2eBench),
+    /// The same batches produced and replayed over gRPC and over Kafka's protocol.
+    Protocols(super::bench_protocols::ProtocolsBench),
 }
 
 /// `rafka bench produce`
@@ -136,6 +140,7 @@ pub async fn run(bootstrap: &str, out: Output, cmd: BenchCommand) -> anyhow::Res
         BenchCommand::Produce(b) => produce(client, out, b).await,
         BenchCommand::Consume(b) => consume(client, out, b).await,
         BenchCommand::E2e(b) => e2e(client, out, b).await,
+        BenchCommand::Protocols(b) => super::bench_protocols::run(client, out, b).await,
     }
 }
 
@@ -147,7 +152,7 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -172,19 +177,19 @@ fn progress(len: Option<u64>, what: &str) -> ProgressBar {
 }
 
 /// One summary of a run.
-struct Summary {
-    bench: &'static str,
-    topic: String,
-    records: u64,
-    bytes: u64,
-    errors: u64,
-    elapsed: Duration,
-    latency: Histogram<u64>,
-    params: serde_json::Value,
+pub struct Summary {
+    pub bench: &'static str,
+    pub topic: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latency: Histogram<u64>,
+    pub params: serde_json::Value,
 }
 
 impl Summary {
-    fn print(&self, out: Output) {
+    pub fn print(&self, out: Output) {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         let rps = self.records as f64 / secs;
         let mbps = mb_per_sec(self.bytes, self.elapsed);
