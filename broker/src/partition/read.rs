@@ -18,8 +18,19 @@ pub enum OffsetSpec {
     MaxTimestamp,
 }
 
-/// Entries read from the log per step of a fetch.
+/// Most entries read from the log per step of a fetch.
 const READ_STEP: u64 = 64;
+
+/// Entries to read next: as many as the bytes still wanted hold at the average size seen so
+/// far (one to start: an entry may be as large as `max.message.bytes`, and reading a full
+/// step of megabyte batches to return one would read 64 times what is sent).
+fn next_step(seen_entries: u64, seen_bytes: usize, wanted: usize) -> u64 {
+    if seen_entries == 0 {
+        return 1;
+    }
+    let average = (seen_bytes as u64 / seen_entries).max(1);
+    (wanted as u64 / average + 1).clamp(1, READ_STEP)
+}
 
 /// How long a read waits for a new leader to become ready before answering
 /// `LEADER_NOT_AVAILABLE` (retriable).
@@ -98,12 +109,22 @@ impl Partition {
         let mut bytes = 0usize;
         let mut next_index = loc.index;
         let mut next_offset = loc.base_offset;
+        let (mut seen_entries, mut seen_bytes) = (0u64, 0usize);
         'read: while next_index <= now.index && next_offset < now.high_watermark {
-            let end = (next_index + READ_STEP).min(now.index + 1);
+            let step = next_step(seen_entries, seen_bytes, max_bytes.saturating_sub(bytes));
+            let end = (next_index + step).min(now.index + 1);
             let entries = log.read(next_index, end).await.map_err(|e| self.io_error(e))?;
             if entries.is_empty() {
                 break;
             }
+            seen_entries += entries.len() as u64;
+            seen_bytes += entries
+                .iter()
+                .map(|e| match &e.payload {
+                    EntryPayload::Normal(p) => p.batch.len(),
+                    _ => 0,
+                })
+                .sum::<usize>();
             for e in entries {
                 // Retention may purge between the lookup and the read (or two reads): the
                 // log then skips what it no longer holds, and counting offsets on from there
@@ -215,5 +236,19 @@ impl Partition {
     /// The last applied log id (for retention).
     pub fn last_applied(&self) -> Option<LogId> {
         self.group.status().last_applied
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_steps_follow_entry_sizes() {
+        assert_eq!(next_step(0, 0, 4 << 20), 1, "unknown sizes: one entry first");
+        assert_eq!(next_step(1, 16 << 10, 4 << 20), READ_STEP, "small batches: a full step");
+        assert_eq!(next_step(1, 1 << 20, 1 << 20), 2, "megabyte batches: what fits, and one");
+        assert_eq!(next_step(4, 4 << 20, 0), 1, "nothing more wanted: one (it may be the first)");
+        assert_eq!(next_step(3, 0, 1 << 20), READ_STEP, "empty entries (membership, blank)");
     }
 }
