@@ -1,18 +1,31 @@
 //! Fuzzing of the Kafka listener's decoding, in-process and with the broker's allocator:
-//! arbitrary frames, and arbitrary bodies for every served API and version, give a request
+//! arbitrary frames, and arbitrary bodies for every served API and version (admin and
+//! consumer-protocol APIs included), give a request
 //! or an error — never a panic, never an abort. In particular a body claiming an array of
 //! 2^31 elements (which the protocol library reserves room for before reading any) is an
 //! error, not the end of the process.
 
 use bytes::Bytes;
+use kafka_protocol::messages::AlterConfigsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
+use kafka_protocol::messages::ConsumerGroupDescribeRequest;
+use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
+use kafka_protocol::messages::CreatePartitionsRequest;
+use kafka_protocol::messages::CreateTopicsRequest;
+use kafka_protocol::messages::DeleteGroupsRequest;
+use kafka_protocol::messages::DeleteTopicsRequest;
+use kafka_protocol::messages::DescribeClusterRequest;
+use kafka_protocol::messages::DescribeConfigsRequest;
+use kafka_protocol::messages::DescribeGroupsRequest;
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::messages::FindCoordinatorRequest;
 use kafka_protocol::messages::HeartbeatRequest;
+use kafka_protocol::messages::IncrementalAlterConfigsRequest;
 use kafka_protocol::messages::InitProducerIdRequest;
 use kafka_protocol::messages::JoinGroupRequest;
 use kafka_protocol::messages::LeaveGroupRequest;
+use kafka_protocol::messages::ListGroupsRequest;
 use kafka_protocol::messages::ListOffsetsRequest;
 use kafka_protocol::messages::MetadataRequest;
 use kafka_protocol::messages::OffsetCommitRequest;
@@ -44,6 +57,26 @@ fn decode_any(key: ApiKey, version: i16, body: &[u8]) -> bool {
         ApiKey::LeaveGroup => frame::decode::<LeaveGroupRequest>(&mut b, version).is_ok(),
         ApiKey::OffsetCommit => frame::decode::<OffsetCommitRequest>(&mut b, version).is_ok(),
         ApiKey::OffsetFetch => frame::decode::<OffsetFetchRequest>(&mut b, version).is_ok(),
+        ApiKey::DescribeGroups => frame::decode::<DescribeGroupsRequest>(&mut b, version).is_ok(),
+        ApiKey::ListGroups => frame::decode::<ListGroupsRequest>(&mut b, version).is_ok(),
+        ApiKey::DeleteGroups => frame::decode::<DeleteGroupsRequest>(&mut b, version).is_ok(),
+        ApiKey::CreateTopics => frame::decode::<CreateTopicsRequest>(&mut b, version).is_ok(),
+        ApiKey::DeleteTopics => frame::decode::<DeleteTopicsRequest>(&mut b, version).is_ok(),
+        ApiKey::CreatePartitions => {
+            frame::decode::<CreatePartitionsRequest>(&mut b, version).is_ok()
+        }
+        ApiKey::DescribeConfigs => frame::decode::<DescribeConfigsRequest>(&mut b, version).is_ok(),
+        ApiKey::AlterConfigs => frame::decode::<AlterConfigsRequest>(&mut b, version).is_ok(),
+        ApiKey::IncrementalAlterConfigs => {
+            frame::decode::<IncrementalAlterConfigsRequest>(&mut b, version).is_ok()
+        }
+        ApiKey::DescribeCluster => frame::decode::<DescribeClusterRequest>(&mut b, version).is_ok(),
+        ApiKey::ConsumerGroupHeartbeat => {
+            frame::decode::<ConsumerGroupHeartbeatRequest>(&mut b, version).is_ok()
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            frame::decode::<ConsumerGroupDescribeRequest>(&mut b, version).is_ok()
+        }
         other => panic!("{other:?} is served but not fuzzed here: add it"),
     }
 }
