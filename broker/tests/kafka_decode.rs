@@ -1,9 +1,8 @@
 //! Fuzzing of the Kafka listener's decoding, in-process and with the broker's allocator:
 //! arbitrary frames, and arbitrary bodies for every served API and version (admin and
-//! consumer-protocol APIs included), give a request
-//! or an error — never a panic, never an abort. In particular a body claiming an array of
-//! 2^31 elements (which the protocol library reserves room for before reading any) is an
-//! error, not the end of the process.
+//! consumer-protocol APIs included), give a request or an error — never a panic, never an
+//! abort. In particular a body claiming an array of 2^31 elements (which the protocol
+//! library reserves room for before reading any) is an error, not the end of the process.
 
 use bytes::Bytes;
 use kafka_protocol::messages::AlterConfigsRequest;
