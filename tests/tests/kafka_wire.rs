@@ -1,7 +1,8 @@
 //! Kafka requests sent as a client encodes them, for what no client shows directly: a
 //! Produce (v10+) or Fetch (v12) sent to a broker that does not lead the partition names
-//! the leader and its epoch (KIP-951), and a Produce carrying two batches for one partition
-//! is refused as Kafka refuses it, storing nothing.
+//! the leader and its epoch (KIP-951); a Produce carrying two batches for one partition
+//! is refused as Kafka refuses it, storing nothing; and Produce requests pipelined on one
+//! connection are written in the order sent and answered in that order.
 
 use std::time::Duration;
 
@@ -129,6 +130,80 @@ async fn two_batches_for_one_partition_are_refused() {
         let p = &resp.responses[0].partition_responses[0];
         assert_eq!((p.error_code, p.base_offset), (0, 0), "{resp:?}");
         assert_eq!(client.fetch_all("one", 0, 0).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+/// An idempotent producer's batches, sent back to back on one connection without waiting:
+/// every one is accepted (no OUT_OF_ORDER_SEQUENCE), the answers come in request order with
+/// increasing offsets, and the log holds the batches in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_produces_keep_their_order() {
+    use kafka_protocol::messages::InitProducerIdRequest;
+    use kafka_protocol::messages::InitProducerIdResponse;
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Decodable;
+    use kafka_protocol::protocol::Encodable;
+    use tokio::io::AsyncReadExt;
+    use tokio::io::AsyncWriteExt;
+
+    let cluster = Cluster::start(3).await;
+    let limit = test_timeout(Duration::from_secs(180));
+    bounded("pipelined_produces_keep_their_order", limit, async {
+        let client = cluster.client();
+        client.must_create_topic("piped", 1, 3).await;
+        client.wait_for_leaders("piped", 1, Duration::from_secs(60)).await.unwrap();
+        let (leader, _) = client.leader("piped", 0).await.unwrap();
+        let addr = cluster.broker(leader).addr();
+        let init: InitProducerIdResponse =
+            call(addr, 4, &InitProducerIdRequest::default().with_transactional_id(None))
+                .await
+                .unwrap();
+        assert_eq!(init.error_code, 0, "{init:?}");
+        let (pid, epoch) = (init.producer_id.0, i32::from(init.producer_epoch));
+
+        const N: i32 = 40;
+        let mut wire = Vec::new();
+        for i in 0..N {
+            let recs = [records::value_record(format!("v{i}"), records::now_ms())];
+            let batch =
+                records::batch(&recs, Some((pid, epoch, i)), rafka_proto::batch::Compression::None);
+            let header = RequestHeader::default()
+                .with_request_api_key(0)
+                .with_request_api_version(9)
+                .with_correlation_id(i);
+            let mut buf = bytes::BytesMut::new();
+            header.encode(&mut buf, 2).unwrap();
+            produce("piped", batch).encode(&mut buf, 9).unwrap();
+            wire.extend_from_slice(&(buf.len() as i32).to_be_bytes());
+            wire.extend_from_slice(&buf);
+        }
+        let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+        sock.write_all(&wire).await.unwrap();
+        let mut offsets = Vec::new();
+        for i in 0..N {
+            let mut size = [0u8; 4];
+            sock.read_exact(&mut size).await.unwrap();
+            let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+            sock.read_exact(&mut body).await.unwrap();
+            let mut body = bytes::Bytes::from(body);
+            let h = ResponseHeader::decode(&mut body, 1).unwrap();
+            assert_eq!(h.correlation_id, i, "answers in request order");
+            let r = ProduceResponse::decode(&mut body, 9).unwrap();
+            let p = &r.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0, "batch {i}: {r:?}");
+            offsets.push(p.base_offset);
+        }
+        assert_eq!(offsets, (0..i64::from(N)).collect::<Vec<_>>(), "written in the order sent");
+        let values: Vec<String> = client
+            .fetch_all("piped", 0, 0)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| String::from_utf8(r.value_bytes().to_vec()).unwrap())
+            .collect();
+        assert_eq!(values, (0..N).map(|i| format!("v{i}")).collect::<Vec<_>>());
     })
     .await;
 }

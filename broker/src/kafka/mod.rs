@@ -3,9 +3,10 @@
 //! API's request into calls of the protocol-neutral service layer — the same calls gRPC
 //! makes — and the answers back. Requests are decoded with the `kafka-protocol` crate.
 //!
-//! One task per connection reads a request, answers it, and reads the next, so responses
-//! go out in request order (clients pipeline, and match answers to requests by order);
-//! a long poll holds up only its own connection. Produce with acks=0 gets no answer. A
+//! One task per connection reads requests and writes their answers in request order
+//! (clients pipeline, and match answers to requests by order); Produce requests replicate
+//! together, everything else is worked on one at a time (see [`serve`]); a long poll holds
+//! up only its own connection. Produce with acks=0 gets no answer. A
 //! request that cannot be read — bad size, unknown API or version, undecodable header or
 //! body — closes the connection with a log line; nothing stored is touched.
 
@@ -26,6 +27,10 @@ pub mod versions;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use kafka_protocol::messages::AlterConfigsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
@@ -57,6 +62,11 @@ use kafka_protocol::protocol::Encodable;
 use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 
 use self::frame::Frame;
 use self::frame::FrameError;
@@ -64,35 +74,137 @@ use crate::broker::Broker;
 
 pub use metadata::topic_uuid;
 
+/// Requests of one connection worked on at once.
+const PIPELINE: usize = 16;
+
+/// What the writer gets for each request, in request order, with the pipeline permits the
+/// request holds until its answer is written.
+enum Job {
+    /// The answer (`None`: none is sent), or why the connection closes.
+    Ready(Result<Option<Bytes>, FrameError>, OwnedSemaphorePermit),
+    /// A Produce whose batches are proposed; its answer comes when they are committed.
+    Pending(BoxFuture<'static, Result<Option<Bytes>, FrameError>>, OwnedSemaphorePermit),
+}
+
 /// Serves one Kafka connection until the client closes it, sends what cannot be read, or
 /// the broker stops (the caller's task is cancelled).
+///
+/// Answers leave in request order. Produce requests are pipelined: each is admitted (its
+/// batches proposed, in order) before the next request is read, and up to [`PIPELINE`]
+/// replicate at once; any other request waits until every request before it is answered,
+/// so it sees their effects as it would one at a time.
 pub async fn serve(b: Arc<Broker>, stream: TcpStream) {
     let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let (read, mut write) = stream.into_split();
+    let (read, write) = stream.into_split();
+    let (jobs, queue) = mpsc::channel(PIPELINE);
+    let permits = Arc::new(Semaphore::new(PIPELINE));
+    let reader = read_requests(&b, read, jobs, permits, &peer);
+    let writer = write_answers(write, queue, &peer);
+    tokio::pin!(writer);
+    tokio::select! {
+        // The client sent all it will (or something unreadable): answer what came before.
+        () = reader => writer.await,
+        // The client is gone, or an answer could not be made.
+        () = &mut writer => {}
+    }
+}
+
+async fn read_requests(
+    b: &Arc<Broker>,
+    read: OwnedReadHalf,
+    jobs: mpsc::Sender<Job>,
+    permits: Arc<Semaphore>,
+    peer: &str,
+) {
     let mut read = BufReader::new(read);
     loop {
         let frame = match frame::read(&mut read).await {
             Ok(Some(f)) => f,
-            Ok(None) => break,
+            Ok(None) => return,
             Err(e) => {
                 tracing::info!(%peer, "closing a Kafka connection: {e}");
-                break;
+                return;
             }
         };
-        match answer(&b, frame, &peer).await {
-            Ok(Some(out)) => {
-                if let Err(e) = write.write_all(&out).await {
-                    tracing::debug!(%peer, "Kafka connection: {e}");
-                    break;
-                }
+        let job = if frame.key == ApiKey::Produce as i16
+            && versions::served(ApiKey::Produce, frame.version)
+        {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            match admit_produce(b, frame).await {
+                Ok(answer) => Job::Pending(answer, permit),
+                Err(e) => Job::Ready(Err(e), permit),
             }
-            Ok(None) => {}
-            Err(e) => {
-                tracing::info!(%peer, "closing a Kafka connection: {e}");
-                break;
-            }
+        } else {
+            let Ok(all) = permits.clone().acquire_many_owned(PIPELINE as u32).await else {
+                return;
+            };
+            Job::Ready(answer(b, frame, peer).await, all)
+        };
+        // A request that cannot be read closes the connection once the answers before it
+        // are out: nothing after it is read, let alone admitted.
+        let unreadable = matches!(job, Job::Ready(Err(_), _));
+        if jobs.send(job).await.is_err() || unreadable {
+            return;
         }
     }
+}
+
+async fn write_answers(mut write: OwnedWriteHalf, mut queue: mpsc::Receiver<Job>, peer: &str) {
+    let mut pending = FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            job = queue.recv(), if open => match job {
+                Some(Job::Ready(out, permit)) => {
+                    pending.push_back(futures::future::ready((out, permit)).boxed());
+                }
+                Some(Job::Pending(answer, permit)) => {
+                    pending.push_back(answer.map(move |out| (out, permit)).boxed());
+                }
+                None => open = false,
+            },
+            Some((out, permit)) = pending.next() => {
+                match out {
+                    Ok(Some(bytes)) => {
+                        if let Err(e) = write.write_all(&bytes).await {
+                            tracing::debug!(%peer, "Kafka connection: {e}");
+                            return;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::info!(%peer, "closing a Kafka connection: {e}");
+                        return;
+                    }
+                }
+                drop(permit);
+            }
+            else => return,
+        }
+    }
+}
+
+/// Decodes a Produce request and admits its batches; the future of its answer.
+async fn admit_produce(
+    b: &Arc<Broker>,
+    f: Frame,
+) -> Result<BoxFuture<'static, Result<Option<Bytes>, FrameError>>, FrameError> {
+    let version = f.version;
+    let key = ApiKey::Produce;
+    let (header, mut body) = frame::header(&f, key)?;
+    let req: ProduceRequest = frame::decode(&mut body, version)?;
+    let silent = req.acks == 0;
+    let admitted = produce::admit(b, req).await;
+    let b = b.clone();
+    Ok(async move {
+        let resp = admitted.finish(&b, version).await;
+        if silent {
+            return Ok(None);
+        }
+        let header_version = key.response_header_version(version);
+        frame::response(header.correlation_id, header_version, &resp, version).map(Some)
+    }
+    .boxed())
 }
 
 /// The response frame to `f`, `None` for none (Produce with acks=0), an error to close the

@@ -21,6 +21,19 @@ use crate::service::data as svc;
 
 /// Answers `req`; with acks=0 the caller sends nothing back.
 pub async fn handle(b: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
+    admit(b, req).await.finish(b, version).await
+}
+
+/// A Produce request whose batches are proposed, in the request's order; its answer is
+/// still to come.
+pub struct Admitted {
+    parts: Vec<(String, i32, Result<svc::AdmittedProduce, Error>)>,
+}
+
+/// Validates and proposes every partition's batch of `req`, one after another: a
+/// connection's requests admitted in turn keep their batches' order in each partition (an
+/// idempotent producer's sequence numbers depend on it) while they replicate together.
+pub async fn admit(b: &Broker, req: ProduceRequest) -> Admitted {
     let acks = match req.acks {
         0 => svc::Acks::None,
         // acks=1 is answered once a quorum has the batch, as acks=all: a Raft leader has no
@@ -30,26 +43,52 @@ pub async fn handle(b: &Broker, req: ProduceRequest, version: i16) -> ProduceRes
     };
     // 0 (or less) leaves the wait to the broker's request-timeout-ms.
     let timeout = u64::try_from(req.timeout_ms).ok().filter(|t| *t > 0).map(Duration::from_millis);
-    let mut work = Vec::new();
-    for t in &req.topic_data {
-        for p in &t.partition_data {
-            work.push((t.name.0.to_string(), p.index, p.records.clone()));
+    let mut parts = Vec::new();
+    for t in req.topic_data {
+        let topic = t.name.0.to_string();
+        for p in t.partition_data {
+            let index = p.index;
+            let admitted = async {
+                let partition = u32::try_from(index).map_err(|_| {
+                    Error::UnknownPartition(format!("{topic}: no partition {index}"))
+                })?;
+                let batch = p.records.ok_or_else(|| Error::Batch {
+                    fault: BatchFault::Corrupt,
+                    message: format!("{topic}-{index}: no records"),
+                })?;
+                let req = svc::Produce { topic: topic.clone(), partition, batch, acks, timeout };
+                svc::admit(b, req).await
+            }
+            .await;
+            parts.push((topic.clone(), index, admitted));
         }
     }
-    let results = join_all(work.iter().map(|(topic, index, records)| async move {
-        let partition = u32::try_from(*index)
-            .map_err(|_| Error::UnknownPartition(format!("{topic}: no partition {index}")))?;
-        let batch = records.clone().ok_or_else(|| Error::Batch {
-            fault: BatchFault::Corrupt,
-            message: format!("{topic}-{index}: no records"),
-        })?;
-        let req = svc::Produce { topic: topic.clone(), partition, batch, acks, timeout };
-        svc::produce(b, req).await
-    }))
-    .await;
+    Admitted { parts }
+}
+
+impl Admitted {
+    /// Waits for every batch's outcome; the response of `version`.
+    pub async fn finish(self, b: &Broker, version: i16) -> ProduceResponse {
+        let results = join_all(self.parts.into_iter().map(|(topic, index, admitted)| async move {
+            let r = match admitted {
+                Ok(a) => a.finish().await,
+                Err(e) => Err(e),
+            };
+            (topic, index, r)
+        }))
+        .await;
+        response(b, results, version)
+    }
+}
+
+fn response(
+    b: &Broker,
+    results: Vec<(String, i32, Result<svc::Produced, Error>)>,
+    version: i16,
+) -> ProduceResponse {
     let mut responses: Vec<TopicProduceResponse> = Vec::new();
     let mut endpoints: Vec<NodeEndpoint> = Vec::new();
-    for ((topic, index, _), r) in work.into_iter().zip(results) {
+    for (topic, index, r) in results {
         let (base_offset, log_start_offset) =
             r.as_ref().map_or((-1, -1), |p| (p.base_offset, p.log_start_offset));
         let mut part = PartitionProduceResponse::default()

@@ -144,6 +144,15 @@ impl Partition {
         wait: bool,
         timeout: Duration,
     ) -> Result<i64> {
+        self.admit(entry, timeout).await?.finish(wait).await
+    }
+
+    /// Proposes a validated batch: once this returns, the batch is ordered after every batch
+    /// admitted before it (so a connection's batches keep their order however their
+    /// replication overlaps). [`Admitted::finish`] waits for the outcome.
+    pub async fn admit(&self, entry: PartitionEntry, timeout: Duration) -> Result<Admitted> {
+        let name = self.name.clone();
+        let admitted = |outcome| Admitted::Waiting { outcome, timeout, name };
         let info = entry.info;
         if !self.group.is_leader() {
             return Err(self.leader_error());
@@ -153,7 +162,7 @@ impl Partition {
         {
             return Err(self.leader_error());
         }
-        let outcome = if info.producer_id < 0 {
+        if info.producer_id < 0 {
             let fut =
                 self.group.propose(entry).await.map_err(|e| Error::from_raft(&self.name, e))?;
             let name = self.name.clone();
@@ -162,17 +171,13 @@ impl Partition {
                 let r = fut.await.map(|(_, base)| base).map_err(|e| Error::from_raft(&name, e));
                 let _ = tx.send(Some(r));
             });
-            rx
+            Ok(admitted(rx))
         } else {
             match self.propose_idempotent(entry).await? {
-                Ok(base) => return Ok(base),
-                Err(outcome) => outcome,
+                Ok(base) => Ok(Admitted::Duplicate(base)),
+                Err(outcome) => Ok(admitted(outcome)),
             }
-        };
-        if !wait {
-            return Ok(-1);
         }
-        wait_outcome(outcome, timeout, &self.name).await
     }
 
     /// Checks and proposes an idempotent batch. `Ok(Ok(offset))` for a duplicate of an
@@ -305,6 +310,27 @@ impl InflightCleanup {
             p.batches.retain(|b| b.first_seq != first);
             if p.batches.is_empty() {
                 inflight.producers.remove(&pid);
+            }
+        }
+    }
+}
+
+/// A batch proposed to its partition (see [`Partition::admit`]).
+pub enum Admitted {
+    /// A duplicate of a batch already written, at this base offset.
+    Duplicate(i64),
+    /// Proposed; its outcome is on the way.
+    Waiting { outcome: Outcome, timeout: Duration, name: String },
+}
+
+impl Admitted {
+    /// The batch's base offset once committed and applied (-1 at once unless `wait`).
+    pub async fn finish(self, wait: bool) -> Result<i64> {
+        match self {
+            Admitted::Duplicate(base) => Ok(base),
+            Admitted::Waiting { .. } if !wait => Ok(-1),
+            Admitted::Waiting { outcome, timeout, name } => {
+                wait_outcome(outcome, timeout, &name).await
             }
         }
     }

@@ -56,6 +56,31 @@ pub struct Produced {
 
 /// Appends a batch on the partition's leader.
 pub async fn produce(b: &Broker, req: Produce) -> Result<Produced> {
+    admit(b, req).await?.finish().await
+}
+
+/// A batch proposed to its partition, its outcome still to come.
+pub struct AdmittedProduce {
+    admitted: crate::partition::Admitted,
+    partition: std::sync::Arc<crate::partition::Partition>,
+    wait: bool,
+    bytes: u64,
+    records: u64,
+}
+
+impl AdmittedProduce {
+    /// Waits for the outcome (at once with [`Acks::None`]).
+    pub async fn finish(self) -> Result<Produced> {
+        let base_offset = self.admitted.finish(self.wait).await?;
+        metrics::counter!(m::PRODUCE_BYTES).increment(self.bytes);
+        metrics::counter!(m::PRODUCE_RECORDS).increment(self.records);
+        Ok(Produced { base_offset, log_start_offset: self.partition.log_start_offset() })
+    }
+}
+
+/// Validates a batch and proposes it on the partition's leader: batches admitted one after
+/// another keep that order in the log, whatever order their outcomes arrive in.
+pub async fn admit(b: &Broker, req: Produce) -> Result<AdmittedProduce> {
     b.available()?;
     let (t, p) = b.route(&req.topic, req.partition)?;
     let cfg = b.topic_config(&t);
@@ -70,10 +95,14 @@ pub async fn produce(b: &Broker, req: Produce) -> Result<Produced> {
         Some(t) => t.min(MAX_PRODUCE_TIMEOUT),
     };
     let bytes = entry.batch.len() as u64;
-    let base_offset = p.produce(entry, req.acks == Acks::All, timeout).await?;
-    metrics::counter!(m::PRODUCE_BYTES).increment(bytes);
-    metrics::counter!(m::PRODUCE_RECORDS).increment(info.record_count as u64);
-    Ok(Produced { base_offset, log_start_offset: p.log_start_offset() })
+    let admitted = p.admit(entry, timeout).await?;
+    Ok(AdmittedProduce {
+        admitted,
+        partition: p,
+        wait: req.acks == Acks::All,
+        bytes,
+        records: info.record_count as u64,
+    })
 }
 
 /// A read from an offset.
