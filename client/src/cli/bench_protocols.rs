@@ -7,8 +7,7 @@
 //! up to `--in-flight` requests outstanding in all: over gRPC one batch per request (HTTP/2
 //! streams on the client's channels); over Kafka, as Kafka clients send them, one request
 //! per leader holding the next batch of each partition it leads, pipelined on one
-//! connection per leader (a broker, like Kafka's, works through one connection's requests
-//! one at a time). The replay then reads every partition from offset 0 to the
+//! connection per leader (the broker admits them in order and replicates them together). The replay then reads every partition from offset 0 to the
 //! end, one fetch of up to 4 MiB per partition at a time, all partitions at once: over gRPC
 //! Fetch, and over Kafka Fetch v12. Latency is per request.
 
