@@ -36,6 +36,9 @@ pub trait Health: Send + Sync + 'static {
 
 struct AppState {
     metrics: PrometheusHandle,
+    /// The process's own figures (`process_cpu_seconds_total`, resident memory, open
+    /// files, threads), read afresh for each scrape.
+    process: metrics_process::Collector,
     health: Arc<dyn Health>,
 }
 
@@ -57,10 +60,17 @@ pub fn router(metrics: PrometheusHandle, health: Arc<dyn Health>) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(failpoints::routes())
-        .with_state(Arc::new(AppState { metrics, health }))
+        .with_state(Arc::new(AppState { metrics, process: process_collector(), health }))
+}
+
+fn process_collector() -> metrics_process::Collector {
+    let c = metrics_process::Collector::default();
+    c.describe();
+    c
 }
 
 async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    state.process.collect();
     ([(CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)], state.metrics.render()).into_response()
 }
 

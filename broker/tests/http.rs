@@ -38,6 +38,12 @@ async fn metrics_endpoint_serves_the_global_recorder() {
         let _ = stopped.await;
     }));
 
+    // Some CPU time for process_cpu_seconds_total to show (the kernel counts in ticks).
+    let busy = std::time::Instant::now();
+    let mut x = 0u64;
+    while busy.elapsed() < Duration::from_millis(100) {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+    }
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -49,6 +55,15 @@ async fn metrics_endpoint_serves_the_global_recorder() {
     assert!(raw.contains("rafka_test_appends_total 3"), "{raw}");
     assert!(raw.contains("rafka_test_fsync_seconds_bucket{le=\"0.0025\"} 1"), "{raw}");
     assert!(raw.contains("rafka_test_fsync_seconds_bucket{le=\"0.001\"} 0"), "{raw}");
+    // The process's own figures, read at the scrape: this test has used some CPU.
+    let cpu = raw
+        .lines()
+        .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+        .unwrap_or_else(|| panic!("no process_cpu_seconds_total in {raw}"));
+    assert!(cpu.trim().parse::<f64>().unwrap() > 0.0, "{cpu}");
+    for name in ["process_resident_memory_bytes ", "process_open_fds ", "process_threads "] {
+        assert!(raw.lines().any(|l| l.starts_with(name)), "no {name}in {raw}");
+    }
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();

@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
 
     let client = Client::connect(&bootstrap).await?;
     let producer = Producer::new(client, ProducerConfig::default())?;
+    let mut deliveries = Vec::new();
     for i in 0..count {
         let record = ProducerRecord {
             topic: topic.clone(),
@@ -28,9 +29,12 @@ async fn main() -> anyhow::Result<()> {
             headers: vec![("source".into(), Some(Bytes::from_static(b"example")))],
             ..ProducerRecord::default()
         };
-        let md = producer.send(record).await?;
+        // Queued at once; its batch is written while the next records are sent.
+        deliveries.push((i, producer.send(record).await?));
+    }
+    for (i, delivery) in deliveries {
+        let md = delivery.await?;
         println!("event {i} -> partition {} offset {}", md.partition, md.offset);
     }
-    producer.flush().await;
     Ok(())
 }

@@ -171,7 +171,9 @@ has_error!(
 );
 
 /// The error of a response as a `Result`, keeping a `NOT_LEADER` hint apart.
-fn check<T: HasError>(resp: T) -> std::result::Result<T, (Error, Option<v1::LeaderHint>)> {
+pub(crate) fn check<T: HasError>(
+    resp: T,
+) -> std::result::Result<T, (Error, Option<v1::LeaderHint>)> {
     match resp.error() {
         Some(e) if !e.is_ok() => {
             Err((Error::broker(e.error_code(), e.message.clone()), e.leader.clone()))
@@ -252,10 +254,10 @@ impl Client {
     /// The cached cluster metadata, refreshed first when older than `metadata_max_age` or
     /// marked stale.
     pub async fn metadata(&self) -> Result<ClusterMetadata> {
-        if self.fresh_metadata().is_none() {
-            self.refresh_metadata().await?;
+        match self.fresh_metadata() {
+            Some(md) => Ok(md),
+            None => self.refresh_metadata().await,
         }
-        Ok(self.inner.metadata.lock().unwrap().metadata.clone())
     }
 
     /// Fetches all metadata now (with retries) and caches it.
@@ -295,7 +297,7 @@ impl Client {
     }
 
     /// The cached channel to `addr`, created (lazily connecting) on first use.
-    fn channel(&self, addr: &str) -> Result<Channel> {
+    pub(crate) fn channel(&self, addr: &str) -> Result<Channel> {
         let mut channels = self.inner.channels.lock().unwrap();
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
@@ -460,7 +462,7 @@ impl Client {
     }
 
     /// Updates the cache after a partition request failed with a broker error.
-    fn on_partition_error(
+    pub(crate) fn on_partition_error(
         &self,
         topic: &str,
         partition: u32,
@@ -484,22 +486,46 @@ impl Client {
     /// cache; any broker when the topic or partition is unknown, so the broker's answer
     /// (`UNKNOWN_TOPIC`, `INVALID_TOPIC`, ...) decides.
     async fn route(&self, topic: &str, partition: u32, retry: &Retry) -> Result<String> {
-        let md = match self.fresh_metadata() {
-            Some(md) if md.partition(topic, partition).is_some() => md,
-            // Unknown or stale: one fetch from one broker; the caller's loop retries it.
-            _ => {
-                let addr = self.any_addr()?;
-                let req = v1::MetadataRequest { topics: Vec::new() };
-                let mut admin = admin(self.channel(&addr)?);
-                let fut = admin.metadata(req);
-                let resp = self.attempt(&addr, retry, Duration::ZERO, fut).await?;
-                self.store_metadata(check(resp).map_err(|(e, _)| e)?)
-            }
-        };
+        if let Some(route) = self.cached_route(topic, partition) {
+            return route;
+        }
+        // Unknown or stale: one fetch from one broker; the caller's loop retries it.
+        let addr = self.any_addr()?;
+        let req = v1::MetadataRequest { topics: Vec::new() };
+        let mut admin = admin(self.channel(&addr)?);
+        let fut = admin.metadata(req);
+        let resp = self.attempt(&addr, retry, Duration::ZERO, fut).await?;
+        let md = self.store_metadata(check(resp).map_err(|(e, _)| e)?);
         if md.partition(topic, partition).is_none() {
             return self.any_addr();
         }
         leader_in(&md, topic, partition).map(|(_, addr)| addr)
+    }
+}
+
+impl Client {
+    /// The leader of a known partition from fresh cached metadata (looked up in place, not
+    /// copied); `None` when the partition is unknown or the cache stale.
+    fn cached_route(&self, topic: &str, partition: u32) -> Option<Result<String>> {
+        let cache = self.inner.metadata.lock().unwrap();
+        let fresh = cache.fresh_since?.elapsed() < self.inner.config.metadata_max_age;
+        let md = &cache.metadata;
+        (fresh && md.partition(topic, partition).is_some())
+            .then(|| leader_in(md, topic, partition).map(|(_, addr)| addr))
+    }
+
+    /// The address of the leader of `topic`/`partition`, from the cache or (when the
+    /// partition is unknown or the cache stale) fresh metadata; any broker when the cluster
+    /// does not know the partition either, so that its answer decides. One attempt.
+    pub(crate) async fn partition_address(&self, topic: &str, partition: u32) -> Result<String> {
+        self.route(topic, partition, &Retry::new(&self.inner.config)).await
+    }
+
+    /// The partition count of `topic` in the cache, fresh or not; `None` when unknown.
+    pub(crate) fn cached_partition_count(&self, topic: &str) -> Option<u32> {
+        let cache = self.inner.metadata.lock().unwrap();
+        let n = cache.metadata.topic(topic)?.partitions.len();
+        u32::try_from(n).ok().filter(|&n| n > 0)
     }
 }
 

@@ -18,8 +18,10 @@
 //!   `NOT_COORDINATOR` hints, cached per group): [`Client::group_heartbeat`],
 //!   [`Client::commit_group_offsets`], [`Client::fetch_group_offsets`].
 //! - [`metadata`]: plain views of brokers, topics and partitions ([`ClusterMetadata`]).
-//! - [`producer`]: [`Producer`] — per-partition batching by size and linger, in-order
-//!   delivery with idempotent retries, backpressure and `flush`.
+//! - [`producer`]: [`Producer`] — per-partition batching by size and linger, up to
+//!   `max_in_flight` batches in flight per partition on one ordered stream per broker,
+//!   in-order delivery with idempotent retries, backpressure and `flush`; `send` queues a
+//!   record and returns its [`Delivery`].
 //! - [`partitioner`]: Kafka's murmur2 and [`partition_for_key`].
 //! - [`error`]: [`Error`] with a stable [`Error::code`] and [`Error::is_retriable`].
 //!
@@ -62,6 +64,7 @@ pub use metadata::ClusterMetadata;
 pub use metadata::PartitionDescription;
 pub use metadata::TopicMetadata;
 pub use partitioner::partition_for_key;
+pub use producer::Delivery;
 pub use producer::Producer;
 pub use producer::ProducerConfig;
 pub use producer::ProducerRecord;

@@ -10,6 +10,7 @@
 
 mod cli {
     pub mod bench;
+    pub mod bench_produce;
     pub mod bench_protocols;
     pub mod cluster;
     pub mod consume;

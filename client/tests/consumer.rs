@@ -47,14 +47,16 @@ async fn start(brokers: usize) -> (Cluster, Client) {
 /// Produces `values` keyed `k{i % 50}` to `topic`; returns `(partition, offset)` of each.
 async fn produce(client: &Client, topic: &str, values: &[String]) -> Vec<(u32, i64)> {
     let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
-    let sends = values.iter().enumerate().map(|(i, v)| {
-        producer.send(ProducerRecord {
+    let mut sends = Vec::new();
+    for (i, v) in values.iter().enumerate() {
+        let r = ProducerRecord {
             topic: topic.to_string(),
             key: Some(Bytes::from(format!("k{}", i % 50))),
             value: Some(Bytes::from(v.clone())),
             ..ProducerRecord::default()
-        })
-    });
+        };
+        sends.push(producer.send(r).await.expect("queue"));
+    }
     let acked = futures::future::try_join_all(sends).await.expect("produce");
     acked.into_iter().map(|m| (m.partition, m.offset)).collect()
 }
@@ -274,7 +276,7 @@ async fn replay_from_an_offset_is_byte_identical() {
                 headers,
                 timestamp: Some(t0 + i * 10),
             };
-            producer.send(r).await.expect("send");
+            producer.send(r).await.expect("queue").await.expect("send");
         }
 
         let tp = ("log".to_string(), 0);

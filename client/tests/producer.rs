@@ -30,6 +30,11 @@ async fn create_topic(admin: &Admin, topic: &str, partitions: u32) {
     common::create_topic(admin, topic, partitions, 3).await;
 }
 
+/// Sends `r` and waits for its delivery.
+async fn send(producer: &Producer, r: ProducerRecord) -> rafka_client::Result<RecordMetadata> {
+    producer.send(r).await?.await
+}
+
 fn record(topic: &str, key: Option<String>, value: String) -> ProducerRecord {
     ProducerRecord {
         topic: topic.to_string(),
@@ -117,7 +122,7 @@ async fn keyed_records_land_once_in_their_partition_in_order() {
                 for i in 0..100 {
                     let value = format!("k{k}-{i}");
                     let r = record("keyed", Some(format!("key-{k}")), value.clone());
-                    let md = producer.send(r).await.unwrap_or_else(|e| panic!("{value}: {e}"));
+                    let md = send(&producer, r).await.unwrap_or_else(|e| panic!("{value}: {e}"));
                     acked.push((value, md));
                 }
                 acked
@@ -194,7 +199,7 @@ async fn idempotent_sends_survive_killing_a_leader() {
                 for i in 0..per_key {
                     let value = format!("k{k}-{i}");
                     let r = record("moving", Some(format!("key-{k}")), value.clone());
-                    results.push((value, producer.send(r).await));
+                    results.push((value, send(&producer, r).await));
                     progress.send_modify(|n| *n += 1);
                 }
                 results
@@ -211,6 +216,60 @@ async fn idempotent_sends_survive_killing_a_leader() {
         assert!(acked.len() >= total * 3 / 10, "only {} of {total} sends succeeded", acked.len());
         check_exactly_once(&client, "moving", 3, &acked).await;
         check_key_placement_and_order(&acked, 3);
+    })
+    .await;
+}
+
+/// One task sends without waiting for deliveries (several batches of the partition in
+/// flight at once) while the partition's leader is SIGKILLed: every delivery succeeds, and
+/// the log holds each record once, in the order sent.
+#[tokio::test]
+async fn pipelined_sends_keep_their_order_across_a_leader_kill() {
+    const RECORDS: usize = 3000;
+    bounded("pipelined producer across a leader kill", TEST_LIMIT, async {
+        let mut cluster = Cluster::start(3).await;
+        let client = Client::connect(&bootstrap(&cluster)).await.expect("connect");
+        let admin = Admin::new(client.clone());
+        create_topic(&admin, "window", 1).await;
+        let config = ProducerConfig { batch_size: 512, ..ProducerConfig::default() };
+        let producer = Producer::new(client.clone(), config).unwrap();
+        let leader = admin.describe_topic("window").await.unwrap().partitions[0].leader.unwrap();
+
+        let (delivered_tx, mut delivered) = tokio::sync::watch::channel(0usize);
+        let (deliveries, mut queue) = tokio::sync::mpsc::unbounded_channel();
+        let waiter = tokio::spawn(async move {
+            let mut acked = Vec::new();
+            while let Some((value, delivery)) = queue.recv().await {
+                let d: rafka_client::Delivery = delivery;
+                let md = d.await.unwrap_or_else(|e| panic!("{value}: {e}"));
+                acked.push((value, md));
+                delivered_tx.send_modify(|n| *n += 1);
+            }
+            acked
+        });
+        // Paced so that the kill lands mid-stream; nothing waits for a delivery.
+        let mut tick = tokio::time::interval(Duration::from_micros(500));
+        let mut killed = false;
+        for i in 0..RECORDS {
+            tick.tick().await;
+            let value = format!("v{i:05}");
+            let delivery = producer.send(record("window", None, value.clone())).await.unwrap();
+            deliveries.send((value, delivery)).unwrap();
+            if !killed && *delivered.borrow_and_update() >= RECORDS * 3 / 10 {
+                cluster.must_kill(leader);
+                killed = true;
+            }
+        }
+        drop(deliveries);
+        let acked = waiter.await.unwrap();
+        assert!(killed, "the leader was not killed mid-stream");
+        assert_eq!(acked.len(), RECORDS);
+        let logs = check_exactly_once(&client, "window", 1, &acked).await;
+        let values: Vec<Bytes> = logs[&0].iter().map(|(_, _, v)| v.clone()).collect();
+        let sent: Vec<Bytes> = acked.iter().map(|(v, _)| Bytes::from(v.clone())).collect();
+        assert_eq!(values, sent, "the log holds every record once, in the order sent");
+        let offsets: Vec<i64> = acked.iter().map(|(_, md)| md.offset).collect();
+        assert!(offsets.windows(2).all(|w| w[0] + 1 == w[1]), "offsets dense and in send order");
     })
     .await;
 }
@@ -232,7 +291,7 @@ async fn keyless_records_stick_to_a_partition_per_batch_but_move_on() {
                 let mut acked = Vec::new();
                 for i in 0..40 {
                     let value = format!("t{t}-{i}-{}", "x".repeat(100));
-                    let md = producer.send(record("keyless", None, value.clone())).await.unwrap();
+                    let md = send(&producer, record("keyless", None, value.clone())).await.unwrap();
                     acked.push((value, md));
                 }
                 acked
@@ -269,7 +328,7 @@ async fn sends_wait_for_buffer_memory_and_all_succeed() {
                 for i in 0..10 {
                     let value = format!("t{t}-{i}-{}", "y".repeat(200));
                     let r = record("tight", Some(format!("t{t}")), value.clone());
-                    acked.push((value, producer.send(r).await.unwrap()));
+                    acked.push((value, send(&producer, r).await.unwrap()));
                 }
                 acked
             });
@@ -296,21 +355,21 @@ async fn an_idempotent_producer_carries_on_after_a_delivery_timeout() {
             ..ProducerConfig::default()
         };
         let producer = Producer::new(client.clone(), config).unwrap();
-        let send = |v: &str| producer.send(record("renew", None, v.to_string()));
-        let first = send("before").await.expect("first send");
+        let send_value = |v: &str| send(&producer, record("renew", None, v.to_string()));
+        let first = send_value("before").await.expect("first send");
         let negative = ProducerRecord { timestamp: Some(-5), ..record("renew", None, "t".into()) };
-        let refused = producer.send(negative).await;
+        let refused = send(&producer, negative).await;
         assert!(matches!(refused, Err(rafka_client::Error::InvalidConfig(_))), "{refused:?}");
 
         cluster.must_kill(1);
-        let lost = send("during").await;
+        let lost = send_value("during").await;
         assert!(lost.is_err(), "a send with no broker up succeeded: {lost:?}");
         cluster.must_restart(1, Duration::from_secs(60)).await;
 
         let mut acked = vec![("before".to_string(), first)];
         for i in 0..5 {
             let v = format!("after-{i}");
-            let md = send(&v).await.unwrap_or_else(|e| panic!("{v} after the restart: {e}"));
+            let md = send_value(&v).await.unwrap_or_else(|e| panic!("{v} after the restart: {e}"));
             acked.push((v, md));
         }
         let logs = check_exactly_once(&client, "renew", 1, &acked).await;

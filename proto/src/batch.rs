@@ -577,46 +577,110 @@ pub fn build(
     producer: Option<(i64, i16, i32)>,
     compression: Compression,
 ) -> Bytes {
-    let base_timestamp = records.first().map_or(-1, |r| r.timestamp);
-    let max_timestamp = records.iter().map(|r| r.timestamp).max().unwrap_or(-1);
-    let mut raw = BytesMut::new();
-    let mut rec = BytesMut::new();
-    for (i, r) in records.iter().enumerate() {
-        rec.clear();
-        rec.put_i8(0);
-        put_zigzag(&mut rec, r.timestamp.wrapping_sub(base_timestamp));
-        put_zigzag(&mut rec, i as i64);
-        put_bytes(&mut rec, r.key.as_deref());
-        put_bytes(&mut rec, r.value.as_deref());
-        put_zigzag(&mut rec, r.headers.len() as i64);
-        for h in &r.headers {
-            put_bytes(&mut rec, Some(h.key.as_bytes()));
-            put_bytes(&mut rec, h.value.as_deref());
-        }
-        put_zigzag(&mut raw, rec.len() as i64);
-        raw.put_slice(&rec);
+    build_from(records.iter(), producer, compression)
+}
+
+/// [`build`] from records held elsewhere (the iterator is walked twice). Uncompressed
+/// records are written straight into the batch; compressed ones are encoded, then
+/// compressed into it.
+pub fn build_from<'a, I>(
+    records: I,
+    producer: Option<(i64, i16, i32)>,
+    compression: Compression,
+) -> Bytes
+where
+    I: Iterator<Item = &'a NewRecord> + Clone,
+{
+    let mut count = 0usize;
+    let mut first = None;
+    let mut max_timestamp = -1;
+    let mut size = 0;
+    for r in records.clone() {
+        count += 1;
+        first.get_or_insert(r.timestamp);
+        max_timestamp = max_timestamp.max(r.timestamp);
+        size += 10 + r.key.as_ref().map_or(0, |k| k.len() + 5);
+        size += r.value.as_ref().map_or(0, |v| v.len() + 5) + 5;
+        size += r
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 10)
+            .sum::<usize>();
     }
-    let body = compress(compression, &raw);
-    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
-    let count = i32::try_from(records.len()).expect("more than i32::MAX records");
-    let mut b = BytesMut::with_capacity(HEADER_LEN + body.len());
+    let base_timestamp = first.unwrap_or(-1);
+    let count = i32::try_from(count).expect("more than i32::MAX records");
+    let mut b = BytesMut::with_capacity(HEADER_LEN + size);
     b.put_i64(0);
-    b.put_i32((HEADER_LEN - LOG_OVERHEAD + body.len()) as i32);
+    b.put_i32(0); // the length, set below
     b.put_i32(-1);
     b.put_i8(MAGIC);
-    b.put_u32(0);
+    b.put_u32(0); // the CRC, set below
     b.put_i16(compression as i16);
     b.put_i32(count - 1);
     b.put_i64(base_timestamp);
     b.put_i64(max_timestamp);
+    let (producer_id, producer_epoch, base_sequence) = producer.unwrap_or((-1, -1, -1));
     b.put_i64(producer_id);
     b.put_i16(producer_epoch);
     b.put_i32(base_sequence);
     b.put_i32(count);
-    b.put_slice(&body);
+    match compression {
+        Compression::None => put_records(&mut b, records, base_timestamp),
+        codec => {
+            let mut raw = BytesMut::with_capacity(size);
+            put_records(&mut raw, records, base_timestamp);
+            b.put_slice(&compress(codec, &raw));
+        }
+    }
+    let length = i32::try_from(b.len() - LOG_OVERHEAD).expect("batch fits i32");
+    b[8..12].copy_from_slice(&length.to_be_bytes());
     let crc = crc32c::crc32c(&b[CRC_START..]);
     b[17..21].copy_from_slice(&crc.to_be_bytes());
     b.freeze()
+}
+
+/// Appends each record, length-prefixed, as a v2 batch holds them.
+fn put_records<'a>(
+    buf: &mut BytesMut,
+    records: impl Iterator<Item = &'a NewRecord>,
+    base_timestamp: i64,
+) {
+    for (i, r) in records.enumerate() {
+        let delta = r.timestamp.wrapping_sub(base_timestamp);
+        let mut len = 1 + zigzag_len(delta) + zigzag_len(i as i64);
+        len += bytes_len(r.key.as_deref()) + bytes_len(r.value.as_deref());
+        len += zigzag_len(r.headers.len() as i64);
+        for h in &r.headers {
+            len += bytes_len(Some(h.key.as_bytes())) + bytes_len(h.value.as_deref());
+        }
+        put_zigzag(buf, len as i64);
+        let start = buf.len();
+        buf.put_i8(0);
+        put_zigzag(buf, delta);
+        put_zigzag(buf, i as i64);
+        put_bytes(buf, r.key.as_deref());
+        put_bytes(buf, r.value.as_deref());
+        put_zigzag(buf, r.headers.len() as i64);
+        for h in &r.headers {
+            put_bytes(buf, Some(h.key.as_bytes()));
+            put_bytes(buf, h.value.as_deref());
+        }
+        debug_assert_eq!(buf.len() - start, len, "record length computed as written");
+    }
+}
+
+/// Bytes of `v` as a zigzag varint.
+fn zigzag_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Bytes of a length-prefixed (or null, -1) byte string.
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    match b {
+        None => zigzag_len(-1),
+        Some(b) => zigzag_len(b.len() as i64) + b.len(),
+    }
 }
 
 /// Sets the base offset (outside the CRC: the batch stays valid).

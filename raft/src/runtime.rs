@@ -245,6 +245,9 @@ struct FlushQueue {
     paused: bool,
 }
 
+/// Files one flush round syncs at once, at most.
+const PARALLEL_SYNCS: usize = 8;
+
 /// Syncs files written by the IO threads. With [`FlushPolicy::Always`] a round starts as soon
 /// as anything waits, and every append that arrived during the previous round shares the
 /// next one: one fdatasync per dirty file per round, however many appends it holds.
@@ -339,6 +342,49 @@ impl Flusher {
         }
     }
 
+    /// fdatasyncs `files`, several at once when there are several (the syncs of different
+    /// files overlap in the device and share the filesystem's journal commits); the outcome
+    /// of each, in order: `None` when synced, else the error's kind and message.
+    fn sync_all(&self, files: &[&Arc<SegFile>]) -> Vec<Option<(io::ErrorKind, String)>> {
+        let sync = |file: &SegFile| {
+            let started = Instant::now();
+            let res = file.sync_data();
+            self.syncs.fetch_add(1, Ordering::Relaxed);
+            metrics::histogram!(m::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+            res.err().map(|e| {
+                tracing::error!(error = %e, "fdatasync of a segment file failed");
+                (e.kind(), e.to_string())
+            })
+        };
+        let sync_chunk =
+            |chunk: &[&Arc<SegFile>]| chunk.iter().map(|f| sync(f)).collect::<Vec<_>>();
+        if files.len() <= 1 {
+            return sync_chunk(files);
+        }
+        let chunk = files.len().div_ceil(files.len().min(PARALLEL_SYNCS));
+        std::thread::scope(|scope| {
+            let mut chunks = files.chunks(chunk);
+            let first = chunks.next().unwrap_or_default();
+            let helpers: Vec<_> = chunks
+                .map(|c| {
+                    let helper = std::thread::Builder::new()
+                        .name("rafka-log-sync".into())
+                        .spawn_scoped(scope, move || sync_chunk(c));
+                    // No thread to be had: sync this share here, after the first.
+                    helper.map_err(|_| c)
+                })
+                .collect();
+            let mut out = sync_chunk(first);
+            for h in helpers {
+                match h {
+                    Ok(h) => out.extend(h.join().expect("fdatasync does not panic")),
+                    Err(c) => out.extend(sync_chunk(c)),
+                }
+            }
+            out
+        })
+    }
+
     fn flush_round(&self, reqs: Vec<FlushReq>) {
         if reqs.is_empty() {
             return;
@@ -347,23 +393,15 @@ impl Flusher {
         self.writes.fetch_add(reqs.len() as u64, Ordering::Relaxed);
         metrics::histogram!(m::LOG_FLUSH_BATCH_WRITES).record(reqs.len() as f64);
         crate::crash_point!(crate::crash::LOG_BEFORE_FSYNC);
-        let mut synced: HashMap<*const SegFile, Option<(io::ErrorKind, String)>> = HashMap::new();
-        for r in &reqs {
-            let Ok(file) = &r.file else { continue };
-            let key = Arc::as_ptr(file);
-            if synced.contains_key(&key) {
-                continue;
-            }
-            let started = Instant::now();
-            let res = file.sync_data();
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-            metrics::histogram!(m::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
-            let failure = res.err().map(|e| {
-                tracing::error!(error = %e, "fdatasync of a segment file failed");
-                (e.kind(), e.to_string())
-            });
-            synced.insert(key, failure);
-        }
+        let mut seen = std::collections::HashSet::new();
+        let files: Vec<&Arc<SegFile>> = reqs
+            .iter()
+            .filter_map(|r| r.file.as_ref().ok())
+            .filter(|f| seen.insert(Arc::as_ptr(f)))
+            .collect();
+        let outcomes = self.sync_all(&files);
+        let synced: HashMap<*const SegFile, Option<(io::ErrorKind, String)>> =
+            files.iter().map(|f| Arc::as_ptr(f)).zip(outcomes).collect();
         crate::crash_point!(crate::crash::LOG_AFTER_FSYNC);
         for r in reqs {
             let res = match r.file {

@@ -1,17 +1,21 @@
 """An idempotent confluent-kafka producer writing N numbered records to partition 0 while the
 test kills the partition's leader: every delivery report must succeed. Prints one JSON object:
-delivered, failed (with the first errors).
+delivered, failed (with the first errors), and seen_at: how many records had been handed to
+the producer when the file KILLED (which the test creates right after the kill) was first
+seen, or null.
 
-Usage: confluent_idempotent.py BOOTSTRAP TOPIC N
+Usage: confluent_idempotent.py BOOTSTRAP TOPIC N KILLED
 """
 import json
+import os
 import sys
 import time
 
 from confluent_kafka import Producer
 
-bootstrap, topic, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+bootstrap, topic, n, killed = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 delivered, failed = [], []
+seen_at = None
 
 
 def report(err, msg):
@@ -37,7 +41,14 @@ for i in range(n):
             producer.poll(0.1)
     producer.poll(0)
     if i % 100 == 0:
-        # Spread the sends over a few seconds, so the leader dies mid-stream.
-        time.sleep(0.05)
+        # Spread the sends over several seconds, so the leader dies mid-stream.
+        time.sleep(0.2)
+        if seen_at is None and os.path.exists(killed):
+            seen_at = i
 producer.flush(180)
-print(json.dumps({"delivered": len(delivered), "failed": len(failed), "errors": failed[:5]}))
+print(json.dumps({
+    "delivered": len(delivered),
+    "failed": len(failed),
+    "errors": failed[:5],
+    "seen_at": seen_at,
+}))

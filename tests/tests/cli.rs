@@ -295,6 +295,34 @@ async fn json_outputs_groups_and_bench() {
         assert_eq!(v["records"], 300, "{v}");
         assert_eq!(v["bytes"], 3000, "{v}");
 
+        // One at a time into a topic it creates, with the broker's CPU and a disk baseline.
+        let http = cluster.brokers()[0].http_addr();
+        let disk = tempfile::tempdir().unwrap();
+        let line = format!(
+            "rafka bench produce k --create --partitions 2 --replication-factor 1 --records 50 \
+             --record-size 100 --sync --broker-metrics {http} --disk-baseline {} --output json",
+            disk.path().display()
+        );
+        let v = json_of(&line, &b).await;
+        assert_eq!((v["records"].as_u64(), v["errors"].as_u64()), (Some(50), Some(0)), "{v}");
+        let p = &v["params"];
+        assert_eq!((p["window"].as_u64(), p["linger_ms"].as_u64()), (Some(1), Some(0)), "{v}");
+        assert_eq!(p["partitions"], 2, "{v}");
+        assert!(v["broker_cpu_seconds"].as_f64().is_some_and(|c| c > 0.0), "{v}");
+        assert!(v["broker_cpu_ms_per_mb"].as_f64().is_some_and(|c| c > 0.0), "{v}");
+        let d = &v["disk_baseline"];
+        assert!(d["mb_per_sec"].as_f64().is_some_and(|m| m > 0.0), "{v}");
+        assert!(d["fraction_used"].as_f64().is_some_and(|f| f > 0.0), "{v}");
+        assert_eq!(std::fs::read_dir(disk.path()).unwrap().count(), 0, "baseline files removed");
+        // Open loop at a fixed rate with a window.
+        let line = "rafka bench produce k --records 100 --rate 1000 --window 10 --output json";
+        let v = json_of(line, &b).await;
+        assert_eq!((v["records"].as_u64(), v["errors"].as_u64()), (Some(100), Some(0)), "{v}");
+        assert_eq!(
+            (v["params"]["rate"].as_f64(), v["params"]["window"].as_u64()),
+            (Some(1000.0), Some(10))
+        );
+
         // A group reads everything, commits what it printed, and leaves.
         let run = sh("rafka consume j --group jg --output json --max-messages 300", &b, "").await;
         assert_eq!(run.code, Some(0), "{run:?}");

@@ -169,3 +169,66 @@ async fn old_epoch_is_fenced_after_reinit() {
     })
     .await;
 }
+
+/// `ProduceStream`: 40 idempotent batches of one partition written back to back on one
+/// stream (plus a refused request and a duplicate among them) are admitted in stream order,
+/// answered in that order, and stored once each in order — several batches of the partition
+/// in flight at once without OUT_OF_ORDER_SEQUENCE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_produce_stream_keeps_its_order_while_batches_replicate_together() {
+    const TOPIC: &str = "streamed";
+    const BATCHES: usize = 40;
+    let cluster = Cluster::start(3).await;
+    bounded("produce stream order", test_timeout(Duration::from_secs(120)), async {
+        let client = cluster.client();
+        client.must_create_topic(TOPIC, 1, 3).await;
+        let (id, epoch) = client.must_init_producer("").await;
+        let mut producer = Sequencer::new(id, epoch);
+        let batches: Vec<Bytes> = (0..BATCHES)
+            .map(|b| producer.batch(0, &recs(&format!("b{b}"), 0..5), Compression::None))
+            .collect();
+        let request = |topic: &str, batch: &Bytes| ProduceRequest {
+            topic: topic.into(),
+            partition: 0,
+            acks: Acks::All as i32,
+            batch: batch.clone(),
+            ..Default::default()
+        };
+        let mut requests: Vec<ProduceRequest> = batches.iter().map(|b| request(TOPIC, b)).collect();
+        // A refusal in the middle is answered in its place and breaks nothing after it.
+        requests.insert(BATCHES / 2, request("no-such-topic", &batches[0]));
+        // A retry of batch 3 is answered with where batch 3 is stored.
+        requests.push(request(TOPIC, &batches[3]));
+        let sent = requests.len();
+
+        let (_, addr) = client.leader(TOPIC, 0).await.unwrap();
+        let mut data = client.data_at(&addr).unwrap();
+        let answers = data
+            .produce_stream(futures::stream::iter(requests))
+            .await
+            .expect("the stream opens")
+            .into_inner();
+        let answers: Vec<_> = futures::StreamExt::collect::<Vec<_>>(answers).await;
+        assert_eq!(answers.len(), sent, "one answer per request");
+        let answers: Vec<_> = answers.into_iter().map(|a| a.expect("an answer")).collect();
+        let mut offsets = Vec::new();
+        for (i, a) in answers.iter().enumerate() {
+            if i == BATCHES / 2 {
+                assert_eq!(code_of(a), ErrorCode::UnknownTopic, "request {i}: {a:?}");
+                continue;
+            }
+            assert_eq!(code_of(a), ErrorCode::None, "request {i}: {a:?}");
+            offsets.push(a.base_offset);
+        }
+        let duplicate = offsets.pop().unwrap();
+        let want: Vec<i64> = (0..BATCHES as i64).map(|b| b * 5).collect();
+        assert_eq!(offsets, want, "batches stored in stream order, answered in that order");
+        assert_eq!(duplicate, 15, "the retry of batch 3 gets its original offset");
+
+        let all = client.fetch_all(TOPIC, 0, 0).await.unwrap();
+        let want: Vec<String> =
+            (0..BATCHES).flat_map(|b| (0..5).map(move |i| format!("b{b}-{i}"))).collect();
+        assert_eq!(values(&all), want, "each batch once, in order");
+    })
+    .await;
+}

@@ -172,7 +172,7 @@ async fn kafka_and_rafka_clients_read_each_others_records_and_offsets() {
                 headers: headers.clone(),
                 timestamp: Some(1_600_000_000_000 + i),
             };
-            let md = producer.send(record).await.unwrap();
+            let md = producer.send(record).await.unwrap().await.unwrap();
             written.push(Rec {
                 partition: md.partition,
                 offset: md.offset,

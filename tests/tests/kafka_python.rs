@@ -141,8 +141,12 @@ async fn idempotent_producer_survives_a_killed_leader() {
         let n = 3000;
         let bootstrap = cluster.addrs().iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
         let count = n.to_string();
+        let marker = tempfile::tempdir().unwrap();
+        let killed = marker.path().join("killed");
+        let killed_arg = killed.to_string_lossy().into_owned();
         let producer = tokio::spawn(async move {
-            must_python("confluent_idempotent.py", &[&bootstrap, "failover", &count]).await
+            must_python("confluent_idempotent.py", &[&bootstrap, "failover", &count, &killed_arg])
+                .await
         });
         // Kill the leader once the producer is well under way.
         rafka_tests::poll("the producer under way", Duration::from_secs(60), || {
@@ -157,9 +161,12 @@ async fn idempotent_producer_survives_a_killed_leader() {
         .unwrap();
         let (leader, _) = client.leader("failover", 0).await.unwrap();
         cluster.must_kill(leader);
-        let at_kill = client.list_offsets("failover", 0, latest()).await.unwrap().offset;
-        assert!(at_kill < n as i64, "the leader died mid-stream ({at_kill} of {n} written)");
+        std::fs::write(&killed, b"").unwrap();
         let out: Value = serde_json::from_str(&producer.await.unwrap()).unwrap();
+        // The script hands records to the producer over several seconds and notes how far
+        // it was when it saw the kill.
+        let seen_at = out["seen_at"].as_u64().unwrap_or_else(|| panic!("kill never seen: {out}"));
+        assert!(seen_at < n as u64, "the leader died mid-stream: {out}");
         assert_eq!(out["failed"], 0, "every delivery report succeeds: {out}");
         assert_eq!(out["delivered"], n, "{out}");
         let values: Vec<String> = client
@@ -360,8 +367,10 @@ async fn python_consumer_protocol_groups() {
         .unwrap();
         let shares = out["shared_assignments"].as_array().unwrap();
         assert!(shares.iter().all(|a| !a.as_array().unwrap().is_empty()), "both members: {out}");
-        assert_eq!(out["shared_read"], 4 * n, "{out}");
-        assert_eq!(out["shared_distinct"], 4 * n, "every record once: {out}");
+        // A partition moved before its first reader committed is read again (as Kafka
+        // does with manual commits); every record is read, none made up.
+        assert!(out["shared_read"].as_u64().unwrap() >= 4 * n as u64, "{out}");
+        assert_eq!(out["shared_distinct"], 4 * n, "every record: {out}");
         assert_eq!(out["described"]["state"], "STABLE", "{out}");
         assert_eq!(out["described"]["members"], 2, "{out}");
         let all_a = serde_json::json!([["kip-a", 0], ["kip-a", 1], ["kip-a", 2], ["kip-a", 3]]);

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
 
+use futures::FutureExt;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use rafka_proto::ErrorExt;
 use rafka_proto::v1;
@@ -12,6 +14,7 @@ use rafka_proto::v1::data_server::Data;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::Streaming;
 
 use super::code_of;
 use super::controller_to_forward;
@@ -24,6 +27,10 @@ use crate::metrics as m;
 use crate::partition::OffsetSpec;
 use crate::partition::ReadResult;
 use crate::service::data as svc;
+
+/// Requests of one produce stream admitted and not yet answered, at most: half wait in the
+/// channel between the reader and the answers, half replicate in the answers' buffer.
+const STREAM_PIPELINE: usize = 64;
 
 /// The tonic `Data` service.
 pub struct DataService {
@@ -70,6 +77,60 @@ fn produce_request(req: v1::ProduceRequest) -> svc::Produce {
     }
 }
 
+fn produce_response(r: &Result<svc::Produced, Error>) -> v1::ProduceResponse {
+    let (base_offset, log_start_offset) =
+        r.as_ref().map_or((-1, -1), |p| (p.base_offset, p.log_start_offset));
+    v1::ProduceResponse { error: Some(proto_error(r)), base_offset, log_start_offset }
+}
+
+/// Serves one `ProduceStream`: a reader task admits each request (proposes its batch) before
+/// it reads the next, so batches keep the stream's order in their partitions; the answers
+/// come out in request order while up to [`STREAM_PIPELINE`] replicate at once. The reader
+/// ends with the client's half of the stream, or when the answers are no longer wanted (the
+/// call or its connection is gone).
+fn produce_stream(
+    b: Arc<Broker>,
+    mut input: Streaming<v1::ProduceRequest>,
+) -> BoxStream<'static, Result<v1::ProduceResponse, Status>> {
+    type Answer = BoxFuture<'static, Result<v1::ProduceResponse, Status>>;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Answer>(STREAM_PIPELINE / 2);
+    // Under the broker's tasks: stopped at shutdown, which ends the stream once the answers
+    // already admitted are out.
+    let tasks = b.tasks().clone();
+    tasks.spawn("produce stream", async move {
+        loop {
+            let req = match input.message().await {
+                Ok(Some(req)) => req,
+                Ok(None) => return,
+                Err(status) => {
+                    let _ = tx.send(futures::future::ready(Err(status)).boxed()).await;
+                    return;
+                }
+            };
+            // Room first: nothing is admitted that could not be answered.
+            let Ok(slot) = tx.reserve().await else { return };
+            let started = Instant::now();
+            let answer = match svc::admit(&b, produce_request(req)).await {
+                Ok(admitted) => async move {
+                    let r = admitted.finish().await;
+                    m::request("produce", code_of(&r), started);
+                    Ok(produce_response(&r))
+                }
+                .boxed(),
+                Err(e) => {
+                    let r = Err(e);
+                    m::request("produce", code_of(&r), started);
+                    futures::future::ready(Ok(produce_response(&r))).boxed()
+                }
+            };
+            slot.send(answer);
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|a| (a, rx)) })
+        .buffered(STREAM_PIPELINE / 2)
+        .boxed()
+}
+
 fn fetch_request(req: &v1::FetchRequest) -> svc::Fetch {
     svc::Fetch {
         topic: req.topic.clone(),
@@ -100,13 +161,16 @@ impl Data for DataService {
         let started = Instant::now();
         let r = svc::produce(&self.broker, produce_request(req.into_inner())).await;
         m::request("produce", code_of(&r), started);
-        let (base_offset, log_start_offset) =
-            r.as_ref().map_or((-1, -1), |p| (p.base_offset, p.log_start_offset));
-        Ok(Response::new(v1::ProduceResponse {
-            error: Some(proto_error(&r)),
-            base_offset,
-            log_start_offset,
-        }))
+        Ok(Response::new(produce_response(&r)))
+    }
+
+    type ProduceStreamStream = BoxStream<'static, Result<v1::ProduceResponse, Status>>;
+
+    async fn produce_stream(
+        &self,
+        req: Request<Streaming<v1::ProduceRequest>>,
+    ) -> Result<Response<Self::ProduceStreamStream>, Status> {
+        Ok(Response::new(produce_stream(self.broker.clone(), req.into_inner())))
     }
 
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, partition = req.get_ref().partition))]

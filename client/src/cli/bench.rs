@@ -5,8 +5,8 @@
 //! summary: records/s, MB/s (10^6 bytes of keys and values per second) and latency
 //! percentiles from an HDR histogram in microseconds (3 significant digits).
 //!
-//! - `produce`: latency is send → acknowledgement of each record (batching and linger
-//!   included, as an application sees it).
+//! - `produce`: records through the `Producer` with a window of records in flight, one at a
+//!   time, or at a fixed rate (see [`super::bench_produce`]).
 //! - `consume`: replays every partition from its log start up to the high watermark taken at
 //!   the start (or `--records`); latency is per fetch request.
 //! - `e2e`: produces at `--rate` for `--seconds` while consuming from the end; latency is from
@@ -53,10 +53,7 @@ use super::output::connect;
 use super::output::mb_per_sec;
 use super::output::print_json;
 use super::produce::AcksArg;
-use super::produce::CompressionArg;
 
-/// Sends per producer task awaiting acknowledgement at once.
-const MAX_IN_FLIGHT: usize = 20_000;
 /// Bytes asked for per fetch.
 const FETCH_MAX_BYTES: u32 = 4 << 20;
 
@@ -64,44 +61,13 @@ const FETCH_MAX_BYTES: u32 = 4 << 20;
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Produce N records of a fixed size as fast as allowed.
-    Produce(ProduceBench),
+    Produce(super::bench_produce::ProduceBench),
     /// Replay a topic from offset 0.
     Consume(ConsumeBench),
     /// End-to-end latency, produce → consume, at a fixed rate.
     E2e(E2eBench),
     /// The same batches produced and replayed over gRPC and over Kafka's protocol.
     Protocols(super::bench_protocols::ProtocolsBench),
-}
-
-/// `rafka bench produce`
-#[derive(Debug, Args)]
-pub struct ProduceBench {
-    /// The topic (must exist).
-    topic: String,
-    /// Records to send in all.
-    #[arg(long, default_value_t = 100_000)]
-    records: u64,
-    /// Bytes of each record's value.
-    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
-    record_size: usize,
-    /// Records per second in all, `R` or `R/s` (default: as fast as possible).
-    #[arg(long, value_name = "R", value_parser = parse_rate)]
-    rate: Option<f64>,
-    /// Producers sending in parallel (each with its own batches).
-    #[arg(long, default_value_t = 1, value_name = "P")]
-    producers: usize,
-    /// Acknowledgement level.
-    #[arg(long, value_enum, default_value_t = AcksArg::All)]
-    acks: AcksArg,
-    /// Producer linger.
-    #[arg(long, default_value_t = 5, value_name = "MS")]
-    linger_ms: u64,
-    /// Producer batch size.
-    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
-    batch_size: usize,
-    /// Batch compression.
-    #[arg(long, value_enum, default_value_t = CompressionArg::None)]
-    compression: CompressionArg,
 }
 
 /// `rafka bench consume`
@@ -131,13 +97,16 @@ pub struct E2eBench {
     /// Acknowledgement level.
     #[arg(long, value_enum, default_value_t = AcksArg::All)]
     acks: AcksArg,
+    /// Producer linger (0: a record is sent at once when the partition has room in flight).
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    linger_ms: u64,
 }
 
 /// Runs a `bench` command; returns the exit status.
 pub async fn run(bootstrap: &str, out: Output, cmd: BenchCommand) -> anyhow::Result<i32> {
     let client = connect(bootstrap).await?;
     match cmd {
-        BenchCommand::Produce(b) => produce(client, out, b).await,
+        BenchCommand::Produce(b) => super::bench_produce::run(client, out, b).await,
         BenchCommand::Consume(b) => consume(client, out, b).await,
         BenchCommand::E2e(b) => e2e(client, out, b).await,
         BenchCommand::Protocols(b) => super::bench_protocols::run(client, out, b).await,
@@ -145,7 +114,7 @@ pub async fn run(bootstrap: &str, out: Output, cmd: BenchCommand) -> anyhow::Res
 }
 
 /// A rate `R` or `R/s`, positive.
-fn parse_rate(s: &str) -> Result<f64, String> {
+pub fn parse_rate(s: &str) -> Result<f64, String> {
     match s.trim_end_matches("/s").parse::<f64>() {
         Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
         _ => Err(format!("expected records per second such as 1000 or 1000/s, got {s:?}")),
@@ -157,7 +126,7 @@ pub fn histogram() -> Histogram<u64> {
 }
 
 /// A progress bar on a terminal, a hidden one otherwise.
-fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -186,6 +155,10 @@ pub struct Summary {
     pub elapsed: Duration,
     pub latency: Histogram<u64>,
     pub params: serde_json::Value,
+    /// More lines of the text summary.
+    pub lines: Vec<String>,
+    /// More fields of the JSON summary.
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Summary {
@@ -220,8 +193,12 @@ impl Summary {
                     ms(h.max()),
                     h.len()
                 );
+                for line in &self.lines {
+                    println!("{line}");
+                }
             }
-            Output::Json => print_json(&json!({
+            Output::Json => {
+                let mut summary = json!({
                 "bench": self.bench,
                 "topic": self.topic,
                 "records": self.records,
@@ -239,123 +216,13 @@ impl Summary {
                     "samples": h.len(),
                 },
                 "params": self.params,
-            })),
-        }
-    }
-}
-
-async fn produce(client: Client, out: Output, b: ProduceBench) -> anyhow::Result<i32> {
-    if b.producers == 0 {
-        bail!("--producers must be at least 1");
-    }
-    if b.rate.is_some_and(|r| r <= 0.0) {
-        bail!("--rate must be positive");
-    }
-    partitions(&client, &b.topic, None).await?;
-    let config = ProducerConfig {
-        acks: b.acks.acks(),
-        idempotence: b.acks == AcksArg::All,
-        linger: Duration::from_millis(b.linger_ms),
-        batch_size: b.batch_size,
-        compression: b.compression.compression(),
-        ..ProducerConfig::default()
-    };
-    let value = Bytes::from(vec![b'x'; b.record_size]);
-    let bar = progress(Some(b.records), "produce");
-    let done = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for i in 0..b.producers {
-        let n =
-            b.records / b.producers as u64 + u64::from((i as u64) < b.records % b.producers as u64);
-        let producer = Producer::new(client.clone(), config.clone())?;
-        let rate = b.rate.map(|r| r / b.producers as f64);
-        let (topic, value, done, bar) = (b.topic.clone(), value.clone(), done.clone(), bar.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut hist = histogram();
-            let mut errors = 0u64;
-            let mut first_error = None;
-            let mut inflight = FuturesUnordered::new();
-            let mut record = |r: (Duration, rafka_client::Result<_>)| {
-                match r.1 {
-                    Ok(_) => hist.saturating_record(r.0.as_micros() as u64),
-                    Err(e) => {
-                        errors += 1;
-                        first_error.get_or_insert(e);
-                    }
-                }
-                done.fetch_add(1, Ordering::Relaxed);
-                bar.inc(1);
-            };
-            for k in 0..n {
-                if let Some(rate) = rate {
-                    tokio::time::sleep_until(start + Duration::from_secs_f64(k as f64 / rate))
-                        .await;
-                }
-                while inflight.len() >= MAX_IN_FLIGHT {
-                    if let Some(r) = inflight.next().await {
-                        record(r);
-                    }
-                }
-                let rec = ProducerRecord {
-                    topic: topic.clone(),
-                    value: Some(value.clone()),
-                    ..Default::default()
-                };
-                let p = &producer;
-                inflight.push(async move {
-                    let t = Instant::now();
-                    let r = p.send(rec).await;
-                    (t.elapsed(), r)
                 });
-                // Let the new send reach its partition queue before the next one.
-                while let Some(Some(r)) = futures::FutureExt::now_or_never(inflight.next()) {
-                    record(r);
-                }
+                let object = summary.as_object_mut().expect("an object");
+                object.extend(self.extra.clone());
+                print_json(&summary);
             }
-            while let Some(r) = inflight.next().await {
-                record(r);
-            }
-            (hist, errors, first_error)
-        }));
-    }
-    let mut hist = histogram();
-    let mut errors = 0;
-    let mut first_error = None;
-    for t in tasks {
-        let (h, e, f) = t.await.context("a producer task panicked")?;
-        hist.add(h).expect("same histogram bounds");
-        errors += e;
-        if first_error.is_none() {
-            first_error = f;
         }
     }
-    let elapsed = start.elapsed();
-    bar.finish_and_clear();
-    let ok = b.records - errors;
-    Summary {
-        bench: "produce",
-        topic: b.topic.clone(),
-        records: ok,
-        bytes: ok * b.record_size as u64,
-        errors,
-        elapsed,
-        latency: hist,
-        params: json!({
-            "record_size": b.record_size,
-            "rate": b.rate,
-            "producers": b.producers,
-            "acks": format!("{:?}", b.acks).to_lowercase(),
-            "linger_ms": b.linger_ms,
-            "batch_size": b.batch_size,
-        }),
-    }
-    .print(out);
-    if let Some(e) = first_error {
-        eprintln!("rafka: error: {errors} of {} records failed; first: {e}", b.records);
-        return Ok(1);
-    }
-    Ok(0)
 }
 
 /// Records and key+value bytes of fetched batches at or after `from`; the timestamps in
@@ -444,6 +311,8 @@ async fn consume(client: Client, out: Output, b: ConsumeBench) -> anyhow::Result
         elapsed: start.elapsed(),
         latency: hist,
         params: json!({ "partitions": parts.len(), "target_records": target }),
+        lines: Vec::new(),
+        extra: Default::default(),
     }
     .print(out);
     Ok(0)
@@ -493,6 +362,7 @@ async fn e2e(client: Client, out: Output, b: E2eBench) -> anyhow::Result<i32> {
     let config = ProducerConfig {
         acks: b.acks.acks(),
         idempotence: b.acks == AcksArg::All,
+        linger: Duration::from_millis(b.linger_ms),
         ..ProducerConfig::default()
     };
     let producer = Arc::new(Producer::new(client.clone(), config)?);
@@ -517,8 +387,10 @@ async fn e2e(client: Client, out: Output, b: E2eBench) -> anyhow::Result<i32> {
                     value: Some(v.into()),
                     ..Default::default()
                 };
-                let p = producer.clone();
-                inflight.push(async move { p.send(rec).await });
+                match producer.send(rec).await {
+                    Ok(delivery) => inflight.push(delivery),
+                    Err(_) => errors += 1,
+                }
             }
             while let Some(r) = inflight.next().await {
                 errors += u64::from(r.is_err());
@@ -577,7 +449,10 @@ async fn e2e(client: Client, out: Output, b: E2eBench) -> anyhow::Result<i32> {
             "record_size": b.record_size,
             "sent": total,
             "not_received": lost,
+            "linger_ms": b.linger_ms,
         }),
+        lines: Vec::new(),
+        extra: Default::default(),
     }
     .print(out);
     if errors > 0 || lost > 0 {

@@ -477,6 +477,8 @@ pub async fn run(client: Client, out: Output, b: ProtocolsBench) -> anyhow::Resu
                     elapsed,
                     latency: hist,
                     params: params.clone(),
+                    lines: Vec::new(),
+                    extra: Default::default(),
                 }
                 .print(out);
             }

@@ -13,8 +13,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -148,7 +146,7 @@ pub async fn run(bootstrap: &str, out: Output, a: ProduceArgs) -> anyhow::Result
         delivery_timeout,
         ..ProducerConfig::default()
     };
-    let producer = Arc::new(Producer::new(client, config)?);
+    let producer = Producer::new(client, config)?;
 
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut pending: FuturesOrdered<Send> = FuturesOrdered::new();
@@ -171,16 +169,10 @@ pub async fn run(bootstrap: &str, out: Output, a: ProduceArgs) -> anyhow::Result
                     value: Some(value),
                     ..ProducerRecord::default()
                 };
-                let p = Arc::clone(&producer);
-                let mut send: Send = Box::pin(async move { p.send(record).await });
-                let first = tally.written + tally.failed == 0 && pending.is_empty();
-                // Poll each send once before reading the next line, so records reach their
-                // partition queues in input order. The first send registers the producer
-                // and is awaited fully, so later sends do not queue up behind that call.
-                let r = if first { Poll::Ready(send.as_mut().await) } else { futures::poll!(&mut send) };
-                match r {
-                    Poll::Ready(r) => pending.push_back(Box::pin(std::future::ready(r))),
-                    Poll::Pending => pending.push_back(send),
+                // Queued in input order; the deliveries are awaited in that order too.
+                match producer.send(record).await {
+                    Ok(delivery) => pending.push_back(Box::pin(delivery)),
+                    Err(e) => pending.push_back(Box::pin(std::future::ready(Err(e)))),
                 }
             }
             else => break,

@@ -22,6 +22,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use rafka_client::Client;
 use rafka_client::ClientConfig;
 use rafka_client::Producer;
@@ -52,6 +54,9 @@ pub struct WorkloadOptions {
     pub partitions: u32,
     /// Idempotent `rafka-client` producers (each with one task per partition).
     pub producers: usize,
+    /// Sends of one idempotent producer task awaiting their outcome at most (the producer
+    /// pipelines them: several batches of a partition in flight at once).
+    pub window: usize,
     /// Single-attempt raw producers.
     pub raw_producers: usize,
     /// Readers checking that acknowledged records are visible.
@@ -75,6 +80,7 @@ impl Default for WorkloadOptions {
             topic: "chaos".into(),
             partitions: 3,
             producers: 2,
+            window: 4,
             raw_producers: 1,
             readers: 1,
             pace: Duration::from_millis(5),
@@ -289,6 +295,7 @@ async fn idempotent(
     partition: u32,
 ) -> anyhow::Result<()> {
     let mut seq = 0u64;
+    let mut inflight = FuturesOrdered::new();
     while !ctx.stopping() {
         seq += 1;
         let value = format!("{process}:{seq}");
@@ -300,31 +307,49 @@ async fn idempotent(
             ..Default::default()
         };
         match producer.send(record).await {
-            Ok(md) => {
-                ctx.history.ok(&process, sent(partition, &value, Some(md.offset), None));
-                ctx.acked.note(partition, md.offset);
-            }
-            Err(e) => {
-                // Nothing was sent for a usage or configuration error; anything else may
-                // have been written by an attempt before the last.
-                let kind = match e {
-                    rafka_client::Error::InvalidConfig(_) | rafka_client::Error::Usage(_) => {
-                        OpType::Fail
-                    }
-                    _ => OpType::Info,
-                };
-                ctx.history.record(
-                    &process,
-                    kind,
-                    sent(partition, &value, None, Some(e.to_string())),
-                );
+            Ok(delivery) => inflight.push_back(async move { (value, delivery.await) }),
+            Err(e) => idempotent_outcome(&ctx, &process, partition, &value, Err(e)),
+        }
+        while inflight.len() >= ctx.opts.window.max(1) {
+            if let Some((value, r)) = inflight.next().await {
+                idempotent_outcome(&ctx, &process, partition, &value, r);
             }
         }
         if !ctx.pause(ctx.opts.pace).await {
             break;
         }
     }
+    // Bounded by the producer's delivery timeout.
+    while let Some((value, r)) = inflight.next().await {
+        idempotent_outcome(&ctx, &process, partition, &value, r);
+    }
     Ok(())
+}
+
+fn idempotent_outcome(
+    ctx: &Ctx,
+    process: &str,
+    partition: u32,
+    value: &str,
+    r: rafka_client::Result<rafka_client::RecordMetadata>,
+) {
+    match r {
+        Ok(md) => {
+            ctx.history.ok(process, sent(partition, value, Some(md.offset), None));
+            ctx.acked.note(partition, md.offset);
+        }
+        Err(e) => {
+            // Nothing was sent for a usage or configuration error; anything else may
+            // have been written by an attempt before the last.
+            let kind = match e {
+                rafka_client::Error::InvalidConfig(_) | rafka_client::Error::Usage(_) => {
+                    OpType::Fail
+                }
+                _ => OpType::Info,
+            };
+            ctx.history.record(process, kind, sent(partition, value, None, Some(e.to_string())));
+        }
+    }
 }
 
 /// The outcome class of one raw produce attempt.
