@@ -64,6 +64,13 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => cli::output::usage_error(e),
     };
+    // Off unless asked for: `RAFKA_LOG=rafka_client=debug rafka ...` logs to stderr.
+    if let Ok(filter) = std::env::var("RAFKA_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => cli::output::fail(&anyhow::anyhow!("starting the runtime: {e}")),
