@@ -15,7 +15,8 @@
 //!   moved meanwhile (it voted for an earlier one), so it does not depose the first.
 //! - A voter whose leader is dead keeps campaigning every detector timeout until a leader
 //!   is found; one whose leader is unknown or was never heard from since this replica (or
-//!   the leader's broker) restarted campaigns with pre-vote after a random election timeout.
+//!   the leader's broker) restarted campaigns with pre-vote after a random election timeout
+//!   — or at once when it is the group's sole voter, which no one else can lead.
 //!   A live leader refuses such pre-votes and heartbeats the candidate (see `group.rs`).
 //! - When a broker comes (back) up, the groups led here that have a replica there heartbeat
 //!   at once, so a restarted replica learns its leader before its election timeout.
@@ -200,14 +201,16 @@ impl Driver {
                 continue;
             }
             // A dead leader is replaced at once (and retried every detector timeout); a leader
-            // never heard from, or none at all, after an election timeout.
+            // never heard from, or none at all, after an election timeout — except by a sole
+            // voter, which no one else can lead (a restarted single-replica group would stay
+            // unavailable for an election timeout otherwise).
             let retry = if leader_dead {
                 self.timing.detector_timeout()
             } else {
                 self.timing.election_timeout()
             };
             match t.campaign_at {
-                None if leader_dead => t.campaign_at = Some(now),
+                None if leader_dead || b.sole_voter => t.campaign_at = Some(now),
                 None => t.campaign_at = Some(now + retry),
                 Some(_) => {}
             }

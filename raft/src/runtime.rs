@@ -14,6 +14,7 @@ use std::sync::Weak;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
+use std::time::Duration;
 use std::time::Instant;
 
 use crate::config::FlushPolicy;
@@ -248,6 +249,55 @@ struct FlushQueue {
 /// Files one flush round syncs at once, at most.
 const PARALLEL_SYNCS: usize = 8;
 
+/// `None` when a file synced, else the error's kind and message.
+type SyncOutcome = Option<(io::ErrorKind, String)>;
+
+/// fdatasyncs one file; its outcome and how long it took.
+fn sync_file(file: &SegFile) -> (SyncOutcome, Duration) {
+    let started = Instant::now();
+    let res = file.sync_data();
+    let outcome = res.err().map(|e| {
+        tracing::error!(error = %e, "fdatasync of a segment file failed");
+        (e.kind(), e.to_string())
+    });
+    (outcome, started.elapsed())
+}
+
+/// A share of a flush round for a helper thread.
+struct SyncJob {
+    files: Vec<Arc<SegFile>>,
+    reply: mpsc::Sender<Vec<(SyncOutcome, Duration)>>,
+}
+
+/// The flusher's helper threads, each syncing one share of a round with many files. Started
+/// when first needed and kept (starting threads every round cost more than the syncs); they
+/// end when the flusher is dropped.
+#[derive(Default)]
+struct SyncHelpers {
+    threads: Vec<mpsc::Sender<SyncJob>>,
+}
+
+impl SyncHelpers {
+    /// Helper `i`, started now if it is the next one; `None` if no thread can be started.
+    fn get(&mut self, i: usize) -> Option<&mpsc::Sender<SyncJob>> {
+        if i == self.threads.len() {
+            let (tx, rx) = mpsc::channel::<SyncJob>();
+            let started =
+                std::thread::Builder::new().name("rafka-log-sync".into()).spawn(move || {
+                    while let Ok(job) = rx.recv() {
+                        let out = job.files.iter().map(|f| sync_file(f)).collect();
+                        let _ = job.reply.send(out);
+                    }
+                });
+            if started.is_err() {
+                return None;
+            }
+            self.threads.push(tx);
+        }
+        self.threads.get(i)
+    }
+}
+
 /// Syncs files written by the IO threads. With [`FlushPolicy::Always`] a round starts as soon
 /// as anything waits, and every append that arrived during the previous round shares the
 /// next one: one fdatasync per dirty file per round, however many appends it holds.
@@ -257,6 +307,7 @@ pub(crate) struct Flusher {
     rounds: AtomicU64,
     syncs: AtomicU64,
     writes: AtomicU64,
+    helpers: Mutex<SyncHelpers>,
 }
 
 impl Flusher {
@@ -267,6 +318,7 @@ impl Flusher {
             rounds: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            helpers: Mutex::new(SyncHelpers::default()),
         });
         let run = f.clone();
         std::thread::Builder::new()
@@ -345,44 +397,38 @@ impl Flusher {
     /// fdatasyncs `files`, several at once when there are several (the syncs of different
     /// files overlap in the device and share the filesystem's journal commits); the outcome
     /// of each, in order: `None` when synced, else the error's kind and message.
-    fn sync_all(&self, files: &[&Arc<SegFile>]) -> Vec<Option<(io::ErrorKind, String)>> {
-        let sync = |file: &SegFile| {
-            let started = Instant::now();
-            let res = file.sync_data();
-            self.syncs.fetch_add(1, Ordering::Relaxed);
-            metrics::histogram!(m::LOG_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
-            res.err().map(|e| {
-                tracing::error!(error = %e, "fdatasync of a segment file failed");
-                (e.kind(), e.to_string())
-            })
-        };
-        let sync_chunk =
-            |chunk: &[&Arc<SegFile>]| chunk.iter().map(|f| sync(f)).collect::<Vec<_>>();
-        if files.len() <= 1 {
-            return sync_chunk(files);
-        }
-        let chunk = files.len().div_ceil(files.len().min(PARALLEL_SYNCS));
-        std::thread::scope(|scope| {
-            let mut chunks = files.chunks(chunk);
-            let first = chunks.next().unwrap_or_default();
-            let helpers: Vec<_> = chunks
-                .map(|c| {
-                    let helper = std::thread::Builder::new()
-                        .name("rafka-log-sync".into())
-                        .spawn_scoped(scope, move || sync_chunk(c));
-                    // No thread to be had: sync this share here, after the first.
-                    helper.map_err(|_| c)
-                })
-                .collect();
-            let mut out = sync_chunk(first);
-            for h in helpers {
-                match h {
-                    Ok(h) => out.extend(h.join().expect("fdatasync does not panic")),
-                    Err(c) => out.extend(sync_chunk(c)),
-                }
+    fn sync_all(&self, files: &[&Arc<SegFile>]) -> Vec<SyncOutcome> {
+        let chunk = files.len().div_ceil(files.len().clamp(1, PARALLEL_SYNCS));
+        let mut shares = files.chunks(chunk.max(1));
+        let first = shares.next().unwrap_or_default();
+        // The other shares go to helper threads, started once and kept for later rounds.
+        let mut pending = Vec::new();
+        {
+            let mut helpers = self.helpers.lock().unwrap_or_else(|p| p.into_inner());
+            for (i, share) in shares.enumerate() {
+                let reply = helpers.get(i).and_then(|helper| {
+                    let (tx, rx) = mpsc::channel();
+                    let files = share.iter().map(|f| Arc::clone(f)).collect();
+                    helper.send(SyncJob { files, reply: tx }).ok().map(|()| rx)
+                });
+                pending.push((share, reply));
             }
-            out
-        })
+        }
+        let mut out: Vec<SyncOutcome> = first.iter().map(|f| self.record(sync_file(f))).collect();
+        for (share, reply) in pending {
+            match reply.and_then(|rx| rx.recv().ok()) {
+                Some(res) => out.extend(res.into_iter().map(|r| self.record(r))),
+                // No helper to be had (or it is gone): sync the share here.
+                None => out.extend(share.iter().map(|f| self.record(sync_file(f)))),
+            }
+        }
+        out
+    }
+
+    fn record(&self, (outcome, took): (SyncOutcome, Duration)) -> SyncOutcome {
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!(m::LOG_FSYNC_SECONDS).record(took.as_secs_f64());
+        outcome
     }
 
     fn flush_round(&self, reqs: Vec<FlushReq>) {
@@ -400,7 +446,7 @@ impl Flusher {
             .filter(|f| seen.insert(Arc::as_ptr(f)))
             .collect();
         let outcomes = self.sync_all(&files);
-        let synced: HashMap<*const SegFile, Option<(io::ErrorKind, String)>> =
+        let synced: HashMap<*const SegFile, SyncOutcome> =
             files.iter().map(|f| Arc::as_ptr(f)).zip(outcomes).collect();
         crate::crash_point!(crate::crash::LOG_AFTER_FSYNC);
         for r in reqs {

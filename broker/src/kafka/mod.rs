@@ -61,6 +61,7 @@ use kafka_protocol::messages::SyncGroupRequest;
 use kafka_protocol::protocol::Encodable;
 use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
+use tokio::io::BufWriter;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -149,7 +150,10 @@ async fn read_requests(
     }
 }
 
-async fn write_answers(mut write: OwnedWriteHalf, mut queue: mpsc::Receiver<Job>, peer: &str) {
+async fn write_answers(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Job>, peer: &str) {
+    // Answers ready together leave in one write (a pipelining client's Produce answers
+    // often are); a large answer goes past the buffer.
+    let mut write = BufWriter::new(write);
     let mut pending = FuturesOrdered::new();
     let mut open = true;
     loop {
@@ -163,21 +167,33 @@ async fn write_answers(mut write: OwnedWriteHalf, mut queue: mpsc::Receiver<Job>
                 }
                 None => open = false,
             },
-            Some((out, permit)) = pending.next() => {
-                match out {
-                    Ok(Some(bytes)) => {
-                        if let Err(e) = write.write_all(&bytes).await {
-                            tracing::debug!(%peer, "Kafka connection: {e}");
+            Some(first) = pending.next() => {
+                // Held until the answers are written: they bound what is in flight.
+                let mut permits = Vec::new();
+                let mut next = Some(first);
+                while let Some((out, permit)) = next.take() {
+                    match out {
+                        Ok(Some(bytes)) => {
+                            if let Err(e) = write.write_all(&bytes).await {
+                                tracing::debug!(%peer, "Kafka connection: {e}");
+                                return;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            let _ = write.flush().await;
+                            tracing::info!(%peer, "closing a Kafka connection: {e}");
                             return;
                         }
                     }
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::info!(%peer, "closing a Kafka connection: {e}");
-                        return;
-                    }
+                    permits.push(permit);
+                    next = pending.next().now_or_never().flatten();
                 }
-                drop(permit);
+                if let Err(e) = write.flush().await {
+                    tracing::debug!(%peer, "Kafka connection: {e}");
+                    return;
+                }
+                drop(permits);
             }
             else => return,
         }

@@ -79,9 +79,11 @@ pub struct ProduceBench {
     /// Producer linger [default: 5, 0 with --sync].
     #[arg(long, value_name = "MS")]
     linger_ms: Option<u64>,
-    /// Producer batch size.
-    #[arg(long, default_value_t = 16 * 1024, value_name = "BYTES")]
-    batch_size: usize,
+    /// Producer batch size [default: the producer's (256 KiB), capped so that the window
+    /// holds two full batches: a closed loop whose window is smaller than a batch would
+    /// wait out the linger on every batch].
+    #[arg(long, value_name = "BYTES")]
+    batch_size: Option<usize>,
     /// Batches in flight per partition (at most 5 with acks=all, which is idempotent).
     #[arg(long, default_value_t = 5, value_name = "N")]
     max_in_flight: usize,
@@ -119,17 +121,22 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
         let t = md.topic(&b.topic).context("topic vanished")?;
         t.partitions.first().map_or(1, |p| p.replicas.len().max(1))
     };
+    let window = if b.sync { 1 } else { b.window };
+    let batch_size = b.batch_size.unwrap_or_else(|| {
+        let record = b.record_size + 32;
+        let share = window.div_ceil(b.producers);
+        ProducerConfig::default().batch_size.min((share * record / 2).max(record))
+    });
     let disk = match &b.disk_baseline {
-        Some(dir) => Some(disk_baseline(dir, replicas, b.batch_size).await?),
+        Some(dir) => Some(disk_baseline(dir, replicas, batch_size).await?),
         None => None,
     };
-    let window = if b.sync { 1 } else { b.window };
     let linger = b.linger_ms.unwrap_or(if b.sync { 0 } else { 5 });
     let config = ProducerConfig {
         acks: b.acks.acks(),
         idempotence: b.acks == AcksArg::All,
         linger: Duration::from_millis(linger),
-        batch_size: b.batch_size,
+        batch_size,
         max_in_flight: b.max_in_flight,
         compression: b.compression.compression(),
         ..ProducerConfig::default()
@@ -231,7 +238,7 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
             "disk baseline: {:.1} MB/s ({replicas} writers of {} B with fdatasync, {:.3} ms per write); \
              this run wrote {:.1} MB/s to it ({:.0}%)",
             d.mb_per_sec,
-            b.batch_size,
+            batch_size,
             d.ms_per_write,
             mb_per_sec * replicas as f64,
             fraction * 100.0
@@ -242,7 +249,7 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
                 "mb_per_sec": d.mb_per_sec,
                 "ms_per_write": d.ms_per_write,
                 "writers": replicas,
-                "write_bytes": b.batch_size,
+                "write_bytes": batch_size,
                 "fraction_used": fraction,
             }),
         );
@@ -265,7 +272,7 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
             "producers": b.producers,
             "acks": format!("{:?}", b.acks).to_lowercase(),
             "linger_ms": linger,
-            "batch_size": b.batch_size,
+            "batch_size": batch_size,
             "max_in_flight": b.max_in_flight,
         }),
         lines,

@@ -79,7 +79,7 @@ impl Default for ProducerConfig {
         ProducerConfig {
             acks: Acks::All,
             linger: Duration::from_millis(5),
-            batch_size: 16 * 1024,
+            batch_size: 256 * 1024,
             compression: Compression::None,
             idempotence: true,
             max_in_flight: 5,

@@ -1,9 +1,9 @@
 //! One partition's sender: fills batches, sends up to `max_in_flight` of them at once on the
 //! leader's ordered stream, and completes their records in order.
 //!
-//! Records fill the open batch until it holds `batch_size` bytes (it is then sealed) or its
-//! linger has passed while there is room in the window (sealed and sent at once); while the
-//! window is full, batches keep filling. Idempotent sequence numbers are given when a batch
+//! Records fill the open batch until it holds `batch_size` bytes (it is then sealed; a record
+//! that would not fit starts the next batch) or its linger has passed while there is room in
+//! the window (sealed and sent at once); while the window is full, batches keep filling. Idempotent sequence numbers are given when a batch
 //! is first sent, and a batch is resent with the same bytes.
 //!
 //! A failed answer stops new sends (recovery): once every batch in flight has its answer,
@@ -188,6 +188,11 @@ impl PartitionTask {
     }
 
     fn add(&mut self, p: Pending) {
+        // A record that would take the batch past its size starts the next one, so that only
+        // a record larger than the batch size makes a larger batch.
+        if !self.open.is_empty() && self.open_bytes + p.size > self.shared.config.batch_size {
+            self.seal();
+        }
         if self.open.is_empty() {
             self.open_until = Some(Instant::now() + self.shared.config.linger);
         }

@@ -616,6 +616,8 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
             is_leader: m.state == ServerState::Leader,
             // Not `voter_ids()`: that builds a set; this scan runs for every group.
             is_voter: membership.get_joint_config().iter().any(|c| c.contains(&self.replica)),
+            sole_voter: matches!(membership.get_joint_config().as_slice(),
+                [c] if c.len() == 1 && c.contains(&self.replica)),
             running: m.running_state.is_ok(),
             leader_broker: m
                 .current_leader

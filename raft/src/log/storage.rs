@@ -85,6 +85,9 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
                 }
                 prev = Some(entry.log_id);
             }
+            // One allocation for the batch (membership entries may still grow it a little):
+            // growing it entry by entry would copy every payload again.
+            buf.reserve(total);
             for entry in entries {
                 let at = buf.len();
                 let header = encode_entry::<A>(&entry, st.next_offset, &mut buf);

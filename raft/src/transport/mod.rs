@@ -98,6 +98,8 @@ pub(crate) trait GroupRpc: Send + Sync + 'static {
 pub(crate) struct Brief {
     pub is_leader: bool,
     pub is_voter: bool,
+    /// This replica is the group's only voter (and no membership change is under way).
+    pub sole_voter: bool,
     pub running: bool,
     /// Broker of the known leader, if it is another replica in the membership.
     pub leader_broker: Option<u64>,
