@@ -2,7 +2,11 @@
 SIZE bytes as fast as the producer allows (acks=all, idempotent, linger 5 ms, batches of up
 to 1 MiB), then consume them all from the beginning. Prints one JSON object.
 
-Usage: librdkafka.py BOOTSTRAP TOPIC N SIZE   (in the venv `deploy/prereqs.sh --test` makes)
+With --sync: N records one at a time instead (linger 0, each delivery awaited before the
+next send), reporting the latency percentiles of one acks=all produce; nothing is consumed.
+
+Usage: librdkafka.py BOOTSTRAP TOPIC N SIZE [--sync]
+       (in the venv `deploy/prereqs.sh --test` makes)
 """
 import json
 import sys
@@ -13,6 +17,41 @@ from confluent_kafka import Consumer, Producer
 
 bootstrap, topic, n, size = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 value = b"x" * size
+if sys.argv[5:] == ["--sync"]:
+    p = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 0,
+        }
+    )
+    p.produce(topic, value=value)  # metadata and connections before the clock starts
+    p.flush(30)
+    lat = []
+    errors = []
+    for _ in range(n):
+        t = time.perf_counter()
+        p.produce(topic, value=value, on_delivery=lambda err, _m: err and errors.append(err))
+        p.flush(30)
+        lat.append(time.perf_counter() - t)
+    lat.sort()
+
+    def q(f):
+        return round(lat[min(len(lat) - 1, int(f * len(lat)))] * 1000, 3)
+
+    print(
+        json.dumps(
+            {
+                "records": n,
+                "record_size": size,
+                "failed": len(errors),
+                "records_per_sec": round(n / sum(lat)),
+                "latency_ms": {"p50": q(0.5), "p99": q(0.99), "max": q(1.0)},
+            }
+        )
+    )
+    sys.exit(1 if errors else 0)
 p = Producer(
     {
         "bootstrap.servers": bootstrap,
