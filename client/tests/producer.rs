@@ -309,6 +309,63 @@ async fn keyless_records_stick_to_a_partition_per_batch_but_move_on() {
 }
 
 #[tokio::test]
+async fn a_record_that_would_overflow_the_batch_starts_the_next_one() {
+    bounded("batch size bound", TEST_LIMIT, async {
+        let cluster = Cluster::start(1).await;
+        let client = Client::connect(&bootstrap(&cluster)).await.expect("connect");
+        common::create_topic(&Admin::new(client.clone()), "bounded", 1, 1).await;
+        // Each record counts 270 bytes plus the producer's per-record estimate (32): three
+        // fit in 1,000 bytes, a fourth would not. The long linger leaves size as the only
+        // reason a batch is sealed, but for the last one.
+        let batch_size = 1000;
+        let config = ProducerConfig {
+            batch_size,
+            linger: Duration::from_secs(2),
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), config).unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..30 {
+            let value = format!("{i:03}{}", "v".repeat(267));
+            let r = ProducerRecord { partition: Some(0), ..record("bounded", None, value) };
+            deliveries.push(producer.send(r).await.expect("queued"));
+        }
+        for d in deliveries {
+            d.await.expect("delivered");
+        }
+
+        let end = client
+            .list_offset("bounded", 0, rafka_client::OffsetSpec::Latest)
+            .await
+            .expect("latest");
+        assert_eq!(end, 30);
+        let mut counts = Vec::new();
+        let mut next = 0;
+        while next < end {
+            let f = client
+                .fetch("bounded", 0, next, 1 << 20, Duration::from_millis(100))
+                .await
+                .expect("fetch");
+            for (base, bytes) in f.batches {
+                let h = rafka_proto::batch::validate(&bytes, usize::MAX).expect("batch");
+                let records = rafka_proto::batch::records(&bytes).expect("records");
+                for (j, r) in records.iter().enumerate() {
+                    let want = format!("{:03}", base + j as i64);
+                    assert_eq!(&r.value.as_ref().expect("value")[..3], want.as_bytes());
+                }
+                counts.push(h.records_count);
+                next = next.max(base + i64::from(h.records_count));
+            }
+        }
+        // Before a full batch was sealed only once it reached the size, with the record
+        // that took it past: four records, 1,208 bytes.
+        assert!(counts.iter().all(|&c| c <= 3), "batches of {counts:?} records");
+        assert!(counts.iter().filter(|&&c| c == 3).count() >= 5, "batches of {counts:?} records");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn sends_wait_for_buffer_memory_and_all_succeed() {
     bounded("backpressure", TEST_LIMIT, async {
         let cluster = Cluster::start(3).await;

@@ -4,7 +4,8 @@
 #
 #   deploy/bench/producer.sh [OUT.jsonl]
 #
-# Creates topics bp1 (1 partition), bp12 (12) and be2e (1), all RF 3, unless they exist;
+# Creates topics bp1 (1 partition, 1 KiB records only), bp12 (12), bp100 (1, 100 B records)
+# and be2e (1), all RF 3, unless they exist;
 # prints each `rafka bench` summary as text on stderr and appends its JSON to OUT.jsonl
 # (default: producer-bench.jsonl). The disk baseline is measured in $BENCH_DISK_DIR
 # (default /tmp; put it on the brokers' disk). RAFKA_BIN names the rafka CLI (default
@@ -41,7 +42,10 @@ run "1 KiB, 1 partition, window 1000" "${produce[@]}" bp1 --create --partitions 
     --records 200000 --record-size 1024
 run "1 KiB, 12 partitions, window 1000" "${produce[@]}" bp12 --create --partitions 12 \
     --records 300000 --record-size 1024
-run "100 B, 1 partition, window 1000" "${produce[@]}" bp1 --records 1000000 --record-size 100
+run "1 KiB, 12 partitions, window 4000" "${produce[@]}" bp12 --records 300000 \
+    --record-size 1024 --window 4000
+run "100 B, 1 partition, window 1000" "${produce[@]}" bp100 --create --partitions 1 \
+    --records 1000000 --record-size 100
 run "1 KiB, 1 partition, one at a time" produce bp1 --records 3000 --record-size 1024 --sync
 run "1 KiB, 1 partition, 5,000/s open loop" produce bp1 --records 50000 --record-size 1024 \
     --rate 5000
