@@ -47,8 +47,10 @@ run "1 KiB, 12 partitions, window 4000" "${produce[@]}" bp12 --records 300000 \
 run "100 B, 1 partition, window 1000" "${produce[@]}" bp100 --create --partitions 1 \
     --records 1000000 --record-size 100
 run "1 KiB, 1 partition, one at a time" produce bp1 --records 3000 --record-size 1024 --sync
-run "1 KiB, 1 partition, 5,000/s open loop" produce bp1 --records 50000 --record-size 1024 \
-    --rate 5000
+run "1 KiB, 1 partition, 5,000/s open loop, linger 0" produce bp1 --records 50000 \
+    --record-size 1024 --rate 5000 --linger-ms 0
+run "1 KiB, 1 partition, 5,000/s open loop, linger 5 ms" produce bp1 --records 50000 \
+    --record-size 1024 --rate 5000
 "$rafka" --bootstrap 127.0.0.1:9092 topic create be2e --partitions 1 --replication-factor 3 \
     2>/dev/null || true
 run "end to end, 100 B at 5,000/s" e2e be2e --rate 5000 --seconds 10 --record-size 100

@@ -322,6 +322,8 @@ async fn json_outputs_groups_and_bench() {
             (v["params"]["rate"].as_f64(), v["params"]["window"].as_u64()),
             (Some(1000.0), Some(10))
         );
+        // Paced: the last of 100 records at 1,000/s is not sent before 99 ms.
+        assert!(v["seconds"].as_f64().is_some_and(|s| s >= 0.099), "{v}");
 
         // A group reads everything, commits what it printed, and leaves.
         let run = sh("rafka consume j --group jg --output json --max-messages 300", &b, "").await;

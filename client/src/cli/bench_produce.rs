@@ -8,7 +8,7 @@
 //! - `--rate R`: open loop, records scheduled at R per second whatever the acknowledgements
 //!   do (the window still bounds what is in flight); latency is measured from each record's
 //!   scheduled send time, so a stall counts against every record it delays (no coordinated
-//!   omission).
+//!   omission). A thread paces the sends (tokio's timer is only millisecond-precise).
 //!
 //! With `--broker-metrics` (the brokers' HTTP side ports) the brokers' CPU-seconds during the
 //! run are read from their `process_cpu_seconds_total` and reported per MB produced. With
@@ -172,10 +172,12 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
                 done.fetch_add(1, Ordering::Relaxed);
                 bar.inc(1);
             };
+            let mut ticks = rate.map(|r| pace(start, r, n));
             for k in 0..n {
                 let scheduled = rate.map(|r| start + Duration::from_secs_f64(k as f64 / r));
-                if let Some(at) = scheduled {
-                    tokio::time::sleep_until(at).await;
+                if let Some(ticks) = &mut ticks {
+                    // Closed when the pacer has scheduled all n: nothing left to wait for.
+                    let _ = ticks.recv().await;
                 }
                 while inflight.len() >= window {
                     if let Some(r) = inflight.next().await {
@@ -284,6 +286,28 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
         return Ok(1);
     }
     Ok(0)
+}
+
+/// Wakes the open loop at each record's scheduled time: `tokio`'s timer rounds a deadline up
+/// to its next millisecond, which would make records late by up to a millisecond before
+/// they are sent and count that against the system (the latency is measured from the
+/// scheduled time). A thread's sleep is precise to tens of microseconds.
+fn pace(start: Instant, rate: f64, n: u64) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = start.into_std();
+    std::thread::spawn(move || {
+        for k in 0..n {
+            let at = start + Duration::from_secs_f64(k as f64 / rate);
+            let now = std::time::Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
 }
 
 async fn create_topic(client: &Client, b: &ProduceBench) -> anyhow::Result<()> {
