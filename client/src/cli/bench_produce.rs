@@ -176,8 +176,15 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
             for k in 0..n {
                 let scheduled = rate.map(|r| start + Duration::from_secs_f64(k as f64 / r));
                 if let Some(ticks) = &mut ticks {
-                    // Closed when the pacer has scheduled all n: nothing left to wait for.
-                    let _ = ticks.recv().await;
+                    // Deliveries are timed as they come while the next send waits (closed
+                    // when the pacer has scheduled all n: nothing left to wait for).
+                    loop {
+                        tokio::select! {
+                            biased;
+                            _ = ticks.recv() => break,
+                            Some(r) = inflight.next(), if !inflight.is_empty() => record(r),
+                        }
+                    }
                 }
                 while inflight.len() >= window {
                     if let Some(r) = inflight.next().await {
