@@ -26,7 +26,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use prost::Message;
 use rafka_proto::ErrorExt;
 use rafka_proto::v1;
 use rafka_proto::v1::admin_client::AdminClient;
@@ -255,13 +254,14 @@ async fn run(c: &Cluster, partitions: usize) {
                     .into_inner();
                 assert!(r.error.as_ref().is_none_or(|e| e.is_ok()), "fetch: {:?}", r.error);
                 let Some(last) = r.batches.last() else { break };
+                // Kafka record batches (the broker stores what the producer sent).
                 for b in &r.batches {
                     bytes += b.batch.len();
-                    let rb = v1::RecordBatch::decode(b.batch.clone()).unwrap();
-                    records += rb.record_count as usize;
+                    let h = rafka_proto::batch::BatchHeader::parse(&b.batch).expect("batch");
+                    records += h.records_count as usize;
                 }
-                let rb = v1::RecordBatch::decode(last.batch.clone()).unwrap();
-                offset = last.base_offset + rb.record_count as i64;
+                let h = rafka_proto::batch::BatchHeader::parse(&last.batch).expect("batch");
+                offset = last.base_offset + i64::from(h.last_offset_delta) + 1;
                 if offset >= r.high_watermark {
                     break;
                 }
