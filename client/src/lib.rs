@@ -68,6 +68,7 @@ pub use producer::Delivery;
 pub use producer::Producer;
 pub use producer::ProducerConfig;
 pub use producer::ProducerRecord;
+pub use producer::RECORD_OVERHEAD;
 pub use producer::RecordMetadata;
 pub use rafka_proto::ErrorCode;
 pub use rafka_proto::v1::Acks;

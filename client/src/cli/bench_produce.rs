@@ -123,7 +123,7 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
     };
     let window = if b.sync { 1 } else { b.window };
     let batch_size = b.batch_size.unwrap_or_else(|| {
-        let record = b.record_size + 32;
+        let record = b.record_size + rafka_client::RECORD_OVERHEAD;
         let share = window.div_ceil(b.producers);
         ProducerConfig::default().batch_size.min((share * record / 2).max(record))
     });
@@ -173,18 +173,17 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
                 bar.inc(1);
             };
             let mut ticks = rate.map(|r| pace(start, r, n));
-            for k in 0..n {
-                let scheduled = rate.map(|r| start + Duration::from_secs_f64(k as f64 / r));
+            for _ in 0..n {
+                let mut scheduled = None;
                 if let Some(ticks) = &mut ticks {
-                    // Deliveries are timed as they come while the next send waits (closed
-                    // when the pacer has scheduled all n: nothing left to wait for).
-                    loop {
+                    // Deliveries are timed as they come while the next send waits.
+                    scheduled = loop {
                         tokio::select! {
                             biased;
-                            _ = ticks.recv() => break,
+                            at = ticks.recv() => break at,
                             Some(r) = inflight.next(), if !inflight.is_empty() => record(r),
                         }
-                    }
+                    };
                 }
                 while inflight.len() >= window {
                     if let Some(r) = inflight.next().await {
@@ -298,18 +297,18 @@ pub async fn run(client: Client, out: Output, b: ProduceBench) -> anyhow::Result
 /// Wakes the open loop at each record's scheduled time: `tokio`'s timer rounds a deadline up
 /// to its next millisecond, which would make records late by up to a millisecond before
 /// they are sent and count that against the system (the latency is measured from the
-/// scheduled time). A thread's sleep is precise to tens of microseconds.
-fn pace(start: Instant, rate: f64, n: u64) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+/// scheduled time). A thread's sleep is precise to tens of microseconds. Yields each
+/// record's scheduled time when it comes.
+fn pace(start: Instant, rate: f64, n: u64) -> tokio::sync::mpsc::UnboundedReceiver<Instant> {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let start = start.into_std();
     std::thread::spawn(move || {
         for k in 0..n {
             let at = start + Duration::from_secs_f64(k as f64 / rate);
-            let now = std::time::Instant::now();
+            let now = Instant::now();
             if at > now {
                 std::thread::sleep(at - now);
             }
-            if tx.send(()).is_err() {
+            if tx.send(at).is_err() {
                 return;
             }
         }

@@ -49,8 +49,9 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::partitioner::partition_for_key;
 
-/// Bytes counted per record on top of key, value and headers.
-const RECORD_OVERHEAD: usize = 32;
+/// Bytes counted per record on top of key, value and headers (against `batch_size` and
+/// `buffer_memory`).
+pub const RECORD_OVERHEAD: usize = 32;
 
 /// How a [`Producer`] batches and delivers.
 #[derive(Debug, Clone)]

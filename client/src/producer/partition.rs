@@ -3,8 +3,9 @@
 //!
 //! Records fill the open batch until it holds `batch_size` bytes (it is then sealed; a record
 //! that would not fit starts the next batch) or its linger has passed while there is room in
-//! the window (sealed and sent at once); while the window is full, batches keep filling. Idempotent sequence numbers are given when a batch
-//! is first sent, and a batch is resent with the same bytes.
+//! the window (sealed and sent at once); while the window is full, batches keep filling.
+//! Idempotent sequence numbers are given when a batch is first sent, and a batch is resent
+//! with the same bytes.
 //!
 //! A failed answer stops new sends (recovery): once every batch in flight has its answer,
 //! the unacknowledged ones are resent one at a time, oldest first, until acknowledged — the

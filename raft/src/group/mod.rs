@@ -612,12 +612,13 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let m = m.borrow_watched();
         let membership = m.membership_config.membership();
         let last_log_index = m.last_log_index;
+        // Not `voter_ids()`: that builds a set; this scan runs for every group.
+        let joint = membership.get_joint_config();
+        let is_voter = joint.iter().any(|c| c.contains(&self.replica));
         Brief {
             is_leader: m.state == ServerState::Leader,
-            // Not `voter_ids()`: that builds a set; this scan runs for every group.
-            is_voter: membership.get_joint_config().iter().any(|c| c.contains(&self.replica)),
-            sole_voter: matches!(membership.get_joint_config().as_slice(),
-                [c] if c.len() == 1 && c.contains(&self.replica)),
+            is_voter,
+            sole_voter: is_voter && matches!(joint.as_slice(), [c] if c.len() == 1),
             running: m.running_state.is_ok(),
             leader_broker: m
                 .current_leader
