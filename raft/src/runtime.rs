@@ -1,6 +1,6 @@
 //! The broker-wide IO machinery behind every group's log: IO threads that write appends to
-//! segment files, and one flusher that fdatasyncs dirty files and fires every waiting
-//! callback after the sync (group commit).
+//! segment files (and sync a lone write themselves), and one flusher that fdatasyncs dirty
+//! files and fires every waiting callback after the sync (group commit).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::Condvar;
 use std::sync::Mutex;
 use std::sync::Weak;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
@@ -53,7 +54,7 @@ pub(crate) struct RuntimeInner {
     pub meta: MetaStore,
     pub config: LogConfig,
     pub root: PathBuf,
-    io: Vec<Mutex<mpsc::Sender<Job>>>,
+    io: Vec<IoThread>,
     pub flusher: Arc<Flusher>,
     /// Groups with a live log handle: a group's files have exactly one writer.
     open_groups: Mutex<HashMap<GroupId, Weak<dyn Any + Send + Sync>>>,
@@ -81,8 +82,11 @@ impl LogRuntime {
         let mut io = Vec::with_capacity(config.io_threads);
         for i in 0..config.io_threads {
             let (tx, rx) = mpsc::channel::<Job>();
+            let queued = Arc::new(AtomicU64::new(0));
+            let waiting = queued.clone();
             std::thread::Builder::new().name(format!("rafka-log-io-{i}")).spawn(move || {
                 while let Ok(job) = rx.recv() {
+                    waiting.fetch_sub(1, Ordering::SeqCst);
                     // A panicking job must not take down the thread every other group on
                     // it depends on.
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
@@ -90,7 +94,7 @@ impl LogRuntime {
                     }
                 }
             })?;
-            io.push(Mutex::new(tx));
+            io.push(IoThread { tx: Mutex::new(tx), queued });
         }
         Ok(LogRuntime {
             inner: Arc::new(RuntimeInner {
@@ -189,6 +193,7 @@ impl LogRuntime {
             rounds: f.rounds.load(Ordering::Relaxed),
             syncs: f.syncs.load(Ordering::Relaxed),
             writes: f.writes.load(Ordering::Relaxed),
+            inline: f.inline.load(Ordering::Relaxed),
         }
     }
 
@@ -196,8 +201,12 @@ impl LogRuntime {
     /// append becomes durable (and no flush callback fires).
     #[doc(hidden)]
     pub fn set_flusher_paused(&self, paused: bool) {
-        self.inner.flusher.queue.lock().unwrap().paused = paused;
-        self.inner.flusher.wake.notify_one();
+        let f = &self.inner.flusher;
+        let mut q = f.queue.lock().unwrap();
+        q.paused = paused;
+        f.paused.store(paused, Ordering::SeqCst);
+        drop(q);
+        f.wake.notify_one();
     }
 }
 
@@ -211,13 +220,44 @@ pub struct FlushStats {
     /// Segment writes made durable (or failed) by those rounds; one write carries every
     /// append that was waiting for the IO thread.
     pub writes: u64,
+    /// Of the rounds, those an IO thread ran itself for one write, with nothing else waiting.
+    pub inline: u64,
+}
+
+/// One IO thread's queue.
+struct IoThread {
+    tx: Mutex<mpsc::Sender<Job>>,
+    /// Jobs queued and not yet started.
+    queued: Arc<AtomicU64>,
 }
 
 impl RuntimeInner {
+    fn io_of(&self, group: GroupId) -> &IoThread {
+        &self.io[(group % self.io.len() as u64) as usize]
+    }
+
     /// Queues `job` on the IO thread that owns `group`; a group's jobs run in order.
     pub fn submit(&self, group: GroupId, job: Job) -> io::Result<()> {
-        let tx = &self.io[(group % self.io.len() as u64) as usize];
-        tx.lock().unwrap().send(job).map_err(|_| io::Error::other("log IO thread has stopped"))
+        let io = self.io_of(group);
+        io.queued.fetch_add(1, Ordering::SeqCst);
+        io.tx.lock().unwrap().send(job).map_err(|_| {
+            io.queued.fetch_sub(1, Ordering::SeqCst);
+            io::Error::other("log IO thread has stopped")
+        })
+    }
+
+    /// Runs `f` if `group` was not removed since it was opened, holding off removals meanwhile
+    /// (for a closing log's last metadata write, which must not outlive a removal).
+    pub fn unless_removed(&self, group: GroupId, f: impl FnOnce()) {
+        let open = self.open_groups.lock().unwrap_or_else(|p| p.into_inner());
+        if open.contains_key(&group) {
+            f();
+        }
+    }
+
+    /// Whether the IO thread of `group` has no job waiting behind the one it runs.
+    pub fn io_idle(&self, group: GroupId) -> bool {
+        self.io_of(group).queued.load(Ordering::SeqCst) == 0
     }
 
     pub fn group_dir(&self, group: GroupId) -> PathBuf {
@@ -303,10 +343,13 @@ impl SyncHelpers {
 /// next one: one fdatasync per dirty file per round, however many appends it holds.
 pub(crate) struct Flusher {
     queue: Mutex<FlushQueue>,
+    /// Mirrors `queue.paused`, read without the lock by [`Flusher::sync_inline`].
+    paused: AtomicBool,
     wake: Condvar,
     rounds: AtomicU64,
     syncs: AtomicU64,
     writes: AtomicU64,
+    inline: AtomicU64,
     helpers: Mutex<SyncHelpers>,
 }
 
@@ -314,10 +357,12 @@ impl Flusher {
     fn start(policy: FlushPolicy) -> io::Result<Arc<Flusher>> {
         let f = Arc::new(Flusher {
             queue: Mutex::new(FlushQueue::default()),
+            paused: AtomicBool::new(false),
             wake: Condvar::new(),
             rounds: AtomicU64::new(0),
             syncs: AtomicU64::new(0),
             writes: AtomicU64::new(0),
+            inline: AtomicU64::new(0),
             helpers: Mutex::new(SyncHelpers::default()),
         });
         let run = f.clone();
@@ -337,6 +382,27 @@ impl Flusher {
     pub fn submit_now(&self, file: Arc<SegFile>, done: FlushDone) {
         self.queue.lock().unwrap().urgent += 1;
         self.push(FlushReq { file: Ok(file), done });
+    }
+
+    /// fdatasyncs `file` on the calling IO thread, as a round of its own: what a write does
+    /// instead of handing its file to the flusher when nothing else waits (see
+    /// `Shared::write`), which saves a thread hand-off on the way to the acknowledgement.
+    /// `None` while the flusher is paused (tests): the caller submits instead.
+    pub fn sync_inline(&self, file: &SegFile) -> Option<io::Result<()>> {
+        if self.paused.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.inline.fetch_add(1, Ordering::Relaxed);
+        metrics::histogram!(m::LOG_FLUSH_BATCH_WRITES).record(1.0);
+        crate::crash_point!(crate::crash::LOG_BEFORE_FSYNC);
+        let outcome = self.record(sync_file(file));
+        crate::crash_point!(crate::crash::LOG_AFTER_FSYNC);
+        Some(match outcome {
+            None => Ok(()),
+            Some((kind, msg)) => Err(io::Error::new(kind, msg)),
+        })
     }
 
     /// Reports a failed write to `done` in order with the writes queued before it.

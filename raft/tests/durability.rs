@@ -100,6 +100,97 @@ async fn groups_share_flush_rounds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_append_is_synced_by_its_io_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(1).unwrap();
+    for i in 0..20 {
+        let before = rt.flush_stats();
+        append_durable(&mut log, vec![normal(1, i, 1, i as i64, 100)]).await.unwrap();
+        let after = rt.flush_stats();
+        assert_eq!(after.inline - before.inline, 1, "append {i}: nothing else waited");
+        assert_eq!(after.syncs - before.syncs, 1);
+        assert_eq!(log.flushed_log_id(), Some(rafka_raft::log_id(1, i)));
+    }
+    drop(log);
+    drop(rt);
+    let (_rt, _log, got) = reopen_and_read(dir.path(), 1).await;
+    assert_eq!(got.len(), 20);
+}
+
+type FlushRx = openraft::type_config::alias::OneshotReceiverOf<common::C, std::io::Result<()>>;
+
+/// One pass over a group's appends, newest first, recording which were acknowledged: an
+/// append seen acknowledged while an older one is then seen not acknowledged was acknowledged
+/// out of order.
+fn check_ack_order(g: u64, pending: &mut [Option<FlushRx>], fired: &mut [bool]) {
+    let mut newer_done = None;
+    for i in (0..pending.len()).rev() {
+        // `try_recv`: polling would stop answering after tokio's budget of 128.
+        if !fired[i]
+            && let Some(res) = pending[i].as_mut().and_then(|rx| rx.try_recv().ok())
+        {
+            res.unwrap();
+            fired[i] = true;
+            pending[i] = None;
+        }
+        match newer_done {
+            Some(n) if !fired[i] => panic!("group {g}: append {n} acknowledged before append {i}"),
+            None if fired[i] => newer_done = Some(i),
+            _ => {}
+        }
+    }
+}
+
+/// Writes that sync on their IO thread and writes the flusher syncs interleave (other groups'
+/// jobs on the same IO thread decide which): every group's flush callbacks must still fire in
+/// the order of its appends, as openraft requires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_callbacks_fire_in_append_order_whoever_syncs() {
+    const GROUPS: u64 = 6;
+    const APPENDS: usize = 300;
+    // Appends of a group not yet acknowledged, at most: small, so that the writes are many.
+    const WINDOW: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let before = rt.flush_stats();
+    let mut writers = Vec::new();
+    for g in 0..GROUPS {
+        let mut log = rt.open_group::<TestApp>(g).unwrap();
+        writers.push(tokio::spawn(async move {
+            let mut pending = Vec::new();
+            let mut fired = Vec::new();
+            let deadline = Instant::now() + Duration::from_secs(60);
+            for i in 0..APPENDS {
+                let entry = normal(1, i as u64, 1, 0, 200);
+                pending.push(Some(append_pending(&mut log, vec![entry]).await));
+                fired.push(false);
+                loop {
+                    check_ack_order(g, &mut pending, &mut fired);
+                    if i < WINDOW || fired[i - WINDOW] {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "group {g}: appends never acknowledged");
+                    tokio::task::yield_now().await;
+                }
+            }
+            while fired.iter().any(|f| !f) {
+                check_ack_order(g, &mut pending, &mut fired);
+                assert!(Instant::now() < deadline, "group {g}: appends never acknowledged");
+                tokio::task::yield_now().await;
+            }
+            log
+        }));
+    }
+    for w in writers {
+        let log = w.await.unwrap();
+        assert_eq!(log.flushed_offset(), APPENDS as i64);
+    }
+    let after = rt.flush_stats();
+    eprintln!("rounds {} inline {}", after.rounds - before.rounds, after.inline - before.inline);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interval_policy_acknowledges_before_the_sync() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = LogConfig {

@@ -2,7 +2,8 @@
 //!
 //! Appends are encoded on the caller's task, kept in a tail cache (so they are readable at
 //! once), and handed to the group's IO thread, which writes them to the active segment and
-//! queues the file with the flusher; openraft's flush callback fires after the fdatasync.
+//! fdatasyncs it itself when nothing else waits, else queues the file with the flusher;
+//! openraft's flush callback fires after the fdatasync, in log order either way.
 //! Truncate and purge run on the same IO thread, so they are ordered after earlier appends.
 //!
 //! "Written" (in the OS) and "durable" (fdatasynced) are separate: see
@@ -141,6 +142,34 @@ struct Shared<A: App> {
     /// synced: while any is, later appends wait for a sync too, so that acknowledgements reach
     /// openraft in log order.
     urgent: Arc<std::sync::atomic::AtomicU64>,
+    /// Writes handed to the flusher whose callbacks have not all run yet. A write syncs on
+    /// the IO thread itself only while this is zero, so callbacks still fire in log order.
+    in_flusher: Arc<std::sync::atomic::AtomicU64>,
+    /// The newest committed id openraft reported, while not yet stored. It is stored by the
+    /// group's next IO-thread write (or when the log closes), not by openraft's task on every
+    /// commit: it only tells a restarted replica how far it may apply before a leader says,
+    /// so a stored value that lags is safe (see `SegmentLog::save_committed`).
+    committed: Mutex<Option<Option<LogId>>>,
+}
+
+impl<A: App> Shared<A> {
+    /// Stores the committed id reported since the last call, if any.
+    fn store_committed(&self) -> io::Result<()> {
+        match lock(&self.committed).take() {
+            Some(c) => self.rt.meta.save_committed(self.group, c),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<A: App> Drop for Shared<A> {
+    fn drop(&mut self) {
+        self.rt.unless_removed(self.group, || {
+            if let Err(e) = self.store_committed() {
+                tracing::warn!(group = self.group, error = %e, "storing the committed id failed");
+            }
+        });
+    }
 }
 
 /// One encoded append waiting for the IO thread.

@@ -144,6 +144,8 @@ impl<A: App> SegmentLog<A> {
                 writer: Mutex::new(None),
                 pending: Mutex::new((Vec::new(), false)),
                 urgent: Arc::default(),
+                in_flusher: Arc::default(),
+                committed: Mutex::new(None),
             }),
         })
     }

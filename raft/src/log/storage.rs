@@ -34,14 +34,23 @@ impl<A: App> RaftLogStorage<TypeConfig<A>> for SegmentLog<A> {
         .await
     }
 
+    /// Noted here and stored by the group's next write on its IO thread (or when the log
+    /// closes), so no commit waits for a RocksDB write. The stored id may lag: a restarted
+    /// replica then applies a little less at once, and the rest when a leader tells it the
+    /// commit index, as Raft allows (the committed id is a hint, not a promise).
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        self.shared.rt.meta.save_committed(self.shared.group, committed)
+        *lock(&self.shared.committed) = Some(committed);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
         // The committed id is written without sync and may reach disk ahead of the entries
         // (with flush = interval): never report more than the log holds.
-        let committed = self.shared.rt.meta.read_committed(self.shared.group)?;
+        let noted = *lock(&self.shared.committed);
+        let committed = match noted {
+            Some(c) => c,
+            None => self.shared.rt.meta.read_committed(self.shared.group)?,
+        };
         let last = lock(&self.shared.state).last_log_id;
         Ok(committed.min(last))
     }

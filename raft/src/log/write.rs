@@ -54,12 +54,16 @@ impl<A: App> Shared<A> {
         for c in chunks {
             Shared::write(self.clone(), c.buf, c.headers, c.done);
         }
+        // Here, while this job still holds our `Arc` (the last write takes it).
+        if let Err(e) = self.store_committed() {
+            tracing::warn!(group = self.group, error = %e, "storing the committed id failed");
+        }
         if let Some(c) = last {
             Shared::write(self, c.buf, c.headers, c.done);
         }
     }
 
-    /// IO thread: writes one encoded append batch and queues it for flushing.
+    /// IO thread: writes one encoded append batch and syncs it, or queues it for the flusher.
     ///
     /// Takes the `Arc` by value and lets go of it before signalling anyone, and flush
     /// completions hold only a `Weak`: once a caller has seen its last callback, dropping its
@@ -81,12 +85,28 @@ impl<A: App> Shared<A> {
             tracing::error!(group = self.group, error = %e, "writing to the log failed");
             lock(&self.state).failed = Some(e.to_string());
         }
+        // Sync here, sparing the hand-off to the flusher and back, when nothing of this
+        // group is with the flusher (callbacks stay in log order) and no other job waits for
+        // this IO thread (with several, the flusher syncs their files at once instead).
+        let inline = matches!(policy, FlushPolicy::Always)
+            && self.in_flusher.load(Ordering::SeqCst) == 0
+            && self.rt.io_idle(self.group);
+        let in_flusher = self.in_flusher.clone();
         let weak = Arc::downgrade(&self);
         drop(self);
+        // Every callback handed to the flusher is counted until it has run.
+        let counted = |done: FlushDone| -> FlushDone {
+            in_flusher.fetch_add(1, Ordering::SeqCst);
+            let in_flusher = in_flusher.clone();
+            Box::new(move |r| {
+                done(r);
+                in_flusher.fetch_sub(1, Ordering::SeqCst);
+            })
+        };
         let (file, seg_first, size, generation) = match res {
             Ok(v) => v,
             // Through the flusher, so it reaches openraft after earlier writes' results.
-            Err(e) => return flusher.submit_failed(e, done),
+            Err(e) => return flusher.submit_failed(e, counted(done)),
         };
         let last = headers.last().expect("non-empty batch").0;
         // Returns the result to report: once the group has failed, nothing is durable any
@@ -106,15 +126,20 @@ impl<A: App> Shared<A> {
             }
         };
         match policy {
-            FlushPolicy::Always => flusher.submit(file, Box::new(move |r| done(on_durable(r)))),
+            FlushPolicy::Always => {
+                if inline && let Some(r) = flusher.sync_inline(&file) {
+                    return done(on_durable(r));
+                }
+                flusher.submit(file, counted(Box::new(move |r| done(on_durable(r)))))
+            }
             FlushPolicy::Interval(_) if sync_now => {
                 urgent.fetch_add(1, Ordering::SeqCst);
                 flusher.submit_now(
                     file,
-                    Box::new(move |r| {
+                    counted(Box::new(move |r| {
                         done(on_durable(r));
                         urgent.fetch_sub(1, Ordering::SeqCst);
-                    }),
+                    })),
                 );
             }
             FlushPolicy::Interval(_) => {
