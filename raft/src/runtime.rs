@@ -164,6 +164,13 @@ impl LogRuntime {
         Ok(self.inner.meta.read_replica(group)?)
     }
 
+    /// The committed id stored in RocksDB for `group` (for tests: the log notes openraft's
+    /// newest one and stores it with its next write, so this may lag).
+    #[doc(hidden)]
+    pub fn stored_committed(&self, group: GroupId) -> Result<Option<crate::model::LogId>, Error> {
+        Ok(self.inner.meta.read_committed(group)?.map(Into::into))
+    }
+
     /// The log settings in force.
     pub fn config(&self) -> &LogConfig {
         &self.inner.config

@@ -256,6 +256,26 @@ async fn vote_committed_and_purge_point_survive_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committed_id_is_stored_by_the_next_write_not_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
+    let mut log = rt.open_group::<TestApp>(3).unwrap();
+    append_durable(&mut log, (0..4).map(|i| normal(1, i, 1, 0, 10)).collect()).await.unwrap();
+    // Noted, not written: a commit does not wait for RocksDB.
+    log.save_committed(Some(log_id(1, 2))).await.unwrap();
+    assert_eq!(rt.stored_committed(3).unwrap(), None);
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(1, 2)));
+    // The group's next write stores it.
+    append_durable(&mut log, vec![normal(1, 4, 1, 0, 10)]).await.unwrap();
+    assert_eq!(rt.stored_committed(3).unwrap(), Some(rafka_raft::log_id(1, 2)));
+    // A newer one noted and the log closed: the close stores it.
+    log.save_committed(Some(log_id(1, 4))).await.unwrap();
+    assert_eq!(rt.stored_committed(3).unwrap(), Some(rafka_raft::log_id(1, 2)));
+    drop(log);
+    assert_eq!(rt.stored_committed(3).unwrap(), Some(rafka_raft::log_id(1, 4)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let rt = LogRuntime::open(dir.path(), LogConfig::default()).unwrap();
