@@ -391,25 +391,17 @@ impl Flusher {
         self.push(FlushReq { file: Ok(file), done });
     }
 
-    /// fdatasyncs `file` on the calling IO thread, as a round of its own: what a write does
+    /// Runs a flush round of its own for `file` on the calling IO thread: what a write does
     /// instead of handing its file to the flusher when nothing else waits (see
     /// `Shared::write`), which saves a thread hand-off on the way to the acknowledgement.
-    /// `None` while the flusher is paused (tests): the caller submits instead.
-    pub fn sync_inline(&self, file: &SegFile) -> Option<io::Result<()>> {
+    /// Gives `done` back while the flusher is paused (tests): the caller submits instead.
+    pub fn sync_inline(&self, file: Arc<SegFile>, done: FlushDone) -> Result<(), FlushDone> {
         if self.paused.load(Ordering::SeqCst) {
-            return None;
+            return Err(done);
         }
-        self.rounds.fetch_add(1, Ordering::Relaxed);
-        self.writes.fetch_add(1, Ordering::Relaxed);
         self.inline.fetch_add(1, Ordering::Relaxed);
-        metrics::histogram!(m::LOG_FLUSH_BATCH_WRITES).record(1.0);
-        crate::crash_point!(crate::crash::LOG_BEFORE_FSYNC);
-        let outcome = self.record(sync_file(file));
-        crate::crash_point!(crate::crash::LOG_AFTER_FSYNC);
-        Some(match outcome {
-            None => Ok(()),
-            Some((kind, msg)) => Err(io::Error::new(kind, msg)),
-        })
+        self.flush_round(vec![FlushReq { file: Ok(file), done }]);
+        Ok(())
     }
 
     /// Reports a failed write to `done` in order with the writes queued before it.

@@ -127,10 +127,14 @@ impl<A: App> Shared<A> {
         };
         match policy {
             FlushPolicy::Always => {
-                if inline && let Some(r) = flusher.sync_inline(&file) {
-                    return done(on_durable(r));
+                let mut done: FlushDone = Box::new(move |r| done(on_durable(r)));
+                if inline {
+                    match flusher.sync_inline(file.clone(), done) {
+                        Ok(()) => return,
+                        Err(back) => done = back,
+                    }
                 }
-                flusher.submit(file, counted(Box::new(move |r| done(on_durable(r)))))
+                flusher.submit(file, counted(done))
             }
             FlushPolicy::Interval(_) if sync_now => {
                 urgent.fetch_add(1, Ordering::SeqCst);
