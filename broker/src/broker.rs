@@ -26,6 +26,8 @@ use crate::partition::Partition;
 use crate::partition::files;
 use crate::replicas::Replicas;
 use crate::supervisor::Supervisor;
+use crate::tls::Tls;
+use crate::tls::dial::TlsDialer;
 use crate::topic::TopicConfig;
 
 /// Header set on requests a broker forwards to another broker (admin requests to the
@@ -47,6 +49,8 @@ pub struct Broker {
     replicas: Arc<Replicas>,
     groups_db: Arc<GroupsDb>,
     channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
+    /// TLS on the broker port and to other brokers; `None`: plaintext.
+    tls: Option<Arc<Tls>>,
     tasks: Supervisor,
 }
 
@@ -66,6 +70,10 @@ impl Broker {
         let storage = |what: &str, e: std::io::Error| Error::Storage(format!("{what}: {e}"));
         std::fs::create_dir_all(files::dir(&config.data_dir))
             .map_err(|e| storage("creating the partitions directory", e))?;
+        let tls = match config.tls.enabled() {
+            true => Some(Tls::load(&config.tls).map_err(|e| Error::InvalidConfig(e.to_string()))?),
+            false => None,
+        };
         let log = LogRuntime::open(&config.data_dir, config.log.clone())
             .map_err(|e| Error::from_raft("log runtime", e))?;
         let node = RaftNode::start_embedded(
@@ -74,6 +82,7 @@ impl Broker {
                 advertise_addr: address.clone(),
                 cluster: "rafka".into(),
                 timing: config.raft.clone(),
+                dialer: tls.clone().map(|t| Arc::new(TlsDialer(t)) as Arc<dyn rafka_raft::Dialer>),
             },
             log,
         )
@@ -108,6 +117,7 @@ impl Broker {
             replicas,
             groups_db,
             channels: Default::default(),
+            tls,
             tasks,
             config,
         })
@@ -177,6 +187,11 @@ impl Broker {
         &self.tasks
     }
 
+    /// TLS on the broker port and to other brokers, when configured.
+    pub fn tls(&self) -> Option<&Arc<Tls>> {
+        self.tls.as_ref()
+    }
+
     /// A cached gRPC channel to another broker at `addr`.
     pub fn channel(&self, addr: &str) -> Result<Channel> {
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -187,11 +202,15 @@ impl Broker {
         let dial = self.config.dial_overrides.get(addr).map_or(addr, String::as_str);
         #[cfg(not(feature = "failpoints"))]
         let dial = addr;
-        let c = Channel::from_shared(format!("http://{dial}"))
+        let endpoint = Channel::from_shared(format!("http://{dial}"))
             .map_err(|e| Error::Internal(format!("bad address {addr}: {e}")))?
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_millis(self.config.request_timeout_ms))
-            .connect_lazy();
+            .timeout(Duration::from_millis(self.config.request_timeout_ms));
+        let c = match &self.tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => rafka_raft::Dialer::channel(&TlsDialer(tls.clone()), endpoint, dial, addr)
+                .map_err(|e| Error::Internal(format!("broker at {addr}: {e}")))?,
+        };
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -11,6 +11,7 @@
 //! | anything else  | 404 (405 for another method on a known path)                      |
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -21,6 +22,11 @@ use axum::response::IntoResponse;
 use axum::response::Response;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpStream;
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+
+use crate::tls::Tls;
 
 /// Content type of the Prometheus text exposition format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -44,14 +50,73 @@ struct AppState {
 
 /// Serves the side port on `listener` until `shutdown` completes, then lets requests in
 /// flight finish. Errors only if the listener itself fails.
+/// With `tls`, the port is served over TLS (`[tls] http`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Arc<Tls>>,
     metrics: PrometheusHandle,
     health: Arc<dyn Health>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(metrics, health)).with_graceful_shutdown(shutdown).await
+    let router = router(metrics, health);
+    match tls {
+        None => axum::serve(listener, router).with_graceful_shutdown(shutdown).await,
+        Some(tls) => {
+            let listener = TlsListener { inner: listener, tls, handshakes: JoinSet::new() };
+            axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+        }
+    }
 }
+
+/// The side port's listener over TLS: handshakes run side by side (a slow client holds up
+/// no one), and a failed one is dropped.
+struct TlsListener {
+    inner: tokio::net::TcpListener,
+    tls: Arc<Tls>,
+    handshakes: JoinSet<Option<(TlsStream<TcpStream>, SocketAddr)>>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.inner.accept() => match accepted {
+                    Ok((stream, addr)) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(self.tls.configs().http);
+                        // Owned by the listener, which the server drops when it stops.
+                        #[allow(clippy::disallowed_methods)]
+                        self.handshakes.spawn(async move {
+                            let handshake = acceptor.accept(stream);
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                                Ok(Ok(s)) => Some((s, addr)),
+                                _ => None,
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!("accepting an HTTP connection: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                Some(done) = self.handshakes.join_next() => {
+                    if let Ok(Some(io)) = done {
+                        return io;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.inner.local_addr()
+    }
+}
+
+/// How long a TLS handshake on the side port may take.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The routes, separate from `serve` for callers that mount them elsewhere.
 pub fn router(metrics: PrometheusHandle, health: Arc<dyn Health>) -> Router {
@@ -187,7 +252,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         #[allow(clippy::disallowed_methods)] // the test owns and awaits this task
-        let server = tokio::spawn(serve(listener, handle, health.clone(), async {
+        let server = tokio::spawn(serve(listener, None, handle, health.clone(), async {
             let _ = stopped.await;
         }));
 

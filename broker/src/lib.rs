@@ -8,7 +8,9 @@
 //! 1. Foundations: [`alloc`] (the global allocator), [`error`] (the one mapping to wire
 //!    codes), [`config`], [`topic`] (names,
 //!    per-topic configs), [`json_entry`], [`metrics`] (names), [`telemetry`], [`http`]
-//!    (`/metrics`, `/healthz`, `/readyz`), [`supervisor`] (owns every background task).
+//!    (`/metrics`, `/healthz`, `/readyz`), [`supervisor`] (owns every background task),
+//!    [`tls`] (TLS on the broker port and between brokers: certificates reloaded when their
+//!    files change, mTLS principals, the connector brokers dial each other with).
 //! 2. Domain cores, testable without sockets:
 //!    - [`partition`]: one partition replica — state machine (next offset, producer table,
 //!      checkpoints, snapshots at the retention point), produce with idempotence, fetch,
@@ -57,6 +59,7 @@ pub mod server;
 pub mod service;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;
 pub mod topic;
 pub mod upkeep;
 
@@ -132,14 +135,16 @@ pub async fn run(
     let (grpc_done_tx, mut grpc_done) = tokio::sync::oneshot::channel();
     // One port, two protocols: gRPC connections go to tonic, Kafka ones to their own tasks.
     let kafka_broker = broker.clone();
-    let incoming =
-        listener::split(grpc, &servers, move |stream| kafka::serve(kafka_broker.clone(), stream));
+    let incoming = listener::split(grpc, broker.tls().cloned(), &servers, move |conn| {
+        kafka::serve(kafka_broker.clone(), conn)
+    });
     let grpc_server = grpc_router(&broker).serve_with_incoming_shutdown(incoming, stopped());
     servers.spawn("gRPC server", async move {
         let _ = grpc_done_tx.send(grpc_server.await);
     });
     let health = Arc::new(BrokerHealth(broker.clone()));
-    let http_server = http::serve(http_listener, prometheus.clone(), health, stopped());
+    let http_tls = broker.tls().filter(|t| t.on_http()).cloned();
+    let http_server = http::serve(http_listener, http_tls, prometheus.clone(), health, stopped());
     servers.spawn("HTTP server", async move {
         if let Err(e) = http_server.await {
             tracing::error!("HTTP server stopped: {e}");

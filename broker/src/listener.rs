@@ -3,8 +3,16 @@
 //! Kafka connection starts with a request's 4-byte big-endian size, and `PRI ` read as one
 //! (1,347,569,952 bytes) is far beyond any request a broker accepts. Both kinds of client
 //! speak first, so peeking never waits on the server.
+//!
+//! With TLS on, every connection must begin with a TLS handshake (anything else is closed
+//! unanswered); after it, a session that agreed on ALPN `h2` is gRPC, and any other is told
+//! apart by its first decrypted bytes as above (Kafka clients offer no ALPN).
 
 use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::Stream;
@@ -13,6 +21,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::supervisor::Supervisor;
+use crate::tls::ALPN_H2;
+use crate::tls::Tls;
+use crate::tls::stream::Conn;
 
 /// The first bytes of HTTP/2's connection preface.
 const HTTP2_PREFACE: &[u8; 4] = b"PRI ";
@@ -34,20 +45,22 @@ pub fn protocol_of(first: &[u8]) -> Protocol {
     if first.starts_with(HTTP2_PREFACE) { Protocol::Grpc } else { Protocol::Kafka }
 }
 
-/// Accepts connections on `listener` until the supervisor stops, and sorts them: gRPC
-/// connections come out of the returned stream (for tonic's `serve_with_incoming`), Kafka
-/// connections go to `kafka`, each on a task of `servers`.
+/// Accepts connections on `listener` until the supervisor stops, runs the TLS handshake
+/// when `tls` is on, and sorts them: gRPC connections come out of the returned stream (for
+/// tonic's `serve_with_incoming`), Kafka connections go to `kafka`, each on a task of
+/// `servers`.
 pub fn split<K, F>(
     listener: TcpListener,
+    tls: Option<Arc<Tls>>,
     servers: &Supervisor,
     kafka: K,
-) -> impl Stream<Item = io::Result<TcpStream>> + Send + 'static
+) -> impl Stream<Item = io::Result<Conn>> + Send + 'static
 where
-    K: Fn(TcpStream) -> F + Send + Sync + 'static,
+    K: Fn(Conn) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     let (grpc_tx, grpc_rx) = mpsc::channel(GRPC_BACKLOG);
-    let kafka = std::sync::Arc::new(kafka);
+    let kafka = Arc::new(kafka);
     let tasks = servers.clone();
     servers.spawn("broker port", async move {
         loop {
@@ -65,13 +78,20 @@ where
             let grpc_tx = grpc_tx.clone();
             let kafka = kafka.clone();
             let connections = tasks.clone();
+            let tls = tls.clone();
             tasks.spawn("sort a connection", async move {
-                match sniff(&stream).await {
-                    Ok(Protocol::Grpc) => {
-                        let _ = grpc_tx.send(Ok(stream)).await;
+                let sorted =
+                    tokio::time::timeout(SNIFF_TIMEOUT, sort(stream, peer, tls.as_deref()))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(io::Error::new(io::ErrorKind::TimedOut, "sent nothing"))
+                        });
+                match sorted {
+                    Ok((Protocol::Grpc, conn)) => {
+                        let _ = grpc_tx.send(Ok(conn)).await;
                     }
-                    Ok(Protocol::Kafka) => {
-                        connections.spawn("Kafka connection", kafka(stream));
+                    Ok((Protocol::Kafka, conn)) => {
+                        connections.spawn("Kafka connection", kafka(conn));
                     }
                     Err(e) => tracing::debug!(%peer, "connection closed before a request: {e}"),
                 }
@@ -81,26 +101,42 @@ where
     futures::stream::unfold(grpc_rx, |mut rx| async move { rx.recv().await.map(|s| (s, rx)) })
 }
 
-/// Waits for the first 4 bytes of `stream` without consuming them.
-async fn sniff(stream: &TcpStream) -> io::Result<Protocol> {
-    let mut first = [0u8; 4];
-    let peek = async {
-        loop {
-            let n = stream.peek(&mut first).await?;
-            if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+/// The TLS handshake (with `tls`), then the protocol of the connection.
+async fn sort(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<&Tls>,
+) -> io::Result<(Protocol, Conn)> {
+    let mut conn = match tls {
+        None => Conn::plain(stream),
+        Some(tls) => match Conn::accept_tls(tls, stream).await {
+            Ok(conn) => conn,
+            Err(e) => {
+                refused(peer, &e);
+                return Err(io::Error::other(e.to_string()));
             }
-            if n >= first.len() {
-                return Ok(protocol_of(&first));
-            }
-            // Fewer bytes so far: wait for more to arrive rather than spin.
-            stream.readable().await?;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        },
     };
-    tokio::time::timeout(SNIFF_TIMEOUT, peek)
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "sent nothing"))?
+    if conn.alpn() == Some(ALPN_H2) {
+        return Ok((Protocol::Grpc, conn));
+    }
+    let first = conn.first_bytes(4).await?;
+    if first.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "closed"));
+    }
+    Ok((protocol_of(&first), conn))
+}
+
+/// Logs a connection refused before its TLS session, at most once a second (a scanner or a
+/// misconfigured client retrying must not flood the log); the metric counts them all.
+fn refused(peer: SocketAddr, why: &crate::tls::stream::Refused) {
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if LAST.swap(now, Ordering::Relaxed) != now {
+        tracing::info!(%peer, "refused a connection: {why}");
+    }
 }
 
 #[cfg(test)]

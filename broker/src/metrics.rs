@@ -40,6 +40,13 @@ pub const GROUP_MEMBERS: &str = "rafka_group_members";
 /// Groups this broker coordinates.
 pub const GROUPS_COORDINATED: &str = "rafka_group_coordinated";
 
+/// Connections to the broker port that did not become a TLS session, by `reason`
+/// (`plaintext`: the client did not start a TLS handshake; `handshake`: the handshake failed,
+/// e.g. an unknown or missing client certificate; `principal`: no mapping rule named one).
+pub const TLS_REFUSED: &str = "rafka_broker_tls_refused_total";
+/// Readings of changed TLS files, by `result` (`ok`, or `error` when the old ones were kept).
+pub const TLS_RELOADS: &str = "rafka_broker_tls_reloads_total";
+
 /// Describes every broker metric to the installed recorder.
 pub fn describe() {
     use metrics::Unit;
@@ -65,6 +72,18 @@ pub fn describe() {
     metrics::describe_gauge!(GROUP_COMMITTED_OFFSET, "Committed offset per group partition.");
     metrics::describe_gauge!(GROUP_MEMBERS, "Members per group.");
     metrics::describe_gauge!(GROUPS_COORDINATED, "Groups this broker coordinates.");
+    metrics::describe_counter!(TLS_REFUSED, "Connections refused before a TLS session, by reason.");
+    metrics::describe_counter!(TLS_RELOADS, "Readings of changed TLS files, by result.");
+}
+
+/// Counts a connection refused before its TLS session began.
+pub fn tls_refused(reason: &'static str) {
+    metrics::counter!(TLS_REFUSED, "reason" => reason).increment(1);
+}
+
+/// Counts a reading of changed TLS files.
+pub fn tls_reloaded(ok: bool) {
+    metrics::counter!(TLS_RELOADS, "result" => if ok { "ok" } else { "error" }).increment(1);
 }
 
 /// Counts one request and its latency.

@@ -34,9 +34,10 @@ async fn metrics_endpoint_serves_the_global_recorder() {
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     #[allow(clippy::disallowed_methods)] // the test owns and awaits this task
-    let server = tokio::spawn(rafka_broker::http::serve(listener, handle, Arc::new(Up), async {
-        let _ = stopped.await;
-    }));
+    let server =
+        tokio::spawn(rafka_broker::http::serve(listener, None, handle, Arc::new(Up), async {
+            let _ = stopped.await;
+        }));
 
     // Some CPU time for process_cpu_seconds_total to show (the kernel counts in ticks).
     let busy = std::time::Instant::now();

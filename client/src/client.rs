@@ -30,6 +30,30 @@ use crate::metadata::ClusterMetadata;
 /// The largest gRPC message the client accepts (a fetch may return many batches).
 const MAX_MESSAGE_SIZE: usize = 256 << 20;
 
+/// tonic's TLS settings for the broker at `addr`: its certificate must name the host.
+fn tls_config(tls: &ClientTls, addr: &str) -> tonic::transport::ClientTlsConfig {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let mut config = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem))
+        .domain_name(host);
+    if let Some((cert, key)) = &tls.identity {
+        config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+    }
+    config
+}
+
+/// An error and its causes, `a: b: c`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        line.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    line
+}
+
 /// How a [`Client`] talks to the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientConfig {
@@ -47,6 +71,49 @@ pub struct ClientConfig {
     pub retry_backoff_max: Duration,
     /// Cached metadata older than this is refreshed before use.
     pub metadata_max_age: Duration,
+    /// TLS to the brokers; `None`: plaintext.
+    pub tls: Option<ClientTls>,
+}
+
+/// TLS settings of a [`Client`]: the CA that signed the brokers' certificates and, for
+/// brokers that ask for client certificates (mTLS), this client's own. PEM bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientTls {
+    /// CA certificates the brokers' certificates must chain to.
+    pub ca_pem: Vec<u8>,
+    /// This client's certificate chain and private key.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    // The private key stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls")
+            .field("ca_pem", &format_args!("{} bytes", self.ca_pem.len()))
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl ClientTls {
+    /// Reads the PEM files: the CA, and the certificate and key when both are given.
+    pub fn from_files(
+        ca: &std::path::Path,
+        identity: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<ClientTls> {
+        let read = |what: &str, p: &std::path::Path| {
+            std::fs::read(p)
+                .map_err(|e| Error::InvalidConfig(format!("{what} {}: {e}", p.display())))
+        };
+        let ca_pem = read("TLS CA file", ca)?;
+        let identity = match identity {
+            Some((cert, key)) => {
+                Some((read("TLS certificate file", cert)?, read("TLS key file", key)?))
+            }
+            None => None,
+        };
+        Ok(ClientTls { ca_pem, identity })
+    }
 }
 
 impl Default for ClientConfig {
@@ -59,6 +126,7 @@ impl Default for ClientConfig {
             retry_backoff_initial: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(1),
             metadata_max_age: Duration::from_secs(300),
+            tls: None,
         }
     }
 }
@@ -302,8 +370,14 @@ impl Client {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        let scheme = if self.inner.config.tls.is_some() { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
             .map_err(|e| Error::InvalidConfig(format!("broker address {addr:?}: {e}")))?;
+        if let Some(tls) = &self.inner.config.tls {
+            endpoint = endpoint
+                .tls_config(tls_config(tls, addr))
+                .map_err(|e| Error::InvalidConfig(format!("TLS to {addr}: {}", error_chain(&e))))?;
+        }
         let c = endpoint
             .connect_timeout(self.inner.config.connect_timeout)
             .tcp_nodelay(true)

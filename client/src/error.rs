@@ -70,6 +70,10 @@ impl Error {
 /// Transport outcomes worth retrying: the broker may be down, restarting or slow. A status
 /// the broker chose to send about the request itself (invalid argument, ...) is not.
 fn is_retriable_status(s: &tonic::Status) -> bool {
+    // A certificate refused (by either side) stays refused: say so at once.
+    if tls_failure(s) {
+        return false;
+    }
     match s.code() {
         Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::Aborted => true,
         // A connection reset mid-call surfaces as an h2 or transport error, not Unavailable.
@@ -79,6 +83,34 @@ fn is_retriable_status(s: &tonic::Status) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether `e` failed because of TLS: a certificate refused by this client or by the broker
+/// (a fatal alert), or no version or cipher in common. Retrying cannot help.
+///
+/// HTTP/2 (h2) keeps only the kind and the text of the IO errors it passes on, so past it the
+/// rustls error is gone and only its message tells: both rustls phrases are matched too.
+pub(crate) fn tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    const RUSTLS: [&str; 3] =
+        ["received fatal alert", "invalid peer certificate", "peer is incompatible"];
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return true;
+        }
+        // An io::Error's `source` skips the error it wraps.
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.get_ref().is_some_and(|i| i.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        let text = e.to_string();
+        if RUSTLS.iter().any(|p| text.contains(p)) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -99,5 +131,22 @@ mod tests {
         assert!(!Error::Transport(tonic::Status::invalid_argument("no")).is_retriable());
         assert!(!Error::Timeout("late".into()).is_retriable());
         assert_eq!(Error::NoBrokers.code(), None);
+    }
+
+    #[test]
+    fn refused_certificates_are_not_retried() {
+        // As tonic reports a reset connection, and a TLS alert that passed through h2 (which
+        // keeps only the text), and one still carrying rustls's error.
+        let io = |e: std::io::Error| {
+            let mut s = tonic::Status::unknown("transport error");
+            s.set_source(std::sync::Arc::new(e));
+            Error::Transport(s)
+        };
+        let reset = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "broken pipe");
+        assert!(io(reset).is_retriable());
+        let alert = "received fatal alert: CertificateRequired";
+        assert!(!io(std::io::Error::new(std::io::ErrorKind::InvalidData, alert)).is_retriable());
+        let typed = rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA);
+        assert!(!io(std::io::Error::new(std::io::ErrorKind::InvalidData, typed)).is_retriable());
     }
 }

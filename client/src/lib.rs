@@ -49,6 +49,7 @@ pub use admin::TopicDescription;
 pub use admin::TopicListing;
 pub use client::Client;
 pub use client::ClientConfig;
+pub use client::ClientTls;
 pub use consumer::Consumer;
 pub use consumer::ConsumerConfig;
 pub use consumer::ConsumerRecord;

@@ -5,7 +5,8 @@
 //! the text/JSON output switch and the one-line error report.
 //!
 //! Global flags: `--bootstrap host:port[,host:port...]` (env `RAFKA_BOOTSTRAP`, default
-//! `127.0.0.1:9092`) and `--output text|json`. Every error prints one line on stderr and the
+//! `127.0.0.1:9092`), `--output text|json`, and TLS: `--tls-ca FILE` (with `--tls-cert FILE`
+//! and `--tls-key FILE` for mTLS). Every error prints one line on stderr and the
 //! process exits non-zero (1 for a failed operation, 2 for bad usage).
 
 mod cli {
@@ -35,6 +36,15 @@ struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// Connect over TLS, trusting the CA certificates in this PEM file.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for brokers that ask for one (mTLS); needs --tls-key.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_key", requires = "tls_ca")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,7 +86,17 @@ fn main() {
         Err(e) => cli::output::fail(&anyhow::anyhow!("starting the runtime: {e}")),
     };
     let out = cli.output;
-    let bootstrap = cli.bootstrap;
+    let tls = match &cli.tls_ca {
+        None => None,
+        Some(ca) => {
+            let identity = cli.tls_cert.as_deref().zip(cli.tls_key.as_deref());
+            match rafka_client::ClientTls::from_files(ca, identity) {
+                Ok(tls) => Some(tls),
+                Err(e) => cli::output::fail(&anyhow::anyhow!("{e}")),
+            }
+        }
+    };
+    let bootstrap = cli::output::Target { bootstrap: cli.bootstrap, tls };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Topic(c) => cli::topic::run(&bootstrap, out, c).await,

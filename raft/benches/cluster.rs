@@ -164,6 +164,7 @@ fn node_main(id: u64, dir: String, port: u16) {
             advertise_addr: addr.to_string(),
             cluster: "bench".into(),
             timing: timing(),
+            dialer: None,
         };
         let node = Arc::new(RaftNode::start(config, log, listener).await.unwrap());
         println!("addr {addr}");

@@ -108,6 +108,7 @@ pub use sm::SnapshotData;
 pub use sm::StateMachine;
 pub use timing::RaftTiming;
 pub use transport::TransportStats;
+pub use transport::dial::Dialer;
 pub use transport::server::TransportService;
 pub use types::App;
 pub use types::GroupId;

@@ -31,6 +31,7 @@ use crate::transport::GroupRpc;
 use crate::transport::Groups;
 use crate::transport::Peers;
 use crate::transport::client::NetworkFactory;
+use crate::transport::dial::Dialer;
 use crate::transport::server::TransportService;
 use crate::types::App;
 use crate::types::GroupId;
@@ -57,6 +58,8 @@ pub struct NodeConfig {
     pub cluster: String,
     /// Failure detection, heartbeat and election timing.
     pub timing: RaftTiming,
+    /// How channels to peers are made (TLS); `None`: plaintext HTTP/2.
+    pub dialer: Option<Arc<dyn Dialer>>,
 }
 
 /// The multi-raft runtime of one broker. Dropping it without [`RaftNode::shutdown`] aborts
@@ -128,6 +131,7 @@ impl RaftNode {
             incarnation,
             config.timing.clone(),
             detector.clone(),
+            config.dialer.clone(),
         ));
         let groups: Arc<Groups> = Arc::default();
         let service = TransportService {

@@ -22,6 +22,7 @@
 //! - [`ports`]: [`ports::ReservedPort`], a loopback port held until a broker is spawned.
 //! - `fake` (unit tests only): in-process fake brokers that test [`TestClient`]'s routing
 //!   without the real broker.
+//! - [`certs`]: a CA made in the test, issuing broker and client certificates as PEM files.
 //! - [`chaos`]: the fault suite — proxies between brokers, histories, nemesis, checker.
 //! - [`wait`]: waiting on conditions with deadlines ([`wait::poll`], [`wait::bounded`]) and
 //!   the `RAFKA_TEST_*` environment knobs.
@@ -40,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod certs;
 pub mod chaos;
 pub mod client;
 pub mod cluster;

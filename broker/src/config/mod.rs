@@ -32,8 +32,11 @@
 //! `RAFKA_BENCH_*` belong to the test suites and benchmarks and are not read.
 
 mod groups;
+mod tls;
 
 pub use groups::GroupsConfig;
+pub use tls::ClientAuth;
+pub use tls::TlsConfig;
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -110,6 +113,8 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicDefaults,
     /// Consumer groups (`[groups]`).
     pub groups: GroupsConfig,
+    /// TLS on the broker port and between brokers (`[tls]`).
+    pub tls: TlsConfig,
     /// Fault suite only (`[dial-overrides]`, in builds with the `failpoints` feature): another
     /// broker's advertised `host:port` → the address this broker dials instead. The fault
     /// suite routes each direction of every broker pair through its own proxy this way;
@@ -145,6 +150,7 @@ impl Default for BrokerConfig {
             auto_create_topics: true,
             topic_defaults: TopicDefaults::default(),
             groups: GroupsConfig::default(),
+            tls: TlsConfig::default(),
             #[cfg(feature = "failpoints")]
             dial_overrides: BTreeMap::new(),
             #[cfg(feature = "failpoints")]
@@ -407,6 +413,7 @@ impl BrokerConfig {
         self.raft.validate().map_err(|e| invalid("raft", raft_reason(e)))?;
         self.topic_defaults.validate()?;
         self.groups.validate()?;
+        self.tls.validate()?;
         self.initial_cluster()?;
         #[cfg(feature = "failpoints")]
         for (from, to) in &self.dial_overrides {

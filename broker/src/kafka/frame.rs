@@ -58,7 +58,12 @@ pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, Fram
     let mut size = [0u8; 4];
     let mut got = 0;
     while got < size.len() {
-        let n = r.read(&mut size[got..]).await?;
+        let n = match r.read(&mut size[got..]).await {
+            // A TLS client that closes without close_notify between requests (most do) has
+            // closed as cleanly as a plaintext one.
+            Err(e) if got == 0 && e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            r => r?,
+        };
         if n == 0 {
             if got == 0 {
                 return Ok(None);

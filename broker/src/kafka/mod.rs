@@ -59,12 +59,11 @@ use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::RequestHeader;
 use kafka_protocol::messages::SyncGroupRequest;
 use kafka_protocol::protocol::Encodable;
+use tokio::io::AsyncRead;
+use tokio::io::AsyncWrite;
 use tokio::io::AsyncWriteExt;
 use tokio::io::BufReader;
 use tokio::io::BufWriter;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
@@ -72,6 +71,7 @@ use tokio::sync::mpsc;
 use self::frame::Frame;
 use self::frame::FrameError;
 use crate::broker::Broker;
+use crate::tls::stream::Conn;
 
 pub use metadata::topic_uuid;
 
@@ -94,13 +94,30 @@ enum Job {
 /// batches proposed, in order) before the next request is read, and up to [`PIPELINE`]
 /// replicate at once; any other request waits until every request before it is answered,
 /// so it sees their effects as it would one at a time.
-pub async fn serve(b: Arc<Broker>, stream: TcpStream) {
-    let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-    let (read, write) = stream.into_split();
+pub async fn serve(b: Arc<Broker>, conn: Conn) {
+    let peer = conn.info().addr.map(|a| a.to_string()).unwrap_or_default();
+    // A plaintext connection splits into owned halves; a TLS session shares one state.
+    match conn.into_plain() {
+        Ok((stream, _)) => {
+            let (read, write) = stream.into_split();
+            serve_halves(&b, read, write, &peer).await;
+        }
+        Err(conn) => {
+            let (read, write) = tokio::io::split(*conn);
+            serve_halves(&b, read, write, &peer).await;
+        }
+    }
+}
+
+async fn serve_halves<R, W>(b: &Arc<Broker>, read: R, write: W, peer: &str)
+where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let (jobs, queue) = mpsc::channel(PIPELINE);
     let permits = Arc::new(Semaphore::new(PIPELINE));
-    let reader = read_requests(&b, read, jobs, permits, &peer);
-    let writer = write_answers(write, queue, &peer);
+    let reader = read_requests(b, read, jobs, permits, peer);
+    let writer = write_answers(write, queue, peer);
     tokio::pin!(writer);
     tokio::select! {
         // The client sent all it will (or something unreadable): answer what came before.
@@ -110,9 +127,9 @@ pub async fn serve(b: Arc<Broker>, stream: TcpStream) {
     }
 }
 
-async fn read_requests(
+async fn read_requests<R: AsyncRead + Unpin + Send>(
     b: &Arc<Broker>,
-    read: OwnedReadHalf,
+    read: R,
     jobs: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
     peer: &str,
@@ -150,7 +167,11 @@ async fn read_requests(
     }
 }
 
-async fn write_answers(write: OwnedWriteHalf, mut queue: mpsc::Receiver<Job>, peer: &str) {
+async fn write_answers<W: AsyncWrite + Unpin + Send>(
+    write: W,
+    mut queue: mpsc::Receiver<Job>,
+    peer: &str,
+) {
     // Answers ready together leave in one write (a pipelining client's Produce answers
     // often are); a large answer goes past the buffer.
     let mut write = BufWriter::new(write);

@@ -49,6 +49,7 @@ use tokio::time::Instant;
 
 use super::consume::partitions;
 use super::output::Output;
+use super::output::Target;
 use super::output::connect;
 use super::output::mb_per_sec;
 use super::output::print_json;
@@ -103,7 +104,7 @@ pub struct E2eBench {
 }
 
 /// Runs a `bench` command; returns the exit status.
-pub async fn run(bootstrap: &str, out: Output, cmd: BenchCommand) -> anyhow::Result<i32> {
+pub async fn run(bootstrap: &Target, out: Output, cmd: BenchCommand) -> anyhow::Result<i32> {
     let client = connect(bootstrap).await?;
     match cmd {
         BenchCommand::Produce(b) => super::bench_produce::run(client, out, b).await,

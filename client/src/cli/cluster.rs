@@ -15,6 +15,7 @@ use rafka_client::Admin;
 use serde_json::json;
 
 use super::output::Output;
+use super::output::Target;
 use super::output::connect;
 use super::output::print_json;
 use super::output::print_table;
@@ -27,13 +28,13 @@ pub enum ClusterCommand {
 }
 
 /// Runs a `cluster` command; returns the exit status.
-pub async fn run(bootstrap: &str, out: Output, cmd: ClusterCommand) -> anyhow::Result<i32> {
+pub async fn run(bootstrap: &Target, out: Output, cmd: ClusterCommand) -> anyhow::Result<i32> {
     match cmd {
         ClusterCommand::Status => status(bootstrap, out).await,
     }
 }
 
-async fn status(bootstrap: &str, out: Output) -> anyhow::Result<i32> {
+async fn status(bootstrap: &Target, out: Output) -> anyhow::Result<i32> {
     let admin = Admin::new(connect(bootstrap).await?);
     let cluster = admin.describe_cluster().await.context("describing the cluster")?;
     let md = admin.metadata(&[]).await.context("fetching metadata")?;

@@ -30,6 +30,7 @@ use rafka_client::SeekTo;
 use tokio::time::Instant;
 
 use super::output::Output;
+use super::output::Target;
 use super::output::connect;
 
 /// Bytes asked for per fetch.
@@ -91,7 +92,7 @@ impl std::str::FromStr for StartArg {
 }
 
 /// Runs `consume`; returns the exit status.
-pub async fn run(bootstrap: &str, out: Output, a: ConsumeArgs) -> anyhow::Result<i32> {
+pub async fn run(bootstrap: &Target, out: Output, a: ConsumeArgs) -> anyhow::Result<i32> {
     if a.max_messages == Some(0) {
         return Ok(0);
     }

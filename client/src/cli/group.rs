@@ -30,6 +30,7 @@ use super::consume::StartArg;
 use super::consume::consume_loop;
 use super::consume::partitions;
 use super::output::Output;
+use super::output::Target;
 use super::output::connect;
 use super::output::print_json;
 use super::output::print_table;
@@ -84,7 +85,7 @@ pub struct ResetArgs {
 }
 
 /// Runs a `group` command; returns the exit status.
-pub async fn run(bootstrap: &str, out: Output, cmd: GroupCommand) -> anyhow::Result<i32> {
+pub async fn run(bootstrap: &Target, out: Output, cmd: GroupCommand) -> anyhow::Result<i32> {
     let admin = Admin::new(connect(bootstrap).await?);
     match cmd {
         GroupCommand::List => list(&admin, out).await?,
@@ -241,7 +242,11 @@ async fn reset(admin: &Admin, out: Output, a: ResetArgs) -> anyhow::Result<()> {
 /// `rafka consume --group`: consumes as a group member. Every record printed is committed
 /// right after it is printed (before the next poll), and the member leaves the group before
 /// the command exits, also when it stops with an error.
-pub async fn consume_in_group(bootstrap: &str, out: Output, a: ConsumeArgs) -> anyhow::Result<i32> {
+pub async fn consume_in_group(
+    bootstrap: &Target,
+    out: Output,
+    a: ConsumeArgs,
+) -> anyhow::Result<i32> {
     let group = a.group.clone().unwrap_or_default();
     let reset = match a.offset {
         StartArg::Earliest => OffsetReset::Earliest,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rafka_client::Client;
 use rafka_client::ClientConfig;
+use rafka_client::ClientTls;
 use rafka_client::Error;
 
 /// How commands print their results.
@@ -34,10 +35,21 @@ pub fn code_name(e: &Error) -> &'static str {
     }
 }
 
-/// The client config for `bootstrap`, with `total` as the bound on one operation.
-pub fn client_config(bootstrap: &str, total: Option<Duration>) -> anyhow::Result<ClientConfig> {
+/// The cluster the global flags name, and how to reach it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `--bootstrap`.
+    pub bootstrap: String,
+    /// `--tls-ca` (with `--tls-cert` and `--tls-key`), read.
+    pub tls: Option<ClientTls>,
+}
+
+/// The client config for `target`, with `total` as the bound on one operation.
+pub fn client_config(target: &Target, total: Option<Duration>) -> anyhow::Result<ClientConfig> {
+    let bootstrap = &target.bootstrap;
     let mut config = ClientConfig::new(bootstrap)
         .map_err(|e| anyhow::anyhow!("--bootstrap {bootstrap:?}: {e}"))?;
+    config.tls = target.tls.clone();
     if let Some(total) = total {
         config.total_timeout = total;
         config.request_timeout = config.request_timeout.min(total);
@@ -46,7 +58,7 @@ pub fn client_config(bootstrap: &str, total: Option<Duration>) -> anyhow::Result
 }
 
 /// Connects to the cluster at `bootstrap` with the default timeouts.
-pub async fn connect(bootstrap: &str) -> anyhow::Result<Client> {
+pub async fn connect(bootstrap: &Target) -> anyhow::Result<Client> {
     connect_with(client_config(bootstrap, None)?).await
 }
 

@@ -30,6 +30,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::io::BufReader;
 
 use super::output::Output;
+use super::output::Target;
 use super::output::client_config;
 use super::output::code_name;
 use super::output::connect_with;
@@ -116,7 +117,7 @@ pub struct ProduceArgs {
 type Send = Pin<Box<dyn Future<Output = rafka_client::Result<RecordMetadata>> + std::marker::Send>>;
 
 /// Runs `produce`; returns the exit status.
-pub async fn run(bootstrap: &str, out: Output, a: ProduceArgs) -> anyhow::Result<i32> {
+pub async fn run(bootstrap: &Target, out: Output, a: ProduceArgs) -> anyhow::Result<i32> {
     if a.key_separator.as_deref() == Some("") {
         anyhow::bail!("--key-separator must not be empty");
     }

@@ -19,6 +19,7 @@ use rafka_client::Admin;
 use serde_json::json;
 
 use super::output::Output;
+use super::output::Target;
 use super::output::connect;
 use super::output::print_json;
 use super::output::print_table;
@@ -85,7 +86,7 @@ pub struct CreateArgs {
 }
 
 /// Runs a `topic` command; returns the exit status.
-pub async fn run(bootstrap: &str, out: Output, cmd: TopicCommand) -> anyhow::Result<i32> {
+pub async fn run(bootstrap: &Target, out: Output, cmd: TopicCommand) -> anyhow::Result<i32> {
     let admin = Admin::new(connect(bootstrap).await?);
     match cmd {
         TopicCommand::Create(a) => create(&admin, out, a).await?,

@@ -40,6 +40,7 @@ use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use super::Counters;
+use super::dial::Dialer;
 use super::heartbeat::Coalescer;
 use crate::detector::Detector;
 use crate::metrics as m;
@@ -94,12 +95,20 @@ pub(crate) struct Peers {
     peers: Mutex<HashMap<u64, Arc<Peer>>>,
     partitioned: Mutex<HashSet<u64>>,
     dial_overrides: Mutex<BTreeMap<String, String>>,
+    dialer: Option<Arc<dyn Dialer>>,
     pub counters: Arc<Counters>,
 }
 
 impl Peers {
-    pub fn new(me: u64, incarnation: u64, timing: RaftTiming, detector: Arc<Detector>) -> Peers {
+    pub fn new(
+        me: u64,
+        incarnation: u64,
+        timing: RaftTiming,
+        detector: Arc<Detector>,
+        dialer: Option<Arc<dyn Dialer>>,
+    ) -> Peers {
         Peers {
+            dialer,
             me,
             incarnation,
             timing,
@@ -152,7 +161,9 @@ impl Peers {
             .keep_alive_timeout(Duration::from_secs(20))
             .initial_stream_window_size(4 << 20)
             .initial_connection_window_size(32 << 20);
-        let client = RaftTransportClient::new(endpoint.connect_lazy())
+        let channel = super::dial::channel(self.dialer.as_deref(), endpoint, &dial, addr)
+            .map_err(|e| format!("broker {broker} at {addr}: {e}"))?;
+        let client = RaftTransportClient::new(channel)
             .max_decoding_message_size(256 << 20)
             .max_encoding_message_size(256 << 20);
         let cut = Arc::new(AtomicBool::new(

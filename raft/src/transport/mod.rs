@@ -7,6 +7,7 @@
 //! - [`heartbeat`]: coalesces the heartbeats of many groups bound for one peer into one RPC.
 
 pub(crate) mod client;
+pub mod dial;
 pub(crate) mod heartbeat;
 pub(crate) mod server;
 

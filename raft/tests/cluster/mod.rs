@@ -258,6 +258,7 @@ impl Cluster {
             advertise_addr: node.addr.to_string(),
             cluster: "test".into(),
             timing: self.timing.clone(),
+            dialer: None,
         };
         listener.set_nonblocking(true).unwrap();
         let raft_node = rt

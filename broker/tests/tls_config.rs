@@ -1,0 +1,150 @@
+//! The `[tls]` table: keys that go together, files that cannot be used (errors name the key),
+//! principal rules, and files that change under a running broker (used when good, ignored
+//! when not).
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::time::Duration;
+use std::time::Instant;
+
+use rafka_broker::config::Args;
+use rafka_broker::config::BrokerConfig;
+use rafka_broker::config::ClientAuth;
+use rafka_broker::config::TlsConfig;
+use rafka_broker::tls::Tls;
+use rafka_tests::certs::Ca;
+use rafka_tests::certs::Issued;
+
+fn tls(cert: &Issued, ca: &Path, auth: ClientAuth) -> TlsConfig {
+    TlsConfig {
+        cert_file: cert.cert.clone(),
+        key_file: cert.key.clone(),
+        client_ca_file: ca.to_path_buf(),
+        client_auth: auth,
+        ..Default::default()
+    }
+}
+
+fn invalid(config: &TlsConfig) -> String {
+    let config = BrokerConfig { tls: config.clone(), ..Default::default() };
+    config.validate().unwrap_err().to_string()
+}
+
+fn load_err(config: &TlsConfig) -> String {
+    Tls::load(config).unwrap_err().to_string()
+}
+
+#[test]
+fn keys_that_go_together_are_checked_together() {
+    BrokerConfig::default().validate().unwrap();
+    let p = |s: &str| std::path::PathBuf::from(s);
+    let cases = [
+        (TlsConfig { key_file: p("k"), ..Default::default() }, "`tls.key-file`"),
+        (TlsConfig { client_ca_file: p("ca"), ..Default::default() }, "`tls.client-ca-file`"),
+        (
+            TlsConfig { client_auth: ClientAuth::Required, ..Default::default() },
+            "`tls.client-auth`",
+        ),
+        (TlsConfig { http: true, ..Default::default() }, "`tls.http`"),
+        (TlsConfig { cert_file: p("c"), ..Default::default() }, "`tls.key-file`"),
+        (
+            TlsConfig { cert_file: p("c"), key_file: p("k"), ..Default::default() },
+            "`tls.client-ca-file`",
+        ),
+    ];
+    for (config, key) in cases {
+        let e = invalid(&config);
+        assert!(e.contains(key), "{config:?}: {e}");
+    }
+}
+
+#[test]
+fn tls_keys_come_from_files_and_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.toml");
+    std::fs::write(
+        &file,
+        "[tls]\ncert-file = \"b.pem\"\nkey-file = \"b.key\"\nclient-ca-file = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let env: Vec<(OsString, OsString)> = vec![
+        ("RAFKA_TLS__CLIENT_AUTH".into(), "required".into()),
+        ("RAFKA_TLS__PRINCIPAL_MAPPING_RULES".into(), "[\"RULE:^CN=(.*)$/$1/\"]".into()),
+    ];
+    let args = Args { config: Some(file), ..Default::default() };
+    let config = BrokerConfig::load_with_env(&args, env).unwrap();
+    assert_eq!(config.tls.cert_file, Path::new("b.pem"));
+    assert_eq!(config.tls.client_auth, ClientAuth::Required);
+    assert_eq!(config.tls.principal_mapping_rules, ["RULE:^CN=(.*)$/$1/"]);
+    let bad = vec![("RAFKA_TLS__CLIENT_AUTH".into(), "sometimes".into())];
+    let e = BrokerConfig::load_with_env(&Args::default(), bad).unwrap_err().to_string();
+    assert!(e.contains("RAFKA_TLS__CLIENT_AUTH") && e.contains("sometimes"), "{e}");
+}
+
+#[test]
+fn unusable_files_are_errors_naming_their_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let broker = ca.issue(dir.path(), "broker", "broker", &["127.0.0.1"]);
+    let other = ca.issue(dir.path(), "other", "other", &["127.0.0.1"]);
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not PEM at all\n").unwrap();
+    Tls::load(&tls(&broker, &ca.pem, ClientAuth::Required)).unwrap();
+
+    let missing = TlsConfig {
+        cert_file: dir.path().join("nope.pem"),
+        ..tls(&broker, &ca.pem, ClientAuth::None)
+    };
+    assert!(load_err(&missing).contains("`tls.cert-file`"), "{}", load_err(&missing));
+    let not_pem =
+        TlsConfig { cert_file: garbage.clone(), ..tls(&broker, &ca.pem, ClientAuth::None) };
+    assert!(load_err(&not_pem).contains("`tls.cert-file`"), "{}", load_err(&not_pem));
+    let bad_key =
+        TlsConfig { key_file: garbage.clone(), ..tls(&broker, &ca.pem, ClientAuth::None) };
+    assert!(load_err(&bad_key).contains("`tls.key-file`"), "{}", load_err(&bad_key));
+    let mismatched =
+        TlsConfig { key_file: other.key.clone(), ..tls(&broker, &ca.pem, ClientAuth::None) };
+    assert!(load_err(&mismatched).contains("`tls.key-file`"), "{}", load_err(&mismatched));
+    let bad_ca = TlsConfig { client_ca_file: garbage, ..tls(&broker, &ca.pem, ClientAuth::None) };
+    assert!(load_err(&bad_ca).contains("`tls.client-ca-file`"), "{}", load_err(&bad_ca));
+    let bad_rule = TlsConfig {
+        principal_mapping_rules: vec!["RULE:(/x/".into()],
+        ..tls(&broker, &ca.pem, ClientAuth::None)
+    };
+    assert!(
+        load_err(&bad_rule).contains("`tls.principal-mapping-rules`"),
+        "{}",
+        load_err(&bad_rule)
+    );
+}
+
+/// Polls `f` every 50 ms until it holds, for at most 10 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn changed_files_are_used_when_good_and_ignored_when_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let first = ca.issue(dir.path(), "broker", "v1", &["127.0.0.1"]);
+    let tls = Tls::load(&tls(&first, &ca.pem, ClientAuth::None)).unwrap();
+    assert_eq!(&*tls.configs().leaf, first.der.as_slice());
+
+    // A certificate file replaced by garbage: reported, and the old certificate stays.
+    std::fs::write(&first.cert, "-----BEGIN CERTIFICATE-----\nbroken\n").unwrap();
+    eventually("the bad file was read", || {
+        tls.configs();
+        tls.reloads() == (0, 1)
+    });
+    assert_eq!(&*tls.configs().leaf, first.der.as_slice(), "the old certificate is kept");
+
+    // Good files again: used from the next check on.
+    let second = ca.issue(dir.path(), "broker", "v2", &["127.0.0.1"]);
+    eventually("the new certificate is used", || *tls.configs().leaf == *second.der);
+    assert!(tls.reloads().0 >= 1, "{:?}", tls.reloads());
+}
