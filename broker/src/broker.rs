@@ -51,6 +51,9 @@ pub struct Broker {
     channels: std::sync::Mutex<std::collections::HashMap<String, Channel>>,
     /// TLS on the broker port and to other brokers; `None`: plaintext.
     tls: Option<Arc<Tls>>,
+    /// `[auth] bootstrap-user` and its password, read from its file at start (kept in
+    /// memory only: the controller stores a SCRAM credential, never the password).
+    bootstrap_user: Option<(String, String)>,
     tasks: Supervisor,
 }
 
@@ -74,6 +77,11 @@ impl Broker {
             true => Some(Tls::load(&config.tls).map_err(|e| Error::InvalidConfig(e.to_string()))?),
             false => None,
         };
+        let bootstrap_user = config
+            .auth
+            .bootstrap_password()
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?
+            .map(|password| (config.auth.bootstrap_user.clone(), password));
         let log = LogRuntime::open(&config.data_dir, config.log.clone())
             .map_err(|e| Error::from_raft("log runtime", e))?;
         let node = RaftNode::start_embedded(
@@ -118,6 +126,7 @@ impl Broker {
             groups_db,
             channels: Default::default(),
             tls,
+            bootstrap_user,
             tasks,
             config,
         })
@@ -185,6 +194,11 @@ impl Broker {
     /// The owner of this broker's background tasks.
     pub fn tasks(&self) -> &Supervisor {
         &self.tasks
+    }
+
+    /// The bootstrap user and its password, when configured.
+    pub fn bootstrap_user(&self) -> Option<(&str, &str)> {
+        self.bootstrap_user.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
     }
 
     /// TLS on the broker port and to other brokers, when configured.

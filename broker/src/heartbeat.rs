@@ -11,6 +11,8 @@ use rafka_raft::App;
 use rafka_raft::Group;
 use rafka_raft::StateMachine;
 
+use crate::auth::scram;
+use crate::auth::scram::Credential;
 use crate::broker::Broker;
 use crate::controller::Command;
 use crate::controller::plan;
@@ -147,6 +149,17 @@ pub fn handle(
     if let Some(create) = plan::offsets_topic(&state, &live, founding, &b.config().groups) {
         let done = format!("created {}", rafka_proto::groups::OFFSETS_TOPIC);
         propose(b, TaskKey::CreateOffsetsTopic, create, done);
+    }
+    if let Some((user, password)) = b.bootstrap_user()
+        && !state.users.contains_key(user)
+    {
+        let credentials = crate::auth::Hash::ALL
+            .into_iter()
+            .map(|h| (h, Credential::from_password(h, password, scram::MIN_ITERATIONS)))
+            .collect();
+        let cmd =
+            Command::SetScramCredentials { user: user.to_string(), credentials, if_absent: true };
+        propose(b, TaskKey::BootstrapUser, cmd, format!("created the bootstrap user {user}"));
     }
     internal::BrokerHeartbeatResponse { accepted: true, message: String::new() }
 }

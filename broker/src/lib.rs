@@ -5,8 +5,8 @@
 //! Map of the crate, in layers: each module uses only modules of the layers above it (a test
 //! checks that no two modules import each other, directly or in a circle).
 //!
-//! 1. Foundations: [`alloc`] (the global allocator), [`error`] (the one mapping to wire
-//!    codes), [`config`], [`topic`] (names,
+//! 1. Foundations: [`alloc`] (the global allocator), [`auth`] (SASL mechanisms and SCRAM
+//!    credentials), [`error`] (the one mapping to wire codes), [`config`], [`topic`] (names,
 //!    per-topic configs), [`json_entry`], [`metrics`] (names), [`telemetry`], [`http`]
 //!    (`/metrics`, `/healthz`, `/readyz`), [`supervisor`] (owns every background task),
 //!    [`tls`] (TLS on the broker port and between brokers: certificates reloaded when their
@@ -38,6 +38,7 @@
 //! The design, its invariants and the log of decisions behind it: `docs/ARCHITECTURE.md`.
 
 pub mod alloc;
+pub mod auth;
 pub mod bootstrap;
 pub mod broker;
 pub mod config;

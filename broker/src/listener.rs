@@ -11,8 +11,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::Stream;
@@ -21,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::supervisor::Supervisor;
+use crate::telemetry::RateLimit;
 use crate::tls::ALPN_H2;
 use crate::tls::Tls;
 use crate::tls::stream::Conn;
@@ -130,12 +129,9 @@ async fn sort(
 /// Logs a connection refused before its TLS session, at most once a second (a scanner or a
 /// misconfigured client retrying must not flood the log); the metric counts them all.
 fn refused(peer: SocketAddr, why: &crate::tls::stream::Refused) {
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    if LAST.swap(now, Ordering::Relaxed) != now {
-        tracing::info!(%peer, "refused a connection: {why}");
+    static LOG: RateLimit = RateLimit::new();
+    if let Some(held) = LOG.allow() {
+        tracing::info!(%peer, held, "refused a connection: {why}");
     }
 }
 

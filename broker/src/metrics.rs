@@ -47,6 +47,9 @@ pub const TLS_REFUSED: &str = "rafka_broker_tls_refused_total";
 /// Readings of changed TLS files, by `result` (`ok`, or `error` when the old ones were kept).
 pub const TLS_RELOADS: &str = "rafka_broker_tls_reloads_total";
 
+/// Failed authentications, by `protocol` (`kafka`, `grpc`).
+pub const AUTH_FAILURES: &str = "rafka_broker_authentication_failures_total";
+
 /// Describes every broker metric to the installed recorder.
 pub fn describe() {
     use metrics::Unit;
@@ -74,6 +77,7 @@ pub fn describe() {
     metrics::describe_gauge!(GROUPS_COORDINATED, "Groups this broker coordinates.");
     metrics::describe_counter!(TLS_REFUSED, "Connections refused before a TLS session, by reason.");
     metrics::describe_counter!(TLS_RELOADS, "Readings of changed TLS files, by result.");
+    metrics::describe_counter!(AUTH_FAILURES, "Failed authentications, by protocol.");
 }
 
 /// Counts a connection refused before its TLS session began.
@@ -90,4 +94,9 @@ pub fn tls_reloaded(ok: bool) {
 pub fn request(rpc: &'static str, code: rafka_proto::ErrorCode, started: std::time::Instant) {
     metrics::counter!(REQUESTS, "rpc" => rpc, "code" => code.as_str_name()).increment(1);
     metrics::histogram!(REQUEST_SECONDS, "rpc" => rpc).record(started.elapsed().as_secs_f64());
+}
+
+/// Counts a failed authentication.
+pub fn auth_failed(protocol: &'static str) {
+    metrics::counter!(AUTH_FAILURES, "protocol" => protocol).increment(1);
 }

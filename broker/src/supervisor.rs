@@ -37,6 +37,8 @@ pub enum TaskKey {
     /// Creating `__consumer_offsets` (as controller leader).
     CreateOffsetsTopic,
     FinalizeBatchFormat,
+    /// Creating `[auth] bootstrap-user` (as controller leader).
+    BootstrapUser,
     /// Registering a broker, or a new incarnation of it (as controller leader).
     RegisterBroker(u64),
     /// Initialising a group that has no log yet: (group, replica). Keyed by replica too, so a

@@ -212,3 +212,48 @@ mod tests {
         }
     }
 }
+
+/// Lets at most one event a second through, counting the ones it held back: for logs a
+/// client can trigger at will (failed authentications, refused connections).
+#[derive(Debug, Default)]
+pub struct RateLimit {
+    second: std::sync::atomic::AtomicU64,
+    held: std::sync::atomic::AtomicU64,
+}
+
+impl RateLimit {
+    /// A limiter that has let nothing through yet.
+    pub const fn new() -> RateLimit {
+        RateLimit {
+            second: std::sync::atomic::AtomicU64::new(0),
+            held: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(events held back since the last one let through)` when this one may be logged.
+    pub fn allow(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if self.second.swap(now, Relaxed) == now {
+            self.held.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.held.swap(0, Relaxed))
+    }
+}
+
+/// Failed authentications and authorization denials.
+pub static SECURITY_LOG: RateLimit = RateLimit::new();
+
+/// Logs `line` at info unless [`SECURITY_LOG`] holds it back.
+pub fn rate_limited_info(line: &str) {
+    if let Some(held) = SECURITY_LOG.allow() {
+        if held > 0 {
+            tracing::info!("{line} ({held} more like it not logged)");
+        } else {
+            tracing::info!("{line}");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use kafka_protocol::messages::AlterConfigsRequest;
+use kafka_protocol::messages::AlterUserScramCredentialsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::ConsumerGroupDescribeRequest;
@@ -17,6 +18,7 @@ use kafka_protocol::messages::DeleteTopicsRequest;
 use kafka_protocol::messages::DescribeClusterRequest;
 use kafka_protocol::messages::DescribeConfigsRequest;
 use kafka_protocol::messages::DescribeGroupsRequest;
+use kafka_protocol::messages::DescribeUserScramCredentialsRequest;
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::messages::FindCoordinatorRequest;
 use kafka_protocol::messages::HeartbeatRequest;
@@ -31,6 +33,8 @@ use kafka_protocol::messages::OffsetCommitRequest;
 use kafka_protocol::messages::OffsetFetchRequest;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::messages::SaslAuthenticateRequest;
+use kafka_protocol::messages::SaslHandshakeRequest;
 use kafka_protocol::messages::SyncGroupRequest;
 use proptest::prelude::*;
 use rafka_broker::kafka::frame;
@@ -75,6 +79,16 @@ fn decode_any(key: ApiKey, version: i16, body: &[u8]) -> bool {
         }
         ApiKey::ConsumerGroupDescribe => {
             frame::decode::<ConsumerGroupDescribeRequest>(&mut b, version).is_ok()
+        }
+        ApiKey::SaslHandshake => frame::decode::<SaslHandshakeRequest>(&mut b, version).is_ok(),
+        ApiKey::SaslAuthenticate => {
+            frame::decode::<SaslAuthenticateRequest>(&mut b, version).is_ok()
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            frame::decode::<DescribeUserScramCredentialsRequest>(&mut b, version).is_ok()
+        }
+        ApiKey::AlterUserScramCredentials => {
+            frame::decode::<AlterUserScramCredentialsRequest>(&mut b, version).is_ok()
         }
         other => panic!("{other:?} is served but not fuzzed here: add it"),
     }

@@ -1,7 +1,8 @@
-"""A Kafka client over TLS (and later SASL) against rafka: produce N records to TOPIC, then
-read them back from the beginning (assigned, no group). Prints the values read, one per line.
+"""A Kafka client over TLS, optionally with SASL, against rafka: produce N records to TOPIC,
+then read them back from the beginning (assigned, no group). Prints the values read, one per
+line.
 
-Usage: secure_roundtrip.py CLIENT BOOTSTRAP TOPIC N CA [CERT KEY]
+Usage: secure_roundtrip.py CLIENT BOOTSTRAP TOPIC N CA [--cert CERT KEY] [--sasl MECH USER PW]
 CLIENT: confluent (confluent-kafka, librdkafka) or kafka-python.
 """
 import sys
@@ -9,7 +10,15 @@ import time
 
 client, bootstrap, topic, n, ca = sys.argv[1:6]
 n = int(n)
-cert, key = (sys.argv[6], sys.argv[7]) if len(sys.argv) > 7 else (None, None)
+rest = sys.argv[6:]
+cert = key = sasl = None
+while rest:
+    if rest[0] == "--cert":
+        cert, key, rest = rest[1], rest[2], rest[3:]
+    elif rest[0] == "--sasl":
+        sasl, rest = (rest[1], rest[2], rest[3]), rest[4:]
+    else:
+        sys.exit(f"unknown argument {rest[0]}")
 values = [f"v{i}" for i in range(n)]
 
 if client == "confluent":
@@ -18,6 +27,9 @@ if client == "confluent":
     tls = {"security.protocol": "SSL", "ssl.ca.location": ca}
     if cert:
         tls.update({"ssl.certificate.location": cert, "ssl.key.location": key})
+    if sasl:
+        tls.update({"security.protocol": "SASL_SSL", "sasl.mechanism": sasl[0],
+                    "sasl.username": sasl[1], "sasl.password": sasl[2]})
     failed = []
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, **tls})
     for v in values:
@@ -45,6 +57,9 @@ elif client == "kafka-python":
     tls = {"security_protocol": "SSL", "ssl_cafile": ca, "ssl_check_hostname": True}
     if cert:
         tls.update({"ssl_certfile": cert, "ssl_keyfile": key})
+    if sasl:
+        tls.update({"security_protocol": "SASL_SSL", "sasl_mechanism": sasl[0],
+                    "sasl_plain_username": sasl[1], "sasl_plain_password": sasl[2]})
     producer = KafkaProducer(bootstrap_servers=bootstrap, **tls)
     for f in [producer.send(topic, v.encode()) for v in values]:
         f.get(timeout=60)

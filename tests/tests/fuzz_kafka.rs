@@ -217,6 +217,32 @@ fn seed_request(key: ApiKey, batch: &Bytes) -> Option<RequestKind> {
         ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
             ConsumerGroupDescribeRequest::default().with_group_ids(vec![group]),
         ),
+        ApiKey::SaslHandshake => RequestKind::SaslHandshake(
+            m::SaslHandshakeRequest::default().with_mechanism(s("SCRAM-SHA-256")),
+        ),
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            m::SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"n,,n=fuzz,r=fyko+d2lbbFgONRv9qkxdawL")),
+        ),
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            m::DescribeUserScramCredentialsRequest::default().with_users(None),
+        ),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+            m::AlterUserScramCredentialsRequest::default()
+                .with_upsertions(vec![
+                    m::alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                        .with_name(s("fuzz"))
+                        .with_mechanism(1)
+                        .with_iterations(4096)
+                        .with_salt(Bytes::from_static(b"salt"))
+                        .with_salted_password(Bytes::from_static(&[7; 32])),
+                ])
+                .with_deletions(vec![
+                    m::alter_user_scram_credentials_request::ScramCredentialDeletion::default()
+                        .with_name(s("nobody"))
+                        .with_mechanism(2),
+                ]),
+        ),
         _ => return None,
     })
 }

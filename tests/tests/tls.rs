@@ -280,7 +280,7 @@ async fn mtls_lets_in_certificates_of_the_configured_ca_only() {
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     let out = must_python(
         "secure_roundtrip.py",
-        &["confluent", &bootstrap, "m", "5", ca_path, cert, key],
+        &["confluent", &bootstrap, "m", "5", ca_path, "--cert", cert, key],
     )
     .await;
     assert_eq!(out.lines().count(), 5, "confluent-kafka with a client certificate: {out}");

@@ -31,9 +31,11 @@
 //! `RAFKA_INITIAL_CLUSTER` would quietly start a single-node cluster; `RAFKA_TEST_*` and
 //! `RAFKA_BENCH_*` belong to the test suites and benchmarks and are not read.
 
+mod auth;
 mod groups;
 mod tls;
 
+pub use auth::AuthConfig;
 pub use groups::GroupsConfig;
 pub use tls::ClientAuth;
 pub use tls::TlsConfig;
@@ -65,7 +67,8 @@ pub const MAX_MESSAGE_BYTES_LIMIT: u64 = 64 << 20;
 /// Prefix of the environment variables read as configuration.
 const ENV_PREFIX: &str = "RAFKA_";
 /// `RAFKA_*` variables of other tools (tests, benchmarks), never read as configuration.
-const ENV_RESERVED: [&str; 4] = ["TEST_", "BENCH_", "BOOTSTRAP", "BROKER_BIN"];
+const ENV_RESERVED: [&str; 6] =
+    ["TEST_", "BENCH_", "BOOTSTRAP", "BROKER_BIN", "USER", "PASSWORD_FILE"];
 
 /// Everything a broker process is configured with. See the module doc for the layers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +118,8 @@ pub struct BrokerConfig {
     pub groups: GroupsConfig,
     /// TLS on the broker port and between brokers (`[tls]`).
     pub tls: TlsConfig,
+    /// Authentication and authorization (`[auth]`).
+    pub auth: AuthConfig,
     /// Fault suite only (`[dial-overrides]`, in builds with the `failpoints` feature): another
     /// broker's advertised `host:port` → the address this broker dials instead. The fault
     /// suite routes each direction of every broker pair through its own proxy this way;
@@ -151,6 +156,7 @@ impl Default for BrokerConfig {
             topic_defaults: TopicDefaults::default(),
             groups: GroupsConfig::default(),
             tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
             #[cfg(feature = "failpoints")]
             dial_overrides: BTreeMap::new(),
             #[cfg(feature = "failpoints")]
@@ -414,6 +420,7 @@ impl BrokerConfig {
         self.topic_defaults.validate()?;
         self.groups.validate()?;
         self.tls.validate()?;
+        self.auth.validate()?;
         self.initial_cluster()?;
         #[cfg(feature = "failpoints")]
         for (from, to) in &self.dial_overrides {

@@ -15,6 +15,8 @@ use rafka_proto::ErrorCode;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::auth::Hash;
+use crate::auth::scram::Credential;
 use crate::topic::TopicConfig;
 
 /// Replica ids of partition groups start here; the controller group's replica ids are the
@@ -129,6 +131,16 @@ pub enum Command {
     /// broker reads it. Proposed only then, so a controller replica old enough not to know
     /// this command never sees it; refused if a broker registered meanwhile that does not.
     FinalizeBatchFormat { format: u32 },
+    /// Sets `user`'s SCRAM credentials for the hashes given (others it has stay). With
+    /// `if_absent`, only if the user has none yet (the bootstrap user).
+    SetScramCredentials {
+        user: String,
+        credentials: BTreeMap<Hash, Credential>,
+        #[serde(default)]
+        if_absent: bool,
+    },
+    /// Deletes `user`'s SCRAM credentials for `hashes`; a user with none left is gone.
+    DeleteScramCredentials { user: String, hashes: Vec<Hash> },
 }
 
 /// What applying a command returned.
@@ -168,6 +180,9 @@ pub struct ControllerState {
     /// founders' format — and raised by `FinalizeBatchFormat`; it never goes down.
     #[serde(default)]
     batch_format: u32,
+    /// Users and their SCRAM credentials (never passwords).
+    #[serde(default)]
+    pub users: BTreeMap<String, BTreeMap<Hash, Credential>>,
     /// Raft index of the last applied entry.
     pub version: u64,
 }
@@ -272,6 +287,22 @@ impl ControllerState {
                     );
                 }
                 self.batch_format = self.batch_format.max(format);
+                Outcome::Done
+            }
+            Command::SetScramCredentials { user, credentials, if_absent } => {
+                if if_absent && self.users.contains_key(&user) {
+                    return Outcome::Done;
+                }
+                self.users.entry(user).or_default().extend(credentials);
+                Outcome::Done
+            }
+            Command::DeleteScramCredentials { user, hashes } => {
+                if let Some(have) = self.users.get_mut(&user) {
+                    have.retain(|h, _| !hashes.contains(h));
+                    if have.is_empty() {
+                        self.users.remove(&user);
+                    }
+                }
                 Outcome::Done
             }
             Command::CompleteReassignment { group, voters } => {

@@ -53,6 +53,19 @@ pub enum FrameError {
     Decode(String),
 }
 
+/// Reads one raw size-prefixed SASL token (after SaslHandshake 0), at most `max` bytes.
+pub async fn read_token<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> io::Result<Vec<u8>> {
+    let mut size = [0u8; 4];
+    r.read_exact(&mut size).await?;
+    let size = usize::try_from(i32::from_be_bytes(size))
+        .ok()
+        .filter(|s| *s <= max)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "SASL token size"))?;
+    let mut token = vec![0u8; size];
+    r.read_exact(&mut token).await?;
+    Ok(token)
+}
+
 /// Reads one request; `None` when the client closed the connection between requests.
 pub async fn read<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, FrameError> {
     let mut size = [0u8; 4];

@@ -22,6 +22,8 @@ mod groups;
 mod metadata;
 mod offsets;
 mod produce;
+pub mod sasl;
+mod users;
 pub mod versions;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use kafka_protocol::messages::AlterConfigsRequest;
+use kafka_protocol::messages::AlterUserScramCredentialsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::ConsumerGroupDescribeRequest;
@@ -43,6 +46,7 @@ use kafka_protocol::messages::DeleteTopicsRequest;
 use kafka_protocol::messages::DescribeClusterRequest;
 use kafka_protocol::messages::DescribeConfigsRequest;
 use kafka_protocol::messages::DescribeGroupsRequest;
+use kafka_protocol::messages::DescribeUserScramCredentialsRequest;
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::messages::FindCoordinatorRequest;
 use kafka_protocol::messages::HeartbeatRequest;
@@ -57,6 +61,8 @@ use kafka_protocol::messages::OffsetCommitRequest;
 use kafka_protocol::messages::OffsetFetchRequest;
 use kafka_protocol::messages::ProduceRequest;
 use kafka_protocol::messages::RequestHeader;
+use kafka_protocol::messages::SaslAuthenticateRequest;
+use kafka_protocol::messages::SaslHandshakeRequest;
 use kafka_protocol::messages::SyncGroupRequest;
 use kafka_protocol::protocol::Encodable;
 use tokio::io::AsyncRead;
@@ -70,6 +76,7 @@ use tokio::sync::mpsc;
 
 use self::frame::Frame;
 use self::frame::FrameError;
+use self::sasl::Session;
 use crate::broker::Broker;
 use crate::tls::stream::Conn;
 
@@ -95,29 +102,30 @@ enum Job {
 /// replicate at once; any other request waits until every request before it is answered,
 /// so it sees their effects as it would one at a time.
 pub async fn serve(b: Arc<Broker>, conn: Conn) {
-    let peer = conn.info().addr.map(|a| a.to_string()).unwrap_or_default();
+    let session = Session::new(conn.info());
     // A plaintext connection splits into owned halves; a TLS session shares one state.
     match conn.into_plain() {
         Ok((stream, _)) => {
             let (read, write) = stream.into_split();
-            serve_halves(&b, read, write, &peer).await;
+            serve_halves(&b, read, write, session).await;
         }
         Err(conn) => {
             let (read, write) = tokio::io::split(*conn);
-            serve_halves(&b, read, write, &peer).await;
+            serve_halves(&b, read, write, session).await;
         }
     }
 }
 
-async fn serve_halves<R, W>(b: &Arc<Broker>, read: R, write: W, peer: &str)
+async fn serve_halves<R, W>(b: &Arc<Broker>, read: R, write: W, session: Session)
 where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
     let (jobs, queue) = mpsc::channel(PIPELINE);
     let permits = Arc::new(Semaphore::new(PIPELINE));
-    let reader = read_requests(b, read, jobs, permits, peer);
-    let writer = write_answers(write, queue, peer);
+    let peer = session.peer.clone();
+    let reader = read_requests(b, read, jobs, permits, session);
+    let writer = write_answers(write, queue, &peer);
     tokio::pin!(writer);
     tokio::select! {
         // The client sent all it will (or something unreadable): answer what came before.
@@ -132,10 +140,23 @@ async fn read_requests<R: AsyncRead + Unpin + Send>(
     read: R,
     jobs: mpsc::Sender<Job>,
     permits: Arc<Semaphore>,
-    peer: &str,
+    mut session: Session,
 ) {
+    let peer = session.peer.clone();
     let mut read = BufReader::new(read);
     loop {
+        if sasl::expects_raw_token(&session) {
+            // After SaslHandshake 0: a size-prefixed token, answered the same way.
+            let Ok(token) = frame::read_token(&mut read, sasl::MAX_TOKEN).await else { return };
+            let Some(reply) = sasl::raw_token(b, &mut session, &token) else { return };
+            let Ok(all) = permits.clone().acquire_many_owned(PIPELINE as u32).await else {
+                return;
+            };
+            if jobs.send(Job::Ready(Ok(Some(reply)), all)).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let frame = match frame::read(&mut read).await {
             Ok(Some(f)) => f,
             Ok(None) => return,
@@ -148,20 +169,25 @@ async fn read_requests<R: AsyncRead + Unpin + Send>(
             && versions::served(ApiKey::Produce, frame.version)
         {
             let Ok(permit) = permits.clone().acquire_owned().await else { return };
-            match admit_produce(b, frame).await {
-                Ok(answer) => Job::Pending(answer, permit),
-                Err(e) => Job::Ready(Err(e), permit),
+            if !session.admits(b, ApiKey::Produce) {
+                Job::Ready(Err(unauthenticated(&session, ApiKey::Produce)), permit)
+            } else {
+                match admit_produce(b, frame).await {
+                    Ok(answer) => Job::Pending(answer, permit),
+                    Err(e) => Job::Ready(Err(e), permit),
+                }
             }
         } else {
             let Ok(all) = permits.clone().acquire_many_owned(PIPELINE as u32).await else {
                 return;
             };
-            Job::Ready(answer(b, frame, peer).await, all)
+            Job::Ready(answer(b, frame, &mut session).await, all)
         };
         // A request that cannot be read closes the connection once the answers before it
-        // are out: nothing after it is read, let alone admitted.
+        // are out: nothing after it is read, let alone admitted. So does a failed
+        // authentication, once its answer is out.
         let unreadable = matches!(job, Job::Ready(Err(_), _));
-        if jobs.send(job).await.is_err() || unreadable {
+        if jobs.send(job).await.is_err() || unreadable || session.closing {
             return;
         }
     }
@@ -246,10 +272,18 @@ async fn admit_produce(
 
 /// The response frame to `f`, `None` for none (Produce with acks=0), an error to close the
 /// connection.
-pub async fn answer(b: &Broker, f: Frame, peer: &str) -> Result<Option<Bytes>, FrameError> {
+pub async fn answer(
+    b: &Broker,
+    f: Frame,
+    session: &mut Session,
+) -> Result<Option<Bytes>, FrameError> {
     let Ok(key) = ApiKey::try_from(f.key) else {
         return Err(FrameError::Decode(format!("unknown API key {}", f.key)));
     };
+    if !session.admits(b, key) {
+        return Err(unauthenticated(session, key));
+    }
+    let peer = session.peer.as_str();
     if key == ApiKey::ApiVersions && !versions::served(key, f.version) {
         // A newer client's first request: answer version 0 with the versions known here.
         // The header of an unknown version is read as the newest one's.
@@ -271,6 +305,22 @@ pub async fn answer(b: &Broker, f: Frame, peer: &str) -> Result<Option<Bytes>, F
         ApiKey::ApiVersions => {
             let _: ApiVersionsRequest = frame::decode(&mut body, version)?;
             respond(&header, &versions::api_versions())
+        }
+        ApiKey::SaslHandshake => {
+            let req: SaslHandshakeRequest = frame::decode(&mut body, version)?;
+            respond(&header, &sasl::handshake(b, session, req, version))
+        }
+        ApiKey::SaslAuthenticate => {
+            let req: SaslAuthenticateRequest = frame::decode(&mut body, version)?;
+            respond(&header, &sasl::authenticate(b, session, req))
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            let req: DescribeUserScramCredentialsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &users::describe(b, session, req))
+        }
+        ApiKey::AlterUserScramCredentials => {
+            let req: AlterUserScramCredentialsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &users::alter(b, session, req).await)
         }
         ApiKey::Metadata => {
             let req: MetadataRequest = frame::decode(&mut body, version)?;
@@ -375,6 +425,16 @@ pub async fn answer(b: &Broker, f: Frame, peer: &str) -> Result<Option<Bytes>, F
         }
         other => Err(FrameError::Decode(format!("{other:?} is not served"))),
     }
+}
+
+/// Why a request from a connection that has not authenticated closes it.
+fn unauthenticated(session: &Session, key: ApiKey) -> FrameError {
+    crate::metrics::auth_failed("kafka");
+    FrameError::Decode(format!(
+        "{key:?} from {} before it authenticated (authentication is on: use SASL or a client \
+         certificate)",
+        session.peer
+    ))
 }
 
 /// A response body of any API.

@@ -1,6 +1,6 @@
-//! The `[tls]` table: keys that go together, files that cannot be used (errors name the key),
-//! principal rules, and files that change under a running broker (used when good, ignored
-//! when not).
+//! The `[tls]` and `[auth]` tables: keys that go together, files that cannot be used (errors
+//! name the key), principal rules, TLS files that change under a running broker (used when
+//! good, ignored when not), and the CLI's variables a broker ignores.
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use rafka_broker::config::Args;
+use rafka_broker::config::AuthConfig;
 use rafka_broker::config::BrokerConfig;
 use rafka_broker::config::ClientAuth;
 use rafka_broker::config::TlsConfig;
@@ -147,4 +148,47 @@ fn changed_files_are_used_when_good_and_ignored_when_not() {
     let second = ca.issue(dir.path(), "broker", "v2", &["127.0.0.1"]);
     eventually("the new certificate is used", || *tls.configs().leaf == *second.der);
     assert!(tls.reloads().0 >= 1, "{:?}", tls.reloads());
+}
+
+#[test]
+fn auth_keys_are_checked_and_name_the_key() {
+    let invalid = |auth: AuthConfig| {
+        let config = BrokerConfig { auth, ..Default::default() };
+        config.validate().unwrap_err().to_string()
+    };
+    let e = invalid(AuthConfig { mechanisms: vec!["SCRAM-SHA-1".into()], ..Default::default() });
+    assert!(e.contains("`auth.mechanisms`") && e.contains("SCRAM-SHA-1"), "{e}");
+    let e = invalid(AuthConfig { enabled: true, mechanisms: vec![], ..Default::default() });
+    assert!(e.contains("`auth.mechanisms`"), "{e}");
+    let e = invalid(AuthConfig { bootstrap_user: "admin".into(), ..Default::default() });
+    assert!(e.contains("`auth.bootstrap-password-file`"), "{e}");
+    let e = invalid(AuthConfig { superusers: vec!["User:admin".into()], ..Default::default() });
+    assert!(e.contains("`auth.superusers`"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let with_file = |name: &str| AuthConfig {
+        bootstrap_user: "admin".into(),
+        bootstrap_password_file: dir.path().join(name),
+        ..Default::default()
+    };
+    let e = with_file("missing.pw").bootstrap_password().unwrap_err().to_string();
+    assert!(e.contains("`auth.bootstrap-password-file`") && e.contains("missing.pw"), "{e}");
+    std::fs::write(dir.path().join("empty.pw"), "\nsecond line\n").unwrap();
+    let e = with_file("empty.pw").bootstrap_password().unwrap_err().to_string();
+    assert!(e.contains("empty password"), "{e}");
+    std::fs::write(dir.path().join("good.pw"), "s3cret\n").unwrap();
+    assert_eq!(with_file("good.pw").bootstrap_password().unwrap().as_deref(), Some("s3cret"));
+}
+
+#[test]
+fn the_cli_variables_do_not_stop_a_broker() {
+    // A shell set up for `rafka --user ...` can still start a broker.
+    let env: Vec<(OsString, OsString)> = vec![
+        ("RAFKA_USER".into(), "alice".into()),
+        ("RAFKA_PASSWORD_FILE".into(), "/tmp/alice.pw".into()),
+        ("RAFKA_AUTH__ENABLED".into(), "true".into()),
+    ];
+    let config = BrokerConfig::load_with_env(&Args::default(), env).unwrap();
+    assert!(config.auth.enabled);
+    assert_eq!(config.auth.mechanisms, AuthConfig::default().mechanisms);
 }

@@ -1,0 +1,107 @@
+//! [`AuthConfig`]: the `[auth]` table of the broker config.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::config::ConfigError;
+use crate::config::invalid;
+
+/// Authentication and authorization (`[auth]`). Off by default, as in Kafka and Redpanda.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every Kafka connection must authenticate with SASL, and every gRPC call carry
+    /// credentials (or come over a verified client certificate).
+    pub enabled: bool,
+    /// SASL mechanisms offered: `SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN`.
+    pub mechanisms: Vec<String>,
+    /// Whether PLAIN (the password in clear) is served on connections without TLS.
+    pub plain_without_tls: bool,
+    /// Users (names, without `User:`) that every authorization check lets through.
+    pub superusers: Vec<String>,
+    /// A user created with the password in `bootstrap-password-file` when the cluster first
+    /// has a controller leader and no such user exists yet, so authentication can be on from
+    /// the first start. Empty: none.
+    pub bootstrap_user: String,
+    /// The file holding the bootstrap user's password (its first line).
+    pub bootstrap_password_file: PathBuf,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            mechanisms: vec!["SCRAM-SHA-256".into(), "SCRAM-SHA-512".into(), "PLAIN".into()],
+            plain_without_tls: false,
+            superusers: Vec::new(),
+            bootstrap_user: String::new(),
+            bootstrap_password_file: PathBuf::new(),
+        }
+    }
+}
+
+impl AuthConfig {
+    /// Checks names and the keys that go together. Keys in errors are prefixed `auth.`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled && self.mechanisms.is_empty() {
+            return Err(invalid("auth.mechanisms", "must name at least one mechanism"));
+        }
+        for m in &self.mechanisms {
+            if crate::auth::Mechanism::from_name(m).is_none() {
+                return Err(invalid(
+                    "auth.mechanisms",
+                    format!("unknown mechanism `{m}` (SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN)"),
+                ));
+            }
+        }
+        for u in self.superusers.iter().chain(std::iter::once(&self.bootstrap_user)) {
+            if u.starts_with("User:") {
+                return Err(invalid(
+                    "auth.superusers",
+                    format!("`{u}`: give the user name without `User:`"),
+                ));
+            }
+        }
+        if self.superusers.iter().any(|u| u.trim().is_empty()) {
+            return Err(invalid("auth.superusers", "an empty user name"));
+        }
+        let file_set = !self.bootstrap_password_file.as_os_str().is_empty();
+        if !self.bootstrap_user.is_empty() && !file_set {
+            return Err(invalid(
+                "auth.bootstrap-password-file",
+                "must be set with auth.bootstrap-user",
+            ));
+        }
+        if self.bootstrap_user.is_empty() && file_set {
+            return Err(invalid(
+                "auth.bootstrap-user",
+                "must be set with auth.bootstrap-password-file",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The bootstrap user's password: the first line of its file. A missing file or an empty
+    /// password is an error naming the key.
+    pub fn bootstrap_password(&self) -> Result<Option<String>, ConfigError> {
+        if self.bootstrap_user.is_empty() {
+            return Ok(None);
+        }
+        const KEY: &str = "auth.bootstrap-password-file";
+        let path = &self.bootstrap_password_file;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(KEY, format!("cannot read {}: {e}", path.display())))?;
+        let password = text.lines().next().unwrap_or_default().to_string();
+        if password.is_empty() {
+            return Err(invalid(KEY, format!("{} holds an empty password", path.display())));
+        }
+        Ok(Some(password))
+    }
+
+    /// The mechanisms offered, parsed.
+    pub fn mechanisms(&self) -> Vec<crate::auth::Mechanism> {
+        self.mechanisms.iter().filter_map(|m| crate::auth::Mechanism::from_name(m)).collect()
+    }
+}

@@ -1,0 +1,226 @@
+//! SCRAM users over Kafka's protocol: DescribeUserScramCredentials and
+//! AlterUserScramCredentials (what `kafka-configs --alter --add-config SCRAM-SHA-256=...`,
+//! confluent-kafka's and Java's admin clients send), answered on the controller leader. An
+//! upsertion carries the salted password, never the password; the controller keeps the
+//! SCRAM keys derived from it.
+//!
+//! With authentication on, only superusers may list or change users.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+
+use kafka_protocol::messages::AlterUserScramCredentialsRequest;
+use kafka_protocol::messages::AlterUserScramCredentialsResponse;
+use kafka_protocol::messages::DescribeUserScramCredentialsRequest;
+use kafka_protocol::messages::DescribeUserScramCredentialsResponse;
+use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+use kafka_protocol::messages::describe_user_scram_credentials_response::CredentialInfo;
+use kafka_protocol::messages::describe_user_scram_credentials_response::DescribeUserScramCredentialsResult;
+use kafka_protocol::protocol::StrBytes;
+
+use super::errors;
+use super::sasl::Session;
+use crate::auth::Hash;
+use crate::auth::scram;
+use crate::auth::scram::Credential;
+use crate::broker::Broker;
+use crate::controller::Command;
+
+/// One user's part of an alteration: mechanisms to delete, credentials to set.
+type Change = (Vec<Hash>, BTreeMap<Hash, Credential>);
+
+/// Kafka's UNACCEPTABLE_CREDENTIAL.
+const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+
+fn text(s: impl Into<String>) -> Option<StrBytes> {
+    Some(StrBytes::from(s.into()))
+}
+
+/// Why a request about users is refused as a whole: not the controller leader, or not a
+/// superuser.
+fn refusal(b: &Broker, session: &Session) -> Option<(i16, String)> {
+    if !session.may_administer(b) {
+        return Some((
+            errors::CLUSTER_AUTHORIZATION_FAILED,
+            "only superusers may manage users".into(),
+        ));
+    }
+    if !b.controller().is_leader() {
+        return Some((errors::NOT_CONTROLLER, b.controller().not_controller().to_string()));
+    }
+    None
+}
+
+/// DescribeUserScramCredentials 0: the mechanisms and iteration counts of each user.
+pub fn describe(
+    b: &Broker,
+    session: &Session,
+    req: DescribeUserScramCredentialsRequest,
+) -> DescribeUserScramCredentialsResponse {
+    let resp = DescribeUserScramCredentialsResponse::default();
+    if let Some((code, message)) = refusal(b, session) {
+        return resp.with_error_code(code).with_error_message(text(message));
+    }
+    let state = b.controller().state();
+    let names: Vec<String> = match &req.users {
+        None => state.users.keys().cloned().collect(),
+        Some(users) => users.iter().map(|u| u.name.to_string()).collect(),
+    };
+    let mut seen = BTreeSet::new();
+    let repeated: BTreeSet<&String> = names.iter().filter(|n| !seen.insert(*n)).collect();
+    let mut done = BTreeSet::new();
+    let results = names
+        .iter()
+        .filter(|n| done.insert(*n))
+        .map(|name| {
+            let out = DescribeUserScramCredentialsResult::default()
+                .with_user(StrBytes::from(name.clone()));
+            if repeated.contains(name) {
+                return out
+                    .with_error_code(errors::DUPLICATE_RESOURCE)
+                    .with_error_message(text(format!("user {name} is asked for more than once")));
+            }
+            match state.users.get(name) {
+                None => out.with_error_code(errors::RESOURCE_NOT_FOUND).with_error_message(text(
+                    format!("attempt to describe a user credential that does not exist: {name}"),
+                )),
+                Some(creds) => out.with_credential_infos(
+                    creds
+                        .iter()
+                        .map(|(h, c)| {
+                            CredentialInfo::default()
+                                .with_mechanism(h.kafka_type())
+                                .with_iterations(c.iterations as i32)
+                        })
+                        .collect(),
+                ),
+            }
+        })
+        .collect();
+    resp.with_results(results)
+}
+
+/// AlterUserScramCredentials 0: deletions and upsertions, one controller command per user.
+pub async fn alter(
+    b: &Broker,
+    session: &Session,
+    req: AlterUserScramCredentialsRequest,
+) -> AlterUserScramCredentialsResponse {
+    let mut users: BTreeMap<String, Result<Change, (i16, String)>> = BTreeMap::new();
+    let names = req.deletions.iter().map(|d| &d.name).chain(req.upsertions.iter().map(|u| &u.name));
+    for name in names {
+        users.entry(name.to_string()).or_insert_with(|| Ok(Default::default()));
+    }
+    let refused = refusal(b, session);
+    let state = b.controller().state();
+    let fail = |users: &mut BTreeMap<_, Result<_, _>>, name: &str, code: i16, why: String| {
+        let entry: &mut Result<_, (i16, String)> = users.get_mut(name).expect("listed");
+        if entry.is_ok() {
+            *entry = Err((code, why));
+        }
+    };
+    for d in &req.deletions {
+        let name = d.name.to_string();
+        match Hash::from_kafka_type(d.mechanism) {
+            None => fail(
+                &mut users,
+                &name,
+                errors::UNSUPPORTED_SASL_MECHANISM,
+                format!("unknown SCRAM mechanism {}", d.mechanism),
+            ),
+            Some(h) if !state.users.get(&name).is_some_and(|c| c.contains_key(&h)) => fail(
+                &mut users,
+                &name,
+                errors::RESOURCE_NOT_FOUND,
+                format!(
+                    "attempt to delete a user credential that does not exist: {name} {}",
+                    h.mechanism()
+                ),
+            ),
+            Some(h) => {
+                if let Some(Ok((del, _))) = users.get_mut(&name) {
+                    del.push(h);
+                }
+            }
+        }
+    }
+    for u in &req.upsertions {
+        let name = u.name.to_string();
+        let Some(h) = Hash::from_kafka_type(u.mechanism) else {
+            fail(
+                &mut users,
+                &name,
+                errors::UNSUPPORTED_SASL_MECHANISM,
+                format!("unknown SCRAM mechanism {}", u.mechanism),
+            );
+            continue;
+        };
+        let iterations = u32::try_from(u.iterations).unwrap_or(0);
+        if !(scram::MIN_ITERATIONS..=scram::MAX_ITERATIONS).contains(&iterations) {
+            let why = format!(
+                "iterations must be {}..={}, got {}",
+                scram::MIN_ITERATIONS,
+                scram::MAX_ITERATIONS,
+                u.iterations
+            );
+            fail(&mut users, &name, UNACCEPTABLE_CREDENTIAL, why);
+            continue;
+        }
+        if name.is_empty() || u.salt.is_empty() || u.salted_password.is_empty() {
+            fail(
+                &mut users,
+                &name,
+                UNACCEPTABLE_CREDENTIAL,
+                "empty user name, salt or salted password".into(),
+            );
+            continue;
+        }
+        let credential = Credential::from_salted(h, &u.salted_password, &u.salt, iterations);
+        if let Some(Ok((del, set))) = users.get_mut(&name) {
+            if del.contains(&h) || set.contains_key(&h) {
+                let why = format!("{name} {} is changed twice in one request", h.mechanism());
+                fail(&mut users, &name, errors::DUPLICATE_RESOURCE, why);
+                continue;
+            }
+            set.insert(h, credential);
+        }
+    }
+    let mut results = Vec::with_capacity(users.len());
+    for (name, change) in users {
+        let out =
+            AlterUserScramCredentialsResult::default().with_user(StrBytes::from(name.clone()));
+        let outcome = match (&refused, change) {
+            (Some((code, why)), _) => Err((*code, why.clone())),
+            (None, Err(e)) => Err(e),
+            (None, Ok((deletions, upsertions))) => apply(b, &name, deletions, upsertions).await,
+        };
+        results.push(match outcome {
+            Ok(()) => out.with_error_code(errors::NONE),
+            Err((code, why)) => out.with_error_code(code).with_error_message(text(why)),
+        });
+    }
+    AlterUserScramCredentialsResponse::default().with_results(results)
+}
+
+async fn apply(
+    b: &Broker,
+    user: &str,
+    deletions: Vec<Hash>,
+    upsertions: BTreeMap<Hash, Credential>,
+) -> Result<(), (i16, String)> {
+    let failed = |e: crate::error::Error| (errors::code(&e), e.to_string());
+    if !deletions.is_empty() {
+        let cmd = Command::DeleteScramCredentials { user: user.into(), hashes: deletions };
+        b.controller().propose(cmd).await.map_err(failed)?;
+    }
+    if !upsertions.is_empty() {
+        let cmd = Command::SetScramCredentials {
+            user: user.into(),
+            credentials: upsertions,
+            if_absent: false,
+        };
+        b.controller().propose(cmd).await.map_err(failed)?;
+    }
+    tracing::info!(user, "SCRAM credentials changed");
+    Ok(())
+}

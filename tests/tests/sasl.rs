@@ -1,0 +1,206 @@
+//! SASL for Kafka clients on a 3-broker TLS cluster with authentication on: the bootstrap
+//! superuser from the config, users managed with confluent-kafka's admin client, kcat,
+//! confluent-kafka and kafka-python over SASL_SSL with SCRAM-SHA-256, SCRAM-SHA-512 and
+//! PLAIN; wrong passwords and connections without SASL refused; credentials that survive a
+//! full-cluster restart and appear in no file as passwords.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use rafka_client::Client;
+use rafka_client::ClientConfig;
+use rafka_client::ClientTls;
+use rafka_client::OffsetSpec;
+use rafka_tests::Cluster;
+use rafka_tests::broker::cli_binary;
+use rafka_tests::certs::Ca;
+use rafka_tests::cluster::ClusterOptions;
+use rafka_tests::kafka::kcat;
+use rafka_tests::kafka::must_kcat;
+use rafka_tests::kafka::must_python;
+use rafka_tests::wait::poll;
+
+const ADMIN_PW: &str = "admin-Pa55word-9f3";
+const ALICE_PW: &str = "alice-Pa55word-71c";
+
+/// kcat's options for SASL_SSL as `user` with `mechanism`.
+fn sasl(ca: &Path, mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    [
+        "security.protocol=sasl_ssl".to_string(),
+        format!("ssl.ca.location={}", ca.display()),
+        format!("sasl.mechanisms={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+    .into_iter()
+    .flat_map(|x| ["-X".to_string(), x])
+    .collect()
+}
+
+fn args<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
+    head.iter().copied().chain(tail.iter().map(String::as_str)).collect()
+}
+
+async fn scram_admin(bootstrap: &str, ca: &Path, op: &[&str]) -> serde_json::Value {
+    let mut a = vec![bootstrap, ca.to_str().unwrap(), "admin", ADMIN_PW];
+    a.extend_from_slice(op);
+    serde_json::from_str(must_python("scram_admin.py", &a).await.trim()).unwrap()
+}
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new(pki.path(), "ca");
+    let broker = ca.issue(pki.path(), "broker", "broker", &["127.0.0.1"]);
+    let pw_file = pki.path().join("admin.pw");
+    std::fs::write(&pw_file, format!("{ADMIN_PW}\n")).unwrap();
+    let toml = format!(
+        "[tls]\ncert-file = {:?}\nkey-file = {:?}\nclient-ca-file = {:?}\n\
+         [auth]\nenabled = true\nsuperusers = [\"admin\"]\nbootstrap-user = \"admin\"\n\
+         bootstrap-password-file = {:?}\n",
+        broker.cert, broker.key, ca.pem, pw_file
+    );
+    let mut cluster =
+        Cluster::start_with(ClusterOptions { brokers: 3, extra_toml: toml, ..Default::default() })
+            .await;
+    let bootstrap = cluster.addrs().iter().map(ToString::to_string).collect::<Vec<_>>().join(",");
+    let b = bootstrap.as_str();
+
+    // The bootstrap superuser exists once the cluster has formed.
+    let admin = sasl(&ca.pem, "SCRAM-SHA-256", "admin", ADMIN_PW);
+    poll("the bootstrap user can sign in", Duration::from_secs(60), || async {
+        let run = kcat(&args(&["-b", b, "-L", "-m", "5"], &admin), "").await?;
+        anyhow::ensure!(run.success, "{}", run.stderr);
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // Users made with confluent-kafka's admin client (salted passwords on the wire).
+    for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let out = scram_admin(b, &ca.pem, &["upsert", "alice", mech, ALICE_PW]).await;
+        assert_eq!(out["alice"], serde_json::Value::Null, "{mech}: {out}");
+    }
+    let described = scram_admin(b, &ca.pem, &["describe", "alice"]).await;
+    assert_eq!(described["alice"], serde_json::json!(["SCRAM_SHA_256", "SCRAM_SHA_512"]));
+
+    // Topics come from rafka's CLI over TLS.
+    let ca_path = ca.pem.to_str().unwrap();
+    for topic in ["s", "tc", "tp"] {
+        let status = tokio::process::Command::new(cli_binary())
+            .args(["--bootstrap", b, "--tls-ca", ca_path, "topic", "create", topic])
+            .args(["--replication-factor", "3"])
+            .stdin(Stdio::null())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "creating {topic}");
+    }
+
+    // kcat as alice: SCRAM-SHA-256 writes, SCRAM-SHA-512 reads, PLAIN (over TLS) writes.
+    let sha256 = sasl(&ca.pem, "SCRAM-SHA-256", "alice", ALICE_PW);
+    let sha512 = sasl(&ca.pem, "SCRAM-SHA-512", "alice", ALICE_PW);
+    let plain = sasl(&ca.pem, "PLAIN", "alice", ALICE_PW);
+    must_kcat(&args(&["-b", b, "-P", "-t", "s"], &sha256), "one\ntwo\n").await;
+    must_kcat(&args(&["-b", b, "-P", "-t", "s"], &plain), "three\n").await;
+    let read =
+        must_kcat(&args(&["-b", b, "-C", "-t", "s", "-o", "beginning", "-e", "-q"], &sha512), "")
+            .await;
+    assert_eq!(read.lines().collect::<Vec<_>>(), ["one", "two", "three"]);
+
+    // confluent-kafka and kafka-python over SASL_SSL.
+    for (client, topic, mech) in
+        [("confluent", "tc", "SCRAM-SHA-512"), ("kafka-python", "tp", "SCRAM-SHA-256")]
+    {
+        let out = must_python(
+            "secure_roundtrip.py",
+            &[client, b, topic, "10", ca_path, "--sasl", mech, "alice", ALICE_PW],
+        )
+        .await;
+        assert_eq!(out.lines().count(), 10, "{client} with {mech}: {out}");
+    }
+
+    // A wrong password, an unknown user, and no SASL at all: refused, nothing stored.
+    let tls_only = ClientTls::from_files(&ca.pem, None).unwrap();
+    let reader =
+        Client::with_config(ClientConfig { tls: Some(tls_only), ..ClientConfig::new(b).unwrap() })
+            .await
+            .unwrap();
+    let end = reader.list_offset("s", 0, OffsetSpec::Latest).await.unwrap();
+    assert_eq!(end, 3);
+    for (who, opts) in [
+        ("a wrong password", sasl(&ca.pem, "SCRAM-SHA-256", "alice", "guess")),
+        ("an unknown user", sasl(&ca.pem, "SCRAM-SHA-512", "mallory", ALICE_PW)),
+        ("a wrong PLAIN password", sasl(&ca.pem, "PLAIN", "alice", "guess")),
+    ] {
+        let run = kcat(&args(&["-b", b, "-P", "-t", "s"], &opts), "nope\n").await.unwrap();
+        assert!(!run.success, "{who}: kcat wrote");
+        assert!(run.stderr.contains("Authentication failed"), "{who}: {}", run.stderr);
+    }
+    let no_sasl = ["-X", "security.protocol=ssl", "-X", &format!("ssl.ca.location={ca_path}")];
+    let run = kcat(&[&["-b", b, "-L", "-m", "5"][..], &no_sasl].concat(), "").await.unwrap();
+    assert!(!run.success, "metadata without SASL");
+    assert_eq!(reader.list_offset("s", 0, OffsetSpec::Latest).await.unwrap(), end);
+
+    // Deleting a mechanism's credential ends sign-ins with it, not with the other.
+    let out = scram_admin(b, &ca.pem, &["delete", "alice", "SCRAM-SHA-512"]).await;
+    assert_eq!(out["alice"], serde_json::Value::Null, "{out}");
+    let run = kcat(&args(&["-b", b, "-L", "-m", "5"], &sha512), "").await.unwrap();
+    assert!(!run.success, "SCRAM-SHA-512 after its deletion");
+    let missing = scram_admin(b, &ca.pem, &["delete", "alice", "SCRAM-SHA-512"]).await;
+    assert!(missing["alice"].as_str().is_some_and(|e| e.contains("does not exist")), "{missing}");
+
+    // The failures were counted.
+    let mut counted = false;
+    for broker in cluster.brokers() {
+        let (_, metrics) =
+            rafka_tests::http::http_get(broker.http_addr(), "/metrics", Duration::from_secs(5))
+                .await
+                .unwrap();
+        counted |=
+            metrics.contains("rafka_broker_authentication_failures_total{protocol=\"kafka\"}");
+    }
+    assert!(counted, "failed authentications are not counted");
+
+    // Full-cluster restart: the credentials are in the replicated controller state.
+    for id in cluster.ids() {
+        cluster.must_kill(id);
+    }
+    cluster.must_start_stopped();
+    cluster.must_wait_ready(Duration::from_secs(60)).await;
+    poll("alice signs in after a full restart", Duration::from_secs(60), || async {
+        let run =
+            kcat(&args(&["-b", b, "-C", "-t", "s", "-o", "beginning", "-e", "-q"], &sha256), "")
+                .await?;
+        anyhow::ensure!(run.success && run.stdout.lines().count() == 3, "{}", run.stderr);
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // No password is in any file the brokers wrote.
+    for password in [ADMIN_PW, ALICE_PW] {
+        let found = files_holding(cluster.dir(), password.as_bytes());
+        assert!(found.is_empty(), "a password is stored in {found:?}");
+    }
+}
