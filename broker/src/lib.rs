@@ -219,15 +219,26 @@ fn grpc_router(b: &Arc<Broker>) -> tonic::transport::server::Router {
         .initial_stream_window_size(4 << 20)
         .initial_connection_window_size(32 << 20)
         .http2_keepalive_interval(Some(Duration::from_secs(10)))
-        .add_service(b.node().transport_service())
-        .add_service(
+        .add_service(tonic::service::interceptor::InterceptedService::new(
+            b.node().transport_service(),
+            server::auth::brokers_only(b.clone()),
+        ))
+        .add_service(tonic::service::interceptor::InterceptedService::new(
             DataServer::new(server::data::DataService { broker: b.clone() })
                 .max_decoding_message_size(80 << 20)
                 .max_encoding_message_size(80 << 20),
-        )
-        .add_service(AdminServer::new(server::admin::AdminService { broker: b.clone() }))
-        .add_service(GroupsServer::new(server::groups::GroupsService { broker: b.clone() }))
-        .add_service(internal::internal_server::InternalServer::new(server::InternalService {
-            broker: b.clone(),
-        }))
+            server::auth::interceptor(b.clone()),
+        ))
+        .add_service(AdminServer::with_interceptor(
+            server::admin::AdminService { broker: b.clone() },
+            server::auth::interceptor(b.clone()),
+        ))
+        .add_service(GroupsServer::with_interceptor(
+            server::groups::GroupsService { broker: b.clone() },
+            server::auth::interceptor(b.clone()),
+        ))
+        .add_service(internal::internal_server::InternalServer::with_interceptor(
+            server::InternalService { broker: b.clone() },
+            server::auth::brokers_only(b.clone()),
+        ))
 }

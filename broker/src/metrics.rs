@@ -50,6 +50,10 @@ pub const TLS_RELOADS: &str = "rafka_broker_tls_reloads_total";
 /// Failed authentications, by `protocol` (`kafka`, `grpc`).
 pub const AUTH_FAILURES: &str = "rafka_broker_authentication_failures_total";
 
+/// Requests refused for want of permission, by `resource` (`broker`: a broker-only call
+/// from a principal that is not a broker).
+pub const DENIALS: &str = "rafka_broker_authorization_denials_total";
+
 /// Describes every broker metric to the installed recorder.
 pub fn describe() {
     use metrics::Unit;
@@ -78,6 +82,7 @@ pub fn describe() {
     metrics::describe_counter!(TLS_REFUSED, "Connections refused before a TLS session, by reason.");
     metrics::describe_counter!(TLS_RELOADS, "Readings of changed TLS files, by result.");
     metrics::describe_counter!(AUTH_FAILURES, "Failed authentications, by protocol.");
+    metrics::describe_counter!(DENIALS, "Requests refused for want of permission, by resource.");
 }
 
 /// Counts a connection refused before its TLS session began.
@@ -99,4 +104,9 @@ pub fn request(rpc: &'static str, code: rafka_proto::ErrorCode, started: std::ti
 /// Counts a failed authentication.
 pub fn auth_failed(protocol: &'static str) {
     metrics::counter!(AUTH_FAILURES, "protocol" => protocol).increment(1);
+}
+
+/// Counts a request refused for want of permission.
+pub fn denied(resource: &'static str) {
+    metrics::counter!(DENIALS, "resource" => resource).increment(1);
 }

@@ -164,6 +164,21 @@ fn auth_keys_are_checked_and_name_the_key() {
     assert!(e.contains("`auth.bootstrap-password-file`"), "{e}");
     let e = invalid(AuthConfig { superusers: vec!["User:admin".into()], ..Default::default() });
     assert!(e.contains("`auth.superusers`"), "{e}");
+    let e = invalid(AuthConfig { broker_principals: vec!["broker".into()], ..Default::default() });
+    assert!(e.contains("`auth.broker-principals`"), "{e}");
+    // Several brokers with authentication on prove themselves by client certificates.
+    let cluster = BrokerConfig {
+        initial_cluster: "1=127.0.0.1:9092,2=127.0.0.1:9093".into(),
+        auth: AuthConfig { enabled: true, ..Default::default() },
+        ..Default::default()
+    };
+    let e = cluster.validate().unwrap_err().to_string();
+    assert!(e.contains("`auth.enabled`") && e.contains("client-auth"), "{e}");
+    let single = BrokerConfig {
+        auth: AuthConfig { enabled: true, ..Default::default() },
+        ..Default::default()
+    };
+    single.validate().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let with_file = |name: &str| AuthConfig {

@@ -20,12 +20,58 @@ use rafka_proto::ErrorExt;
 use rafka_proto::v1;
 use rafka_proto::v1::admin_client::AdminClient;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tonic::transport::Endpoint;
 
 use crate::error::Error;
 use crate::error::Result;
 use crate::metadata::ClusterMetadata;
+
+/// A channel to one broker, every call on it carrying the client's credentials.
+pub(crate) type Channel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Auth>;
+
+/// Adds the `authorization` header (`Basic base64(user:password)`) to every call.
+#[derive(Debug, Clone)]
+pub(crate) struct Auth(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(
+        &mut self,
+        mut req: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A user and password, sent with every call (best over TLS: the password travels as is).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    // The password stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    fn header(&self) -> Result<tonic::metadata::AsciiMetadataValue> {
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.user, self.password));
+        format!("Basic {encoded}")
+            .parse()
+            .map_err(|_| Error::InvalidConfig("credentials do not fit a header".into()))
+    }
+}
 
 /// The largest gRPC message the client accepts (a fetch may return many batches).
 const MAX_MESSAGE_SIZE: usize = 256 << 20;
@@ -73,6 +119,8 @@ pub struct ClientConfig {
     pub metadata_max_age: Duration,
     /// TLS to the brokers; `None`: plaintext.
     pub tls: Option<ClientTls>,
+    /// A user and password for brokers with authentication on.
+    pub credentials: Option<Credentials>,
 }
 
 /// TLS settings of a [`Client`]: the CA that signed the brokers' certificates and, for
@@ -127,6 +175,7 @@ impl Default for ClientConfig {
             retry_backoff_max: Duration::from_secs(1),
             metadata_max_age: Duration::from_secs(300),
             tls: None,
+            credentials: None,
         }
     }
 }
@@ -382,6 +431,9 @@ impl Client {
             .connect_timeout(self.inner.config.connect_timeout)
             .tcp_nodelay(true)
             .connect_lazy();
+        let auth =
+            Auth(self.inner.config.credentials.as_ref().map(Credentials::header).transpose()?);
+        let c = Channel::new(c, auth);
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }

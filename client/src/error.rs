@@ -23,7 +23,7 @@ pub enum Error {
     },
     /// The RPC failed below the response: connection refused or lost, per-request timeout,
     /// or a gRPC status the broker sent instead of a response.
-    #[error("transport: {0}")]
+    #[error("{}", describe_status(.0))]
     Transport(#[from] tonic::Status),
     /// The operation's total deadline passed while retrying; says what the last attempt got.
     #[error("timed out: {0}")]
@@ -41,6 +41,15 @@ pub enum Error {
     /// A broker's answer does not make sense (e.g. a leader that is not among the brokers).
     #[error("protocol: {0}")]
     Protocol(String),
+}
+
+/// A status in one line: the broker's own words for refusals it chose to send.
+fn describe_status(s: &tonic::Status) -> String {
+    match s.code() {
+        Code::Unauthenticated => format!("not authenticated: {}", s.message()),
+        Code::PermissionDenied => format!("permission denied: {}", s.message()),
+        _ => format!("transport: {s}"),
+    }
 }
 
 impl Error {

@@ -11,10 +11,10 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::client::Channel;
 use rafka_proto::ErrorCode;
 use rafka_proto::v1;
 use rafka_proto::v1::groups_client::GroupsClient;
-use tonic::transport::Channel;
 
 use crate::client::Client;
 use crate::client::HasError;

@@ -50,6 +50,7 @@ pub use admin::TopicListing;
 pub use client::Client;
 pub use client::ClientConfig;
 pub use client::ClientTls;
+pub use client::Credentials;
 pub use consumer::Consumer;
 pub use consumer::ConsumerConfig;
 pub use consumer::ConsumerRecord;

@@ -5,8 +5,9 @@
 //! the text/JSON output switch and the one-line error report.
 //!
 //! Global flags: `--bootstrap host:port[,host:port...]` (env `RAFKA_BOOTSTRAP`, default
-//! `127.0.0.1:9092`), `--output text|json`, and TLS: `--tls-ca FILE` (with `--tls-cert FILE`
-//! and `--tls-key FILE` for mTLS). Every error prints one line on stderr and the
+//! `127.0.0.1:9092`), `--output text|json`, TLS: `--tls-ca FILE` (with `--tls-cert FILE`
+//! and `--tls-key FILE` for mTLS), and credentials: `--user NAME --password-file FILE` (env
+//! `RAFKA_USER`, `RAFKA_PASSWORD_FILE`). Every error prints one line on stderr and the
 //! process exits non-zero (1 for a failed operation, 2 for bad usage).
 
 mod cli {
@@ -45,6 +46,24 @@ struct Cli {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, global = true, value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// User to sign in as, for brokers with authentication on; needs --password-file.
+    #[arg(
+        long,
+        global = true,
+        env = "RAFKA_USER",
+        value_name = "NAME",
+        requires = "password_file"
+    )]
+    user: Option<String>,
+    /// File whose first line is --user's password.
+    #[arg(
+        long,
+        global = true,
+        env = "RAFKA_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "user"
+    )]
+    password_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,7 +115,14 @@ fn main() {
             }
         }
     };
-    let bootstrap = cli::output::Target { bootstrap: cli.bootstrap, tls };
+    let credentials = match (&cli.user, &cli.password_file) {
+        (Some(user), Some(file)) => match cli::output::read_password(file) {
+            Ok(password) => Some(rafka_client::Credentials { user: user.clone(), password }),
+            Err(e) => cli::output::fail(&e),
+        },
+        _ => None,
+    };
+    let bootstrap = cli::output::Target { bootstrap: cli.bootstrap, tls, credentials };
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Topic(c) => cli::topic::run(&bootstrap, out, c).await,

@@ -19,6 +19,7 @@ use rafka_tests::cluster::ClusterOptions;
 use rafka_tests::kafka::kcat;
 use rafka_tests::kafka::must_kcat;
 use rafka_tests::kafka::must_python;
+use rafka_tests::raw::raw_unary_on;
 use rafka_tests::wait::poll;
 
 const ADMIN_PW: &str = "admin-Pa55word-9f3";
@@ -48,6 +49,47 @@ async fn scram_admin(bootstrap: &str, ca: &Path, op: &[&str]) -> serde_json::Val
     serde_json::from_str(must_python("scram_admin.py", &a).await.trim()).unwrap()
 }
 
+/// Runs the CLI with `global` flags, then `args`, with `env` added; (code, stdout, stderr).
+async fn rafka(
+    global: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(cli_binary())
+        .args(global)
+        .args(args)
+        .env_remove("RAFKA_USER")
+        .env_remove("RAFKA_PASSWORD_FILE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("rafka ran").unwrap();
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+/// A gRPC channel over TLS to `addr`, with a client certificate when given.
+fn tls_channel(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    identity: Option<&rafka_tests::certs::Issued>,
+) -> tonic::transport::Channel {
+    let mut tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca).unwrap()))
+        .domain_name(addr.ip().to_string());
+    if let Some(i) = identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(
+            std::fs::read(&i.cert).unwrap(),
+            std::fs::read(&i.key).unwrap(),
+        ));
+    }
+    tonic::transport::Endpoint::from_shared(format!("https://{addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy()
+}
+
 /// Every file under `dir` that holds `needle`.
 fn files_holding(dir: &Path, needle: &[u8]) -> Vec<String> {
     let mut found = Vec::new();
@@ -75,7 +117,7 @@ async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
     let pw_file = pki.path().join("admin.pw");
     std::fs::write(&pw_file, format!("{ADMIN_PW}\n")).unwrap();
     let toml = format!(
-        "[tls]\ncert-file = {:?}\nkey-file = {:?}\nclient-ca-file = {:?}\n\
+        "[tls]\ncert-file = {:?}\nkey-file = {:?}\nclient-ca-file = {:?}\nclient-auth = \"optional\"\n\
          [auth]\nenabled = true\nsuperusers = [\"admin\"]\nbootstrap-user = \"admin\"\n\
          bootstrap-password-file = {:?}\n",
         broker.cert, broker.key, ca.pem, pw_file
@@ -104,17 +146,65 @@ async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
     let described = scram_admin(b, &ca.pem, &["describe", "alice"]).await;
     assert_eq!(described["alice"], serde_json::json!(["SCRAM_SHA_256", "SCRAM_SHA_512"]));
 
-    // Topics come from rafka's CLI over TLS.
+    // rafka's CLI signs in with --user and --password-file (or RAFKA_USER and
+    // RAFKA_PASSWORD_FILE); without them, or with a wrong password, it fails in one line.
     let ca_path = ca.pem.to_str().unwrap();
+    let pw = pw_file.to_str().unwrap();
     for topic in ["s", "tc", "tp"] {
-        let status = tokio::process::Command::new(cli_binary())
-            .args(["--bootstrap", b, "--tls-ca", ca_path, "topic", "create", topic])
-            .args(["--replication-factor", "3"])
-            .stdin(Stdio::null())
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "creating {topic}");
+        let (code, _, err) = rafka(
+            &["--bootstrap", b, "--tls-ca", ca_path, "--user", "admin", "--password-file", pw],
+            &["topic", "create", topic, "--replication-factor", "3"],
+            &[],
+        )
+        .await;
+        assert_eq!(code, Some(0), "creating {topic}: {err}");
+    }
+    let wrong = pki.path().join("wrong.pw");
+    std::fs::write(&wrong, "guess\n").unwrap();
+    let alice_pw = pki.path().join("alice.pw");
+    std::fs::write(&alice_pw, format!("{ALICE_PW}\n")).unwrap();
+    let global = ["--bootstrap", b, "--tls-ca", ca_path];
+    for (who, env, needle) in [
+        ("no credentials", vec![], "not authenticated"),
+        (
+            "a wrong password",
+            vec![("RAFKA_USER", "alice"), ("RAFKA_PASSWORD_FILE", wrong.to_str().unwrap())],
+            "invalid user or password",
+        ),
+    ] {
+        let (code, _, err) = rafka(&global, &["topic", "list"], &env).await;
+        assert_ne!(code, Some(0), "{who}: the CLI got in");
+        assert_eq!(err.trim().lines().count(), 1, "{who}: one line: {err}");
+        assert!(err.contains(needle), "{who}: {err}");
+    }
+    let env = [("RAFKA_USER", "alice"), ("RAFKA_PASSWORD_FILE", alice_pw.to_str().unwrap())];
+    let (code, out, err) = rafka(&global, &["topic", "list"], &env).await;
+    assert_eq!(code, Some(0), "alice from the environment: {err}");
+    assert!(out.contains("tc"), "{out}");
+
+    // A client (not broker) certificate cannot make the brokers' own calls: Raft, heartbeats,
+    // probes. No certificate at all is not even authenticated.
+    let app = ca.issue(pki.path(), "app", "app", &["app.example"]);
+    for (identity, expected) in
+        [(Some(&app), tonic::Code::PermissionDenied), (None, tonic::Code::Unauthenticated)]
+    {
+        let channel = tls_channel(cluster.addrs()[0], &ca.pem, identity);
+        for path in [
+            "/rafka.raft.v1.RaftTransport/Vote",
+            "/rafka.raft.v1.RaftTransport/Heartbeat",
+            "/rafka.raft.v1.RaftTransport/TransferLeader",
+            "/rafka.internal.v1.Internal/BrokerHeartbeat",
+            "/rafka.internal.v1.Internal/ProbeMembership",
+        ] {
+            let got =
+                raw_unary_on(channel.clone(), path, bytes::Bytes::new(), Duration::from_secs(10))
+                    .await;
+            assert_eq!(
+                got.as_ref().map_err(tonic::Status::code).err(),
+                Some(expected),
+                "{path}: {got:?}"
+            );
+        }
     }
 
     // kcat as alice: SCRAM-SHA-256 writes, SCRAM-SHA-512 reads, PLAIN (over TLS) writes.
@@ -142,10 +232,14 @@ async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
 
     // A wrong password, an unknown user, and no SASL at all: refused, nothing stored.
     let tls_only = ClientTls::from_files(&ca.pem, None).unwrap();
-    let reader =
-        Client::with_config(ClientConfig { tls: Some(tls_only), ..ClientConfig::new(b).unwrap() })
-            .await
-            .unwrap();
+    let alice = rafka_client::Credentials { user: "alice".into(), password: ALICE_PW.into() };
+    let reader = Client::with_config(ClientConfig {
+        tls: Some(tls_only),
+        credentials: Some(alice),
+        ..ClientConfig::new(b).unwrap()
+    })
+    .await
+    .unwrap();
     let end = reader.list_offset("s", 0, OffsetSpec::Latest).await.unwrap();
     assert_eq!(end, 3);
     for (who, opts) in [

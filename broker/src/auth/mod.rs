@@ -15,6 +15,33 @@ use serde::Serialize;
 
 pub use scram::Hash;
 
+/// The last password login verified on one connection, so the calls after it do not pay the
+/// key derivation again: the digest of what the client sent, the user, and the credential it
+/// was checked against (a changed or deleted credential is checked afresh).
+#[derive(Debug, Default)]
+pub struct LoginCache(std::sync::Mutex<Option<(Vec<u8>, String, scram::Credential)>>);
+
+impl LoginCache {
+    /// The user `sent` (digested) logged in as, if `current` is still that user's credential.
+    pub fn get(
+        &self,
+        sent: &[u8],
+        current: impl FnOnce(&str) -> Option<scram::Credential>,
+    ) -> Option<String> {
+        let digest = ring::digest::digest(&ring::digest::SHA256, sent);
+        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (d, user, credential) = cached.as_ref()?;
+        (d.as_slice() == digest.as_ref() && current(user).as_ref() == Some(credential))
+            .then(|| user.clone())
+    }
+
+    /// Remembers that `sent` logged in as `user` against `credential`.
+    pub fn put(&self, sent: &[u8], user: &str, credential: scram::Credential) {
+        let digest = ring::digest::digest(&ring::digest::SHA256, sent).as_ref().to_vec();
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((digest, user.into(), credential));
+    }
+}
+
 /// The principal of connections that did not authenticate, as Kafka names it.
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
 

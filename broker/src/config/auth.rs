@@ -27,6 +27,10 @@ pub struct AuthConfig {
     pub bootstrap_user: String,
     /// The file holding the bootstrap user's password (its first line).
     pub bootstrap_password_file: PathBuf,
+    /// Principals (`User:...`, as `[tls] principal-mapping-rules` make them from client
+    /// certificates) that are brokers: only they may make Raft, heartbeat and probe calls
+    /// while authentication is on. Empty: the principal of this broker's own certificate.
+    pub broker_principals: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -38,6 +42,7 @@ impl Default for AuthConfig {
             superusers: Vec::new(),
             bootstrap_user: String::new(),
             bootstrap_password_file: PathBuf::new(),
+            broker_principals: Vec::new(),
         }
     }
 }
@@ -66,6 +71,9 @@ impl AuthConfig {
         }
         if self.superusers.iter().any(|u| u.trim().is_empty()) {
             return Err(invalid("auth.superusers", "an empty user name"));
+        }
+        if let Some(p) = self.broker_principals.iter().find(|p| !p.starts_with("User:")) {
+            return Err(invalid("auth.broker-principals", format!("`{p}` is not User:<name>")));
         }
         let file_set = !self.bootstrap_password_file.as_os_str().is_empty();
         if !self.bootstrap_user.is_empty() && !file_set {

@@ -421,6 +421,16 @@ impl BrokerConfig {
         self.groups.validate()?;
         self.tls.validate()?;
         self.auth.validate()?;
+        if self.auth.enabled
+            && self.initial_cluster()?.len() > 1
+            && self.tls.client_auth == ClientAuth::None
+        {
+            return Err(invalid(
+                "auth.enabled",
+                "brokers prove they are brokers by their client certificates: set \
+                 tls.client-auth to optional or required",
+            ));
+        }
         self.initial_cluster()?;
         #[cfg(feature = "failpoints")]
         for (from, to) in &self.dial_overrides {

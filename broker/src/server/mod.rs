@@ -4,6 +4,7 @@
 //! requests to it once (marked with [`FORWARDED_HEADER`]).
 
 pub mod admin;
+pub mod auth;
 pub mod data;
 pub mod groups;
 
@@ -67,8 +68,13 @@ pub fn forward<T>(
 ) -> Result<(tonic::transport::Channel, Request<T>), Status> {
     // Not reaching the controller leader is a transient condition for the client.
     let ch = b.channel(addr).map_err(|e| Status::unavailable(e.to_string()))?;
+    let credentials = req.metadata().get(auth::AUTHORIZATION).cloned();
     let mut fwd = Request::new(req.into_inner());
     fwd.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
+    // The controller leader authenticates the client's credentials itself.
+    if let Some(c) = credentials {
+        fwd.metadata_mut().insert(auth::AUTHORIZATION, c);
+    }
     Ok((ch, fwd))
 }
 

@@ -63,6 +63,8 @@ struct State {
     configs: Configs,
     /// Readings of changed files that were used, and that were not.
     reloads: (u64, u64),
+    /// The principal of the certificate in use.
+    own: Option<Arc<str>>,
 }
 
 /// The rustls configs made from one reading of the files.
@@ -100,10 +102,17 @@ impl Tls {
             .map_err(|e| invalid("tls.principal-mapping-rules", e))?;
         let stamps = files(config).iter().map(|p| stamp(p)).collect();
         let configs = build(config)?;
+        let own = principal_of(&rules, &configs.leaf);
         Ok(Arc::new(Tls {
             config: config.clone(),
             rules,
-            state: Mutex::new(State { checked: Instant::now(), stamps, configs, reloads: (0, 0) }),
+            state: Mutex::new(State {
+                checked: Instant::now(),
+                stamps,
+                configs,
+                reloads: (0, 0),
+                own,
+            }),
         }))
     }
 
@@ -121,6 +130,7 @@ impl Tls {
                     Ok(configs) => {
                         tracing::info!("TLS files changed: new connections use them");
                         crate::metrics::tls_reloaded(true);
+                        state.own = principal_of(&self.rules, &configs.leaf);
                         state.configs = configs;
                         state.reloads.0 += 1;
                     }
@@ -152,10 +162,21 @@ impl Tls {
         self.config.http
     }
 
+    /// The principal this broker's own certificate maps to, as other brokers see it.
+    pub fn own_principal(&self) -> Option<Arc<str>> {
+        self.configs();
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).own.clone()
+    }
+
     /// The principal rules of verified client certificates.
     pub fn rules(&self) -> &PrincipalRules {
         &self.rules
     }
+}
+
+fn principal_of(rules: &PrincipalRules, leaf: &[u8]) -> Option<Arc<str>> {
+    let subject = principal::subject(leaf).ok()?;
+    rules.map(&subject).map(|name| Arc::from(format!("User:{name}")))
 }
 
 fn files(config: &TlsConfig) -> [&PathBuf; 3] {

@@ -31,6 +31,8 @@ pub struct PeerInfo {
     pub tls: bool,
     /// `User:<name>` from a verified client certificate (mTLS).
     pub principal: Option<Arc<str>>,
+    /// gRPC password logins verified on this connection.
+    pub logins: Arc<crate::auth::LoginCache>,
 }
 
 enum Io {
@@ -111,7 +113,7 @@ impl Conn {
             io: Io::Tls(Box::new(stream)),
             ahead: Vec::new(),
             pos: 0,
-            info: PeerInfo { addr, tls: true, principal },
+            info: PeerInfo { addr, tls: true, principal, logins: Arc::default() },
         })
     }
 

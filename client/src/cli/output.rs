@@ -42,6 +42,22 @@ pub struct Target {
     pub bootstrap: String,
     /// `--tls-ca` (with `--tls-cert` and `--tls-key`), read.
     pub tls: Option<ClientTls>,
+    /// `--user` and the password in `--password-file`.
+    pub credentials: Option<rafka_client::Credentials>,
+}
+
+/// The first line of a password file; an unreadable file or an empty password is an error
+/// naming the file.
+pub fn read_password(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("--password-file {}: {e}", file.display()))?;
+    let password = text.lines().next().unwrap_or_default().to_string();
+    anyhow::ensure!(
+        !password.is_empty(),
+        "--password-file {}: the password is empty",
+        file.display()
+    );
+    Ok(password)
 }
 
 /// The client config for `target`, with `total` as the bound on one operation.
@@ -50,6 +66,7 @@ pub fn client_config(target: &Target, total: Option<Duration>) -> anyhow::Result
     let mut config = ClientConfig::new(bootstrap)
         .map_err(|e| anyhow::anyhow!("--bootstrap {bootstrap:?}: {e}"))?;
     config.tls = target.tls.clone();
+    config.credentials = target.credentials.clone();
     if let Some(total) = total {
         config.total_timeout = total;
         config.request_timeout = config.request_timeout.min(total);

@@ -103,7 +103,7 @@ impl Streams {
 
 /// Runs one stream until it fails or the producer drops it, answering replies in order.
 async fn run(
-    channel: Result<tonic::transport::Channel>,
+    channel: Result<crate::client::Channel>,
     rx: mpsc::UnboundedReceiver<(v1::ProduceRequest, Reply)>,
     stream: Arc<BrokerStream>,
 ) {

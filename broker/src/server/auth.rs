@@ -1,0 +1,136 @@
+//! Authentication of gRPC calls to the client services (`Data`, `Admin`, `Groups`): a user
+//! and password in the `authorization` header (`Basic base64(user:password)`, checked against
+//! the same SCRAM credentials as Kafka's SASL, once per connection while they stay the same),
+//! or the connection's verified client certificate. The principal goes into the request's
+//! extensions ([`Principal`]). With `[auth] enabled` off, every call is `User:ANONYMOUS`
+//! and the header is not read.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use tonic::Request;
+use tonic::Status;
+
+use crate::auth::ANONYMOUS;
+use crate::broker::Broker;
+use crate::tls::stream::PeerInfo;
+
+/// The header carrying a user and password.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// Who made a call.
+#[derive(Debug, Clone)]
+pub struct Principal(pub Arc<str>);
+
+/// The interceptor of the brokers' own services (Raft transport, heartbeats, probes): with
+/// authentication on, only a connection whose client certificate names a broker principal
+/// (`[auth] broker-principals`, by default this broker's own) may call them.
+pub fn brokers_only(
+    b: Arc<Broker>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
+    move |req: Request<()>| {
+        if !b.config().auth.enabled {
+            return Ok(req);
+        }
+        let info = req.extensions().get::<PeerInfo>();
+        let peer = info.and_then(|i| i.addr).map(|a| a.to_string()).unwrap_or_default();
+        match info.and_then(|i| i.principal.clone()) {
+            Some(p) if is_broker(&b, &p) => Ok(req),
+            Some(p) => {
+                crate::metrics::denied("broker");
+                crate::telemetry::rate_limited_info(&format!(
+                    "denied: peer {peer} principal {p}: not a broker, made a broker-only call"
+                ));
+                Err(Status::permission_denied(format!(
+                    "{p} is not a broker: only brokers may make this call"
+                )))
+            }
+            None => {
+                crate::metrics::auth_failed("grpc");
+                Err(Status::unauthenticated(
+                    "only brokers may make this call, with their client certificate",
+                ))
+            }
+        }
+    }
+}
+
+fn is_broker(b: &Broker, principal: &str) -> bool {
+    let listed = &b.config().auth.broker_principals;
+    if !listed.is_empty() {
+        return listed.iter().any(|p| p == principal);
+    }
+    b.tls().and_then(|t| t.own_principal()).is_some_and(|own| &*own == principal)
+}
+
+/// The interceptor of the client services.
+pub fn interceptor(
+    b: Arc<Broker>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
+    move |mut req: Request<()>| {
+        let principal = authenticate(&b, &req)?;
+        req.extensions_mut().insert(Principal(principal));
+        Ok(req)
+    }
+}
+
+fn authenticate(b: &Broker, req: &Request<()>) -> Result<Arc<str>, Status> {
+    if !b.config().auth.enabled {
+        return Ok(Arc::from(ANONYMOUS));
+    }
+    let info = req.extensions().get::<PeerInfo>();
+    let peer = info.and_then(|i| i.addr).map(|a| a.to_string()).unwrap_or_default();
+    match req.metadata().get(AUTHORIZATION) {
+        Some(header) => login(b, info, header.as_bytes()).map_err(|(user, why)| {
+            crate::metrics::auth_failed("grpc");
+            crate::telemetry::rate_limited_info(&format!(
+                "authentication failed: peer {peer} user {user:?} (gRPC): {why}"
+            ));
+            Status::unauthenticated(format!("authentication failed: {why}"))
+        }),
+        None => match info.and_then(|i| i.principal.clone()) {
+            Some(p) => Ok(p),
+            None => {
+                crate::metrics::auth_failed("grpc");
+                crate::telemetry::rate_limited_info(&format!(
+                    "authentication failed: peer {peer} (gRPC): no credentials"
+                ));
+                Err(Status::unauthenticated(
+                    "authentication is required: give a user and password (rafka --user NAME \
+                     --password-file FILE) or a client certificate",
+                ))
+            }
+        },
+    }
+}
+
+/// Checks `Basic base64(user:password)`; the user, or (user, why) when refused.
+fn login(b: &Broker, info: Option<&PeerInfo>, header: &[u8]) -> Result<Arc<str>, (String, String)> {
+    let refuse = |user: &str, why: &str| (user.to_string(), why.to_string());
+    let encoded =
+        header.strip_prefix(b"Basic ").ok_or_else(|| refuse("", "not Basic credentials"))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|_| refuse("", "credentials are not base64"))?;
+    let text = String::from_utf8(decoded).map_err(|_| refuse("", "credentials are not UTF-8"))?;
+    let (user, password) =
+        text.split_once(':').ok_or_else(|| refuse("", "expected user:password"))?;
+    let state = b.controller().state();
+    let credential =
+        |u: &str| state.users.get(u).and_then(|c| c.iter().next()).map(|(h, c)| (*h, c.clone()));
+    if let Some(cache) = info.map(|i| &i.logins)
+        && let Some(known) = cache.get(header, |u| credential(u).map(|(_, c)| c))
+        && known == user
+    {
+        return Ok(Arc::from(format!("User:{user}")));
+    }
+    match credential(user) {
+        Some((hash, c)) if c.verify_password(hash, password) => {
+            if let Some(i) = info {
+                i.logins.put(header, user, c);
+            }
+            Ok(Arc::from(format!("User:{user}")))
+        }
+        _ => Err(refuse(user, "invalid user or password")),
+    }
+}
