@@ -485,3 +485,95 @@ impl Admin {
         Ok(resp.offsets.into_iter().map(|o| (o.topic, o.partition, o.offset)).collect())
     }
 }
+
+/// A user and the SCRAM mechanisms it has a credential for (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserListing {
+    /// The user name.
+    pub user: String,
+    /// Mechanism names.
+    pub mechanisms: Vec<String>,
+}
+
+/// PBKDF2 iterations of the credentials [`Admin::set_user_password`] makes.
+pub const SCRAM_ITERATIONS: u32 = 8192;
+
+impl Admin {
+    /// Creates `user`, or changes its password: SCRAM-SHA-256 and SCRAM-SHA-512 credentials,
+    /// salted here, so the password never leaves this process (superusers only on a cluster
+    /// with authentication on).
+    pub async fn set_user_password(&self, user: &str, password: &str) -> Result<()> {
+        if password.is_empty() {
+            return Err(crate::error::Error::Usage("the password is empty".into()));
+        }
+        let upsertions: Vec<v1::ScramUpsertion> = [
+            (v1::ScramMechanism::ScramSha256, ring::pbkdf2::PBKDF2_HMAC_SHA256, 32),
+            (v1::ScramMechanism::ScramSha512, ring::pbkdf2::PBKDF2_HMAC_SHA512, 64),
+        ]
+        .into_iter()
+        .map(|(mechanism, algorithm, len)| {
+            let salt: [u8; 32] = rand::random();
+            let mut salted = vec![0u8; len];
+            let iterations = std::num::NonZeroU32::new(SCRAM_ITERATIONS).expect("positive");
+            ring::pbkdf2::derive(algorithm, iterations, &salt, password.as_bytes(), &mut salted);
+            v1::ScramUpsertion {
+                user: user.to_string(),
+                mechanism: mechanism as i32,
+                iterations: SCRAM_ITERATIONS,
+                salt: salt.to_vec().into(),
+                salted_password: salted.into(),
+            }
+        })
+        .collect();
+        self.alter_users(v1::AlterUsersRequest { upsertions, deletions: Vec::new() }).await
+    }
+
+    /// Deletes `user` (every credential it has).
+    pub async fn delete_user(&self, user: &str) -> Result<()> {
+        let listed = self.list_users().await?;
+        let Some(found) = listed.into_iter().find(|u| u.user == user) else {
+            return Err(crate::error::Error::broker(
+                rafka_proto::ErrorCode::InvalidRequest,
+                format!("there is no user {user}"),
+            ));
+        };
+        let deletions = found
+            .mechanisms
+            .iter()
+            .filter_map(|m| v1::ScramMechanism::from_str_name(&m.replace('-', "_")))
+            .map(|m| v1::ScramDeletion { user: user.to_string(), mechanism: m as i32 })
+            .collect();
+        self.alter_users(v1::AlterUsersRequest { upsertions: Vec::new(), deletions }).await
+    }
+
+    /// Every user.
+    pub async fn list_users(&self) -> Result<Vec<UserListing>> {
+        let resp = self
+            .client
+            .call_any(|ch| async move { admin(ch).list_users(v1::ListUsersRequest {}).await })
+            .await?;
+        Ok(resp
+            .users
+            .into_iter()
+            .map(|u| UserListing {
+                user: u.user,
+                mechanisms: u
+                    .mechanisms
+                    .into_iter()
+                    .filter_map(|m| v1::ScramMechanism::try_from(m).ok())
+                    .map(|m| m.as_str_name().replace('_', "-"))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    async fn alter_users(&self, req: v1::AlterUsersRequest) -> Result<()> {
+        self.client
+            .call_any(|ch| {
+                let req = req.clone();
+                async move { admin(ch).alter_users(req).await }
+            })
+            .await?;
+        Ok(())
+    }
+}

@@ -285,6 +285,8 @@ has_error!(
     v1::ResetOffsetsResponse,
     v1::ReassignPartitionResponse,
     v1::TransferLeadershipResponse,
+    v1::AlterUsersResponse,
+    v1::ListUsersResponse,
 );
 
 /// The error of a response as a `Result`, keeping a `NOT_LEADER` hint apart.

@@ -47,6 +47,7 @@ pub use admin::GroupMemberDescription;
 pub use admin::GroupPartitionDescription;
 pub use admin::TopicDescription;
 pub use admin::TopicListing;
+pub use admin::UserListing;
 pub use client::Client;
 pub use client::ClientConfig;
 pub use client::ClientTls;

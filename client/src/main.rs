@@ -1,7 +1,7 @@
 //! `rafka`: the command-line tool of rafka.
 //!
 //! One module per command family under `cli/`: [`cli::topic`], [`cli::produce`],
-//! [`cli::consume`], [`cli::group`], [`cli::cluster`], [`cli::bench`]; [`cli::output`] holds
+//! [`cli::consume`], [`cli::group`], [`cli::cluster`], [`cli::bench`], [`cli::user`]; [`cli::output`] holds
 //! the text/JSON output switch and the one-line error report.
 //!
 //! Global flags: `--bootstrap host:port[,host:port...]` (env `RAFKA_BOOTSTRAP`, default
@@ -20,6 +20,7 @@ mod cli {
     pub mod output;
     pub mod produce;
     pub mod topic;
+    pub mod user;
 }
 
 use clap::Parser;
@@ -86,6 +87,9 @@ enum Command {
     /// Load generator: produce, consume and end-to-end latency benchmarks.
     #[command(subcommand)]
     Bench(cli::bench::BenchCommand),
+    /// Create, delete and list users (SCRAM credentials).
+    #[command(subcommand)]
+    User(cli::user::UserCommand),
 }
 
 fn main() {
@@ -131,6 +135,7 @@ fn main() {
             Command::Group(c) => cli::group::run(&bootstrap, out, c).await,
             Command::Cluster(c) => cli::cluster::run(&bootstrap, out, c).await,
             Command::Bench(c) => cli::bench::run(&bootstrap, out, c).await,
+            Command::User(c) => cli::user::run(&bootstrap, out, c).await,
         }
     });
     // Background tasks (partition fetchers, producer senders) must not keep us alive.

@@ -55,14 +55,33 @@ async fn rafka(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> (Option<i32>, String, String) {
-    let out = tokio::process::Command::new(cli_binary())
+    rafka_with_stdin(global, args, env, "").await
+}
+
+/// [`rafka`] with `stdin` as its input.
+async fn rafka_with_stdin(
+    global: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+    stdin: &str,
+) -> (Option<i32>, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(cli_binary())
         .args(global)
         .args(args)
         .env_remove("RAFKA_USER")
         .env_remove("RAFKA_PASSWORD_FILE")
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output();
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning rafka");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output();
     let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("rafka ran").unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     (out.status.code(), text(&out.stdout), text(&out.stderr))
@@ -255,6 +274,32 @@ async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
     let run = kcat(&[&["-b", b, "-L", "-m", "5"][..], &no_sasl].concat(), "").await.unwrap();
     assert!(!run.success, "metadata without SASL");
     assert_eq!(reader.list_offset("s", 0, OffsetSpec::Latest).await.unwrap(), end);
+
+    // rafka's CLI manages users too: a superuser creates one (password on stdin), lists it,
+    // and deletes it; a user who is not a superuser may not.
+    let as_admin =
+        ["--bootstrap", b, "--tls-ca", ca_path, "--user", "admin", "--password-file", pw];
+    let (code, _, err) =
+        rafka_with_stdin(&as_admin, &["user", "create", "bob"], &[], "bob-Pa55word-e2\n").await;
+    assert_eq!(code, Some(0), "user create: {err}");
+    let (code, out, err) = rafka(&as_admin, &["user", "list", "--output", "json"], &[]).await;
+    assert_eq!(code, Some(0), "user list: {err}");
+    let listed: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(
+        listed.as_array().unwrap().iter().any(|u| u["user"] == "bob"
+            && u["mechanisms"] == serde_json::json!(["SCRAM-SHA-256", "SCRAM-SHA-512"])),
+        "{listed}"
+    );
+    let bob = sasl(&ca.pem, "SCRAM-SHA-512", "bob", "bob-Pa55word-e2");
+    must_kcat(&args(&["-b", b, "-L", "-m", "5"], &bob), "").await;
+    let (code, _, err) =
+        rafka_with_stdin(&global, &["user", "create", "eve"], &env, "eve-pw\n").await;
+    assert_ne!(code, Some(0), "alice created a user");
+    assert!(err.contains("permission denied") && err.trim().lines().count() == 1, "{err}");
+    let (code, _, err) = rafka(&as_admin, &["user", "delete", "bob"], &[]).await;
+    assert_eq!(code, Some(0), "user delete: {err}");
+    let run = kcat(&args(&["-b", b, "-L", "-m", "5"], &bob), "").await.unwrap();
+    assert!(!run.success, "bob signed in after his deletion");
 
     // Deleting a mechanism's credential ends sign-ins with it, not with the other.
     let out = scram_admin(b, &ca.pem, &["delete", "alice", "SCRAM-SHA-512"]).await;

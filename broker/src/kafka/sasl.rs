@@ -73,16 +73,9 @@ impl Session {
             || matches!(key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
     }
 
-    /// Whether this connection may change what only administrators may (users): anyone while
-    /// authentication is off, else superusers.
+    /// Whether this connection may manage users.
     pub fn may_administer(&self, b: &Broker) -> bool {
-        let auth = &b.config().auth;
-        !auth.enabled
-            || self
-                .principal
-                .as_deref()
-                .and_then(|p| p.strip_prefix("User:"))
-                .is_some_and(|u| auth.superusers.iter().any(|s| s == u))
+        crate::service::users::may_administer(b, self.principal.as_deref())
     }
 
     /// The mechanisms offered on this connection: PLAIN only over TLS unless allowed.

@@ -24,7 +24,6 @@ use crate::auth::Hash;
 use crate::auth::scram;
 use crate::auth::scram::Credential;
 use crate::broker::Broker;
-use crate::controller::Command;
 
 /// One user's part of an alteration: mechanisms to delete, credentials to set.
 type Change = (Vec<Hash>, BTreeMap<Hash, Credential>);
@@ -205,22 +204,11 @@ pub async fn alter(
 async fn apply(
     b: &Broker,
     user: &str,
-    deletions: Vec<Hash>,
-    upsertions: BTreeMap<Hash, Credential>,
+    delete: Vec<Hash>,
+    set: BTreeMap<Hash, Credential>,
 ) -> Result<(), (i16, String)> {
-    let failed = |e: crate::error::Error| (errors::code(&e), e.to_string());
-    if !deletions.is_empty() {
-        let cmd = Command::DeleteScramCredentials { user: user.into(), hashes: deletions };
-        b.controller().propose(cmd).await.map_err(failed)?;
-    }
-    if !upsertions.is_empty() {
-        let cmd = Command::SetScramCredentials {
-            user: user.into(),
-            credentials: upsertions,
-            if_absent: false,
-        };
-        b.controller().propose(cmd).await.map_err(failed)?;
-    }
-    tracing::info!(user, "SCRAM credentials changed");
-    Ok(())
+    let change = crate::service::users::Change { delete, set };
+    crate::service::users::alter(b, user, change)
+        .await
+        .map_err(|e| (errors::code(&e), e.to_string()))
 }

@@ -1,6 +1,7 @@
 //! The `Admin` service. Every broker answers: the controller leader itself, any other broker
 //! by forwarding the request to it once.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rafka_proto::ErrorExt;
@@ -11,12 +12,16 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use super::auth::Principal;
 use super::controller_to_forward;
 use super::forward;
 use super::proto_error;
 use super::to_proto;
+use crate::auth::Hash;
 use crate::broker::Broker;
+use crate::error::Error;
 use crate::service::admin as svc;
+use crate::service::users;
 
 /// The tonic `Admin` service.
 pub struct AdminService {
@@ -209,4 +214,81 @@ impl Admin for AdminService {
         let r = svc::transfer_leadership(&self.broker, req.topic, req.partition, req.broker).await;
         Ok(Response::new(v1::TransferLeadershipResponse { error: Some(proto_error(&r)) }))
     }
+
+    async fn alter_users(
+        &self,
+        req: Request<v1::AlterUsersRequest>,
+    ) -> Result<Response<v1::AlterUsersResponse>, Status> {
+        may_administer(&self.broker, &req)?;
+        let req = forward_to_controller!(self, req, alter_users);
+        let r = alter_users(&self.broker, req).await;
+        Ok(Response::new(v1::AlterUsersResponse { error: Some(proto_error(&r)) }))
+    }
+
+    async fn list_users(
+        &self,
+        req: Request<v1::ListUsersRequest>,
+    ) -> Result<Response<v1::ListUsersResponse>, Status> {
+        may_administer(&self.broker, &req)?;
+        let _ = forward_to_controller!(self, req, list_users);
+        let r = users::list(&self.broker);
+        let error = Some(proto_error(&r));
+        let users = r
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(user, creds)| v1::UserListing {
+                user,
+                mechanisms: creds.into_iter().map(|(h, _)| mechanism(h) as i32).collect(),
+            })
+            .collect();
+        Ok(Response::new(v1::ListUsersResponse { error, users }))
+    }
+}
+
+/// `PERMISSION_DENIED` unless the caller may manage users.
+fn may_administer<T>(b: &Broker, req: &Request<T>) -> Result<(), Status> {
+    let principal = req.extensions().get::<Principal>().map(|p| p.0.clone());
+    if users::may_administer(b, principal.as_deref()) {
+        return Ok(());
+    }
+    crate::metrics::denied("cluster");
+    let who = principal.as_deref().unwrap_or("an unauthenticated caller").to_string();
+    crate::telemetry::rate_limited_info(&format!("denied: {who} may not manage users"));
+    Err(Status::permission_denied(format!("{who} may not manage users: superusers only")))
+}
+
+fn mechanism(h: Hash) -> v1::ScramMechanism {
+    match h {
+        Hash::Sha256 => v1::ScramMechanism::ScramSha256,
+        Hash::Sha512 => v1::ScramMechanism::ScramSha512,
+    }
+}
+
+fn hash_of(m: i32) -> crate::error::Result<Hash> {
+    match v1::ScramMechanism::try_from(m) {
+        Ok(v1::ScramMechanism::ScramSha256) => Ok(Hash::Sha256),
+        Ok(v1::ScramMechanism::ScramSha512) => Ok(Hash::Sha512),
+        _ => Err(Error::InvalidRequest(format!("unknown SCRAM mechanism {m}"))),
+    }
+}
+
+/// Groups the request by user, then applies each user's change.
+async fn alter_users(b: &Broker, req: v1::AlterUsersRequest) -> crate::error::Result<()> {
+    let mut changes: BTreeMap<String, users::Change> = BTreeMap::new();
+    for d in req.deletions {
+        changes.entry(d.user).or_default().delete.push(hash_of(d.mechanism)?);
+    }
+    for u in req.upsertions {
+        let hash = hash_of(u.mechanism)?;
+        changes.entry(u.user).or_default().set_salted(
+            hash,
+            u.iterations,
+            &u.salt,
+            &u.salted_password,
+        )?;
+    }
+    for (user, change) in changes {
+        users::alter(b, &user, change).await?;
+    }
+    Ok(())
 }

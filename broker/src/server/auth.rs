@@ -35,7 +35,7 @@ pub fn brokers_only(
         let info = req.extensions().get::<PeerInfo>();
         let peer = info.and_then(|i| i.addr).map(|a| a.to_string()).unwrap_or_default();
         match info.and_then(|i| i.principal.clone()) {
-            Some(p) if is_broker(&b, &p) => Ok(req),
+            Some(p) if crate::service::users::is_broker(&b, &p) => Ok(req),
             Some(p) => {
                 crate::metrics::denied("broker");
                 crate::telemetry::rate_limited_info(&format!(
@@ -53,14 +53,6 @@ pub fn brokers_only(
             }
         }
     }
-}
-
-fn is_broker(b: &Broker, principal: &str) -> bool {
-    let listed = &b.config().auth.broker_principals;
-    if !listed.is_empty() {
-        return listed.iter().any(|p| p == principal);
-    }
-    b.tls().and_then(|t| t.own_principal()).is_some_and(|own| &*own == principal)
 }
 
 /// The interceptor of the client services.

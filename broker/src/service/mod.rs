@@ -9,9 +9,11 @@
 //!   the controller leader (others answer `NOT_CONTROLLER` with its address).
 //! - [`groups`]: consumer-group heartbeats, commits, offset fetches, describe, list,
 //!   delete, reset — on the group's coordinator.
+//! - [`users`]: SCRAM users — listed and changed on the controller leader — and who may.
 //!
 //! Results are the broker's [`crate::error::Error`] on refusal.
 
 pub mod admin;
 pub mod data;
 pub mod groups;
+pub mod users;

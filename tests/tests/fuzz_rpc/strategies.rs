@@ -472,6 +472,39 @@ pub(super) fn unary_rpcs() -> Vec<Rpc> {
             ),
         ),
         rpc(
+            "/rafka.v1.Admin/AlterUsers",
+            (
+                prop::collection::vec(
+                    (
+                        "[a-z=,]{0,8}",
+                        -1i32..4,
+                        prop_oneof![Just(4096u32), any::<u32>()],
+                        prop::collection::vec(any::<u8>(), 0..40),
+                        prop::collection::vec(any::<u8>(), 0..70),
+                    ),
+                    0..4,
+                ),
+                prop::collection::vec(("[a-z]{0,8}", -1i32..4), 0..4),
+            )
+                .prop_map(|(ups, dels)| v1::AlterUsersRequest {
+                    upsertions: ups
+                        .into_iter()
+                        .map(|(user, mechanism, iterations, salt, salted)| v1::ScramUpsertion {
+                            user,
+                            mechanism,
+                            iterations,
+                            salt: salt.into(),
+                            salted_password: salted.into(),
+                        })
+                        .collect(),
+                    deletions: dels
+                        .into_iter()
+                        .map(|(user, mechanism)| v1::ScramDeletion { user, mechanism })
+                        .collect(),
+                }),
+        ),
+        rpc("/rafka.v1.Admin/ListUsers", Just(v1::ListUsersRequest {})),
+        rpc(
             "/rafka.v1.Groups/GroupHeartbeat",
             (
                 (group_id(), member_id()),
