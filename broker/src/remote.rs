@@ -1,6 +1,7 @@
 //! Calls this broker makes to other brokers on a client's behalf (over their public gRPC
-//! services): offset lookups on a partition's leader wherever it is, and the group listings
-//! of every broker.
+//! services): offset lookups on a partition's leader wherever it is, the group listings
+//! of every broker, and Kafka's user requests that reached a broker other than the controller
+//! leader.
 
 use rafka_proto::ErrorCode;
 use rafka_proto::ErrorExt;
@@ -128,5 +129,64 @@ pub fn from_wire(e: &v1::Error) -> Error {
         (ErrorCode::NotCoordinator, None) => Error::CoordinatorNotAvailable(message),
         (ErrorCode::NotController, leader) => Error::NotController { message, leader },
         (code, _) => Error::from_code(code, message),
+    }
+}
+
+/// The controller leader's address, or `NOT_CONTROLLER` when none is known.
+fn controller_leader(b: &Broker) -> Result<String> {
+    b.controller().leader().map(|(_, addr)| addr).ok_or_else(|| b.controller().not_controller())
+}
+
+/// Users and their credentials' (hash, iterations), from the controller leader.
+pub async fn list_users(
+    b: &Broker,
+) -> Result<std::collections::BTreeMap<String, Vec<(crate::auth::Hash, u32)>>> {
+    let addr = controller_leader(b)?;
+    let mut req = Request::new(v1::ListUsersRequest {});
+    req.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
+    let resp = v1::admin_client::AdminClient::new(b.channel(&addr)?)
+        .list_users(req)
+        .await
+        .map_err(|s| Error::NotController {
+            message: format!("controller leader at {addr}: {s}"),
+            leader: None,
+        })?
+        .into_inner();
+    let err = resp.error.unwrap_or_else(v1::Error::none);
+    if err.error_code() != ErrorCode::None {
+        return Err(from_wire(&err));
+    }
+    let hash = |m: i32| match v1::ScramMechanism::try_from(m) {
+        Ok(v1::ScramMechanism::ScramSha256) => Some(crate::auth::Hash::Sha256),
+        Ok(v1::ScramMechanism::ScramSha512) => Some(crate::auth::Hash::Sha512),
+        _ => None,
+    };
+    Ok(resp
+        .users
+        .into_iter()
+        .map(|u| {
+            let creds = u.mechanisms.iter().zip(&u.iterations);
+            (u.user, creds.filter_map(|(m, i)| Some((hash(*m)?, *i))).collect())
+        })
+        .collect())
+}
+
+/// Applies `req` on the controller leader.
+pub async fn alter_users(b: &Broker, req: v1::AlterUsersRequest) -> Result<()> {
+    let addr = controller_leader(b)?;
+    let mut req = Request::new(req);
+    req.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
+    let resp = v1::admin_client::AdminClient::new(b.channel(&addr)?)
+        .alter_users(req)
+        .await
+        .map_err(|s| Error::NotController {
+            message: format!("controller leader at {addr}: {s}"),
+            leader: None,
+        })?
+        .into_inner();
+    let err = resp.error.unwrap_or_else(v1::Error::none);
+    match err.error_code() {
+        ErrorCode::None => Ok(()),
+        _ => Err(from_wire(&err)),
     }
 }

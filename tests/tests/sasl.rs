@@ -164,6 +164,35 @@ async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
     }
     let described = scram_admin(b, &ca.pem, &["describe", "alice"]).await;
     assert_eq!(described["alice"], serde_json::json!(["SCRAM_SHA_256", "SCRAM_SHA_512"]));
+    // kafka-python's admin client sends to any broker: the others forward to the controller
+    // leader. Each broker in turn, so most requests are forwarded.
+    for addr in cluster.addrs() {
+        let a = addr.to_string();
+        let pw_for = format!("dave-{}", addr.port());
+        let up = must_python(
+            "kafka_python_users.py",
+            &[
+                &a,
+                ca.pem.to_str().unwrap(),
+                "admin",
+                ADMIN_PW,
+                "upsert",
+                "dave",
+                "SCRAM-SHA-512",
+                &pw_for,
+            ],
+        )
+        .await;
+        assert_eq!(up.trim(), r#"{"dave": null}"#, "kafka-python upsert via {a}");
+        let described = must_python(
+            "kafka_python_users.py",
+            &[&a, ca.pem.to_str().unwrap(), "admin", ADMIN_PW, "describe", "dave"],
+        )
+        .await;
+        assert_eq!(described.trim(), r#"{"dave": ["SCRAM_SHA_512"]}"#, "via {a}");
+        let dave = sasl(&ca.pem, "SCRAM-SHA-512", "dave", &pw_for);
+        must_kcat(&args(&["-b", b, "-L", "-m", "5"], &dave), "").await;
+    }
 
     // rafka's CLI signs in with --user and --password-file (or RAFKA_USER and
     // RAFKA_PASSWORD_FILE); without them, or with a wrong password, it fails in one line.

@@ -316,7 +316,7 @@ pub async fn answer(
         }
         ApiKey::DescribeUserScramCredentials => {
             let req: DescribeUserScramCredentialsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &users::describe(b, session, req))
+            respond(&header, &users::describe(b, session, req).await)
         }
         ApiKey::AlterUserScramCredentials => {
             let req: AlterUserScramCredentialsRequest = frame::decode(&mut body, version)?;

@@ -24,6 +24,7 @@ use crate::auth::Hash;
 use crate::auth::scram;
 use crate::auth::scram::Credential;
 use crate::broker::Broker;
+use rafka_proto::v1;
 
 /// One user's part of an alteration: mechanisms to delete, credentials to set.
 type Change = (Vec<Hash>, BTreeMap<Hash, Credential>);
@@ -35,23 +36,21 @@ fn text(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from(s.into()))
 }
 
-/// Why a request about users is refused as a whole: not the controller leader, or not a
-/// superuser.
+/// Why a request about users is refused as a whole: not a superuser.
 fn refusal(b: &Broker, session: &Session) -> Option<(i16, String)> {
     if !session.may_administer(b) {
+        crate::metrics::denied("cluster");
         return Some((
             errors::CLUSTER_AUTHORIZATION_FAILED,
             "only superusers may manage users".into(),
         ));
     }
-    if !b.controller().is_leader() {
-        return Some((errors::NOT_CONTROLLER, b.controller().not_controller().to_string()));
-    }
     None
 }
 
-/// DescribeUserScramCredentials 0: the mechanisms and iteration counts of each user.
-pub fn describe(
+/// DescribeUserScramCredentials 0: the mechanisms and iteration counts of each user (asked
+/// of the controller leader when this broker is not it).
+pub async fn describe(
     b: &Broker,
     session: &Session,
     req: DescribeUserScramCredentialsRequest,
@@ -60,9 +59,18 @@ pub fn describe(
     if let Some((code, message)) = refusal(b, session) {
         return resp.with_error_code(code).with_error_message(text(message));
     }
-    let state = b.controller().state();
+    let known = match b.controller().is_leader() {
+        true => crate::service::users::list(b),
+        false => crate::remote::list_users(b).await,
+    };
+    let known = match known {
+        Ok(k) => k,
+        Err(e) => {
+            return resp.with_error_code(errors::code(&e)).with_error_message(text(e.to_string()));
+        }
+    };
     let names: Vec<String> = match &req.users {
-        None => state.users.keys().cloned().collect(),
+        None => known.keys().cloned().collect(),
         Some(users) => users.iter().map(|u| u.name.to_string()).collect(),
     };
     let mut seen = BTreeSet::new();
@@ -79,17 +87,17 @@ pub fn describe(
                     .with_error_code(errors::DUPLICATE_RESOURCE)
                     .with_error_message(text(format!("user {name} is asked for more than once")));
             }
-            match state.users.get(name) {
+            match known.get(name) {
                 None => out.with_error_code(errors::RESOURCE_NOT_FOUND).with_error_message(text(
                     format!("attempt to describe a user credential that does not exist: {name}"),
                 )),
                 Some(creds) => out.with_credential_infos(
                     creds
                         .iter()
-                        .map(|(h, c)| {
+                        .map(|(h, iterations)| {
                             CredentialInfo::default()
                                 .with_mechanism(h.kafka_type())
-                                .with_iterations(c.iterations as i32)
+                                .with_iterations(*iterations as i32)
                         })
                         .collect(),
                 ),
@@ -191,7 +199,9 @@ pub async fn alter(
         let outcome = match (&refused, change) {
             (Some((code, why)), _) => Err((*code, why.clone())),
             (None, Err(e)) => Err(e),
-            (None, Ok((deletions, upsertions))) => apply(b, &name, deletions, upsertions).await,
+            (None, Ok((deletions, upsertions))) => {
+                apply(b, &name, deletions, upsertions, &req).await
+            }
         };
         results.push(match outcome {
             Ok(()) => out.with_error_code(errors::NONE),
@@ -201,14 +211,46 @@ pub async fn alter(
     AlterUserScramCredentialsResponse::default().with_results(results)
 }
 
+/// Applies one user's change: here on the controller leader, else forwarded to it with the
+/// request's own salted passwords.
 async fn apply(
     b: &Broker,
     user: &str,
     delete: Vec<Hash>,
     set: BTreeMap<Hash, Credential>,
+    req: &AlterUserScramCredentialsRequest,
 ) -> Result<(), (i16, String)> {
-    let change = crate::service::users::Change { delete, set };
-    crate::service::users::alter(b, user, change)
-        .await
-        .map_err(|e| (errors::code(&e), e.to_string()))
+    let failed = |e: crate::error::Error| (errors::code(&e), e.to_string());
+    if b.controller().is_leader() {
+        let change = crate::service::users::Change { delete, set };
+        return crate::service::users::alter(b, user, change).await.map_err(failed);
+    }
+    let v1_mechanism = |m: i8| match Hash::from_kafka_type(m) {
+        Some(Hash::Sha512) => v1::ScramMechanism::ScramSha512 as i32,
+        _ => v1::ScramMechanism::ScramSha256 as i32,
+    };
+    let forwarded = v1::AlterUsersRequest {
+        upsertions: req
+            .upsertions
+            .iter()
+            .filter(|u| u.name.as_str() == user)
+            .map(|u| v1::ScramUpsertion {
+                user: user.to_string(),
+                mechanism: v1_mechanism(u.mechanism),
+                iterations: u.iterations.max(0) as u32,
+                salt: u.salt.clone(),
+                salted_password: u.salted_password.clone(),
+            })
+            .collect(),
+        deletions: req
+            .deletions
+            .iter()
+            .filter(|d| d.name.as_str() == user)
+            .map(|d| v1::ScramDeletion {
+                user: user.to_string(),
+                mechanism: v1_mechanism(d.mechanism),
+            })
+            .collect(),
+    };
+    crate::remote::alter_users(b, forwarded).await.map_err(failed)
 }

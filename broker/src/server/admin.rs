@@ -238,7 +238,8 @@ impl Admin for AdminService {
             .into_iter()
             .map(|(user, creds)| v1::UserListing {
                 user,
-                mechanisms: creds.into_iter().map(|(h, _)| mechanism(h) as i32).collect(),
+                mechanisms: creds.iter().map(|(h, _)| mechanism(*h) as i32).collect(),
+                iterations: creds.iter().map(|(_, i)| *i).collect(),
             })
             .collect();
         Ok(Response::new(v1::ListUsersResponse { error, users }))
