@@ -132,30 +132,60 @@ pub fn from_wire(e: &v1::Error) -> Error {
     }
 }
 
-/// The controller leader's address, or `NOT_CONTROLLER` when none is known.
-fn controller_leader(b: &Broker) -> Result<String> {
-    b.controller().leader().map(|(_, addr)| addr).ok_or_else(|| b.controller().not_controller())
-}
-
-/// Users and their credentials' (hash, iterations), from the controller leader.
-pub async fn list_users(
-    b: &Broker,
-) -> Result<std::collections::BTreeMap<String, Vec<(crate::auth::Hash, u32)>>> {
-    let addr = controller_leader(b)?;
-    let mut req = Request::new(v1::ListUsersRequest {});
+/// Calls the controller leader's `Admin` service with `req` marked forwarded (it answers
+/// itself); a transport failure is `NOT_CONTROLLER` (retriable), a refusal in the response
+/// its error.
+async fn on_controller_leader<T, R, F>(b: &Broker, req: T, call: F) -> Result<R>
+where
+    F: AsyncFnOnce(
+        v1::admin_client::AdminClient<tonic::transport::Channel>,
+        Request<T>,
+    ) -> std::result::Result<tonic::Response<R>, tonic::Status>,
+    R: HasWireError,
+{
+    let Some((_, addr)) = b.controller().leader() else {
+        return Err(b.controller().not_controller());
+    };
+    let mut req = Request::new(req);
     req.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
-    let resp = v1::admin_client::AdminClient::new(b.channel(&addr)?)
-        .list_users(req)
+    let client = v1::admin_client::AdminClient::new(b.channel(&addr)?);
+    let resp = call(client, req)
         .await
         .map_err(|s| Error::NotController {
             message: format!("controller leader at {addr}: {s}"),
             leader: None,
         })?
         .into_inner();
-    let err = resp.error.unwrap_or_else(v1::Error::none);
-    if err.error_code() != ErrorCode::None {
-        return Err(from_wire(&err));
+    match resp.wire_error() {
+        Some(e) if e.error_code() != ErrorCode::None => Err(from_wire(e)),
+        _ => Ok(resp),
     }
+}
+
+/// Responses with an `error` field.
+trait HasWireError {
+    fn wire_error(&self) -> Option<&v1::Error>;
+}
+
+impl HasWireError for v1::ListUsersResponse {
+    fn wire_error(&self) -> Option<&v1::Error> {
+        self.error.as_ref()
+    }
+}
+
+impl HasWireError for v1::AlterUsersResponse {
+    fn wire_error(&self) -> Option<&v1::Error> {
+        self.error.as_ref()
+    }
+}
+
+/// Users and their credentials' (hash, iterations), from the controller leader.
+pub async fn list_users(
+    b: &Broker,
+) -> Result<std::collections::BTreeMap<String, Vec<(crate::auth::Hash, u32)>>> {
+    let resp =
+        on_controller_leader(b, v1::ListUsersRequest {}, async |mut c, r| c.list_users(r).await)
+            .await?;
     let hash = |m: i32| match v1::ScramMechanism::try_from(m) {
         Ok(v1::ScramMechanism::ScramSha256) => Some(crate::auth::Hash::Sha256),
         Ok(v1::ScramMechanism::ScramSha512) => Some(crate::auth::Hash::Sha512),
@@ -173,20 +203,5 @@ pub async fn list_users(
 
 /// Applies `req` on the controller leader.
 pub async fn alter_users(b: &Broker, req: v1::AlterUsersRequest) -> Result<()> {
-    let addr = controller_leader(b)?;
-    let mut req = Request::new(req);
-    req.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
-    let resp = v1::admin_client::AdminClient::new(b.channel(&addr)?)
-        .alter_users(req)
-        .await
-        .map_err(|s| Error::NotController {
-            message: format!("controller leader at {addr}: {s}"),
-            leader: None,
-        })?
-        .into_inner();
-    let err = resp.error.unwrap_or_else(v1::Error::none);
-    match err.error_code() {
-        ErrorCode::None => Ok(()),
-        _ => Err(from_wire(&err)),
-    }
+    on_controller_leader(b, req, async |mut c, r| c.alter_users(r).await).await.map(|_| ())
 }

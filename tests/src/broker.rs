@@ -79,6 +79,48 @@ pub fn cli_binary() -> PathBuf {
     p
 }
 
+/// What one run of the `rafka` CLI did.
+#[derive(Debug)]
+pub struct CliRun {
+    /// Its exit code (`None`: killed by a signal).
+    pub code: Option<i32>,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+/// Runs the `rafka` CLI with `args`, `env` added to the environment (without the test
+/// process's `RAFKA_BOOTSTRAP`, `RAFKA_USER` and `RAFKA_PASSWORD_FILE`) and `stdin` as its
+/// input; bounded by 90 s.
+///
+/// # Panics
+/// When it cannot be spawned or does not finish in time.
+pub async fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: &str) -> CliRun {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(cli_binary())
+        .args(args)
+        .env_remove("RAFKA_BOOTSTRAP")
+        .env_remove("RAFKA_USER")
+        .env_remove("RAFKA_PASSWORD_FILE")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawning rafka");
+    let mut input = child.stdin.take().expect("piped stdin");
+    input.write_all(stdin.as_bytes()).await.expect("writing rafka's stdin");
+    drop(input);
+    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("rafka finished in time")
+        .expect("rafka's output");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    CliRun { code: out.status.code(), stdout: text(&out.stdout), stderr: text(&out.stderr) }
+}
+
 /// Finds the `rafka-broker` binary: `$RAFKA_BROKER_BIN`, else `rafka-broker` in the target
 /// directory of the running test (`target/<profile>/deps/<test>` → `target/<profile>/`).
 pub fn broker_binary() -> anyhow::Result<PathBuf> {

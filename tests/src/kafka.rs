@@ -164,6 +164,15 @@ pub fn python() -> std::path::PathBuf {
 /// Runs `tests/python/SCRIPT` with `args` in the clients' venv (bounded by
 /// [`KCAT_TIMEOUT`] twice over); fails unless it exits 0. Returns its stdout.
 pub async fn must_python(script: &str, args: &[&str]) -> String {
+    python_output(script, args).await.unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Runs `tests/python/SCRIPT` as [`must_python`] does; an error (with its stderr) unless it
+/// exits 0.
+///
+/// # Panics
+/// When the venv is missing or the script does not finish in time.
+pub async fn python_output(script: &str, args: &[&str]) -> anyhow::Result<String> {
     // `cargo test` sets the package's directory when it runs a test; the compile-time one
     // is stale when the harness was built from another checkout sharing the target dir.
     let dir = std::env::var_os("CARGO_MANIFEST_DIR")
@@ -188,10 +197,8 @@ pub async fn must_python(script: &str, args: &[&str]) -> String {
         .await
         .unwrap_or_else(|_| panic!("{script} did not finish"))
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{script} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    if !out.status.success() {
+        bail!("{script} {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -5,7 +5,6 @@
 //! full-cluster restart and appear in no file as passwords.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use rafka_client::Client;
@@ -13,7 +12,7 @@ use rafka_client::ClientConfig;
 use rafka_client::ClientTls;
 use rafka_client::OffsetSpec;
 use rafka_tests::Cluster;
-use rafka_tests::broker::cli_binary;
+use rafka_tests::broker::run_cli;
 use rafka_tests::certs::Ca;
 use rafka_tests::cluster::ClusterOptions;
 use rafka_tests::kafka::kcat;
@@ -65,26 +64,9 @@ async fn rafka_with_stdin(
     env: &[(&str, &str)],
     stdin: &str,
 ) -> (Option<i32>, String, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(cli_binary())
-        .args(global)
-        .args(args)
-        .env_remove("RAFKA_USER")
-        .env_remove("RAFKA_PASSWORD_FILE")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawning rafka");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = child.wait_with_output();
-    let out = tokio::time::timeout(Duration::from_secs(60), out).await.expect("rafka ran").unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
+    let all: Vec<&str> = global.iter().chain(args).copied().collect();
+    let run = run_cli(&all, env, stdin).await;
+    (run.code, run.stdout, run.stderr)
 }
 
 /// A gRPC channel over TLS to `addr`, with a client certificate when given.
@@ -107,6 +89,18 @@ fn tls_channel(
         .tls_config(tls)
         .unwrap()
         .connect_lazy()
+}
+
+/// [`scram_admin`] that reports a failed run instead of panicking.
+async fn scram_admin_try(
+    bootstrap: &str,
+    ca: &Path,
+    op: &[&str],
+) -> anyhow::Result<serde_json::Value> {
+    let mut a = vec![bootstrap, ca.to_str().unwrap(), "admin", ADMIN_PW];
+    a.extend_from_slice(op);
+    let out = rafka_tests::kafka::python_output("scram_admin.py", &a).await?;
+    Ok(serde_json::from_str(out.trim())?)
 }
 
 /// Every file under `dir` that holds `needle`.
@@ -361,6 +355,29 @@ async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
             kcat(&args(&["-b", b, "-C", "-t", "s", "-o", "beginning", "-e", "-q"], &sha256), "")
                 .await?;
         anyhow::ensure!(run.success && run.stdout.lines().count() == 3, "{}", run.stderr);
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    // Controller failover: with its leader killed, the new leader knows every user.
+    let (code, out, err) = rafka(&as_admin, &["cluster", "status", "--output", "json"], &[]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let status: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let leader = status["controller"].as_u64().expect("a controller leader");
+    cluster.must_kill(leader);
+    let survivors: Vec<String> = cluster
+        .brokers()
+        .iter()
+        .filter(|x| x.id() != leader)
+        .map(|x| x.addr().to_string())
+        .collect();
+    let survivors = survivors.join(",");
+    poll("users are served by the new controller leader", Duration::from_secs(60), || async {
+        let out = scram_admin_try(&survivors, &ca.pem, &["describe", "alice"]).await?;
+        anyhow::ensure!(out["alice"] == serde_json::json!(["SCRAM_SHA_256"]), "{out}");
+        let run = kcat(&args(&["-b", &survivors, "-L", "-m", "5"], &sha256), "").await?;
+        anyhow::ensure!(run.success, "{}", run.stderr);
         Ok(())
     })
     .await

@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use rafka_client::Producer;
 use rafka_client::ProducerConfig;
 use rafka_client::ProducerRecord;
 use rafka_tests::Cluster;
-use rafka_tests::broker::cli_binary;
+use rafka_tests::broker::run_cli;
 use rafka_tests::certs::Ca;
 use rafka_tests::certs::Issued;
 use rafka_tests::cluster::ClusterOptions;
@@ -69,24 +68,8 @@ fn record(topic: &str, value: &'static str) -> ProducerRecord {
 
 /// Runs the `rafka` CLI with `args` and `stdin`; (exit code, stdout, stderr).
 async fn rafka(args: &[&str], stdin: &str) -> (Option<i32>, String, String) {
-    let mut child = tokio::process::Command::new(cli_binary())
-        .args(args)
-        .env_remove("RAFKA_BOOTSTRAP")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawning rafka");
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
-    drop(input);
-    let out = tokio::time::timeout(Duration::from_secs(90), child.wait_with_output())
-        .await
-        .expect("rafka finished in time")
-        .unwrap();
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    (out.status.code(), text(&out.stdout), text(&out.stderr))
+    let run = run_cli(args, &[], stdin).await;
+    (run.code, run.stdout, run.stderr)
 }
 
 /// A rustls client for raw Kafka frames over TLS, trusting `ca`, presenting `identity`.
