@@ -70,3 +70,64 @@ async fn metrics_endpoint_serves_the_global_recorder() {
     tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
     upkeep.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn the_side_port_speaks_tls_when_asked() {
+    use rustls_pki_types::pem::PemObject;
+    let handle = telemetry::install_metrics_recorder().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = rafka_tests::certs::Ca::new(dir.path(), "ca");
+    let cert = ca.issue(dir.path(), "broker", "broker", &["127.0.0.1"]);
+    let config = rafka_broker::config::TlsConfig {
+        cert_file: cert.cert.clone(),
+        key_file: cert.key.clone(),
+        client_ca_file: ca.pem.clone(),
+        http: true,
+        ..Default::default()
+    };
+    let tls = rafka_broker::tls::Tls::load(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    #[allow(clippy::disallowed_methods)] // the test owns and awaits this task
+    let server =
+        tokio::spawn(rafka_broker::http::serve(listener, Some(tls), handle, Arc::new(Up), async {
+            let _ = stopped.await;
+        }));
+
+    // Plaintext gets no HTTP answer.
+    let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut raw)).await;
+    assert!(!raw.starts_with(b"HTTP/1.1"), "plaintext was answered: {raw:?}");
+
+    // TLS with the CA: /healthz answers.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_file(&ca.pem).unwrap()).unwrap();
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut stream = connector.connect(name, tcp).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+}
