@@ -161,6 +161,9 @@ pub async fn run(
     tasks.spawn("group sessions", upkeep::group_sessions(broker.clone()));
     tasks.spawn("group upkeep", upkeep::group_upkeep(broker.clone()));
     tracing::info!(broker = broker.id(), addr = %broker.address(), "broker started");
+    if let Some(warning) = broker.config().exposure_warning() {
+        tracing::warn!("{warning}");
+    }
     let failed = tokio::select! {
         _ = shutdown => {
             tracing::info!("shutting down");

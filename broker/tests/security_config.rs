@@ -207,3 +207,20 @@ fn the_cli_variables_do_not_stop_a_broker() {
     assert!(config.auth.enabled);
     assert_eq!(config.auth.mechanisms, AuthConfig::default().mechanisms);
 }
+
+#[test]
+fn a_reachable_port_without_authentication_is_warned_about() {
+    assert_eq!(BrokerConfig::default().exposure_warning(), None, "loopback");
+    let open = BrokerConfig {
+        listen: "0.0.0.0:9092".into(),
+        advertise: "broker-1:9092".into(),
+        ..Default::default()
+    };
+    let warning = open.exposure_warning().expect("a warning");
+    assert!(
+        warning.contains("0.0.0.0:9092") && warning.contains("authentication off"),
+        "{warning}"
+    );
+    let secured = BrokerConfig { auth: AuthConfig { enabled: true, ..Default::default() }, ..open };
+    assert_eq!(secured.exposure_warning(), None);
+}

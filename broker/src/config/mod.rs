@@ -443,6 +443,20 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// A warning for an operator when the broker port is reachable from other machines
+    /// (`listen` is not a loopback address) while authentication is off: anyone who can reach
+    /// it can read, write and delete every topic.
+    pub fn exposure_warning(&self) -> Option<String> {
+        let ip = self.listen.parse::<SocketAddr>().ok()?.ip();
+        (!self.auth.enabled && !ip.is_loopback()).then(|| {
+            format!(
+                "listening on {} with authentication off: anyone who can reach this port can \
+                 read, write and delete every topic ([auth] enabled = true, with [tls])",
+                self.listen
+            )
+        })
+    }
+
     /// The address other brokers and clients reach this broker at: `advertise`, or `listen`
     /// when it is empty.
     pub fn advertise_addr(&self) -> &str {
