@@ -147,6 +147,15 @@ impl Tls {
         state.configs.clone()
     }
 
+    /// [`Tls::configs`] without waiting for the once-a-second check: the files are compared
+    /// now. For tests, which must not sleep through the interval.
+    #[doc(hidden)]
+    pub fn configs_checked_now(&self) -> Configs {
+        let past = Instant::now().checked_sub(RELOAD_CHECK).unwrap_or_else(Instant::now);
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).checked = past;
+        self.configs()
+    }
+
     /// How many readings of changed files were used, and how many were not (bad files).
     pub fn reloads(&self) -> (u64, u64) {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).reloads
