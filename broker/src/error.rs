@@ -9,6 +9,8 @@
 //! (fatal for that replica until the broker restarts).
 
 use rafka_proto::ErrorCode;
+
+use crate::acl::ResourceType;
 use rafka_proto::batch::RecordBatchError;
 use rafka_proto::legacy;
 
@@ -121,6 +123,10 @@ pub enum Error {
     FencedInstanceId(String),
     #[error("{0}")]
     UnsupportedVersion(String),
+    /// The caller may not do this to a resource of this type (no ACL allows it, or one
+    /// denies it).
+    #[error("{message}")]
+    AuthorizationFailed { resource: ResourceType, message: String },
     /// A broker bug or an outcome that cannot happen: not the client's fault, not retriable.
     #[error("{0}")]
     Internal(String),
@@ -247,6 +253,7 @@ impl Error {
             Error::InconsistentGroupProtocol(_) => ErrorCode::InconsistentGroupProtocol,
             Error::FencedInstanceId(_) => ErrorCode::FencedInstanceId,
             Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            Error::AuthorizationFailed { .. } => ErrorCode::AuthorizationFailed,
             Error::Internal(_) => ErrorCode::Unknown,
         }
     }
@@ -325,6 +332,10 @@ impl Error {
             ErrorCode::StorageError => Error::Storage(message),
             ErrorCode::OffsetOutOfRange => Error::OffsetOutOfRange { message, watermarks: None },
             ErrorCode::NotController => Error::NotController { message, leader: None },
+            // Only cluster-wide requests are refused so by another broker.
+            ErrorCode::AuthorizationFailed => {
+                Error::AuthorizationFailed { resource: ResourceType::Cluster, message }
+            }
             // Recorded refusals never name a broker: without one these cannot be told apart
             // from a broker bug.
             ErrorCode::None

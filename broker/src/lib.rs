@@ -6,11 +6,12 @@
 //! checks that no two modules import each other, directly or in a circle).
 //!
 //! 1. Foundations: [`alloc`] (the global allocator), [`auth`] (SASL mechanisms and SCRAM
-//!    credentials), [`error`] (the one mapping to wire codes), [`config`], [`topic`] (names,
-//!    per-topic configs), [`json_entry`], [`metrics`] (names), [`telemetry`], [`http`]
-//!    (`/metrics`, `/healthz`, `/readyz`), [`supervisor`] (owns every background task),
-//!    [`tls`] (TLS on the broker port and between brokers: certificates reloaded when their
-//!    files change, mTLS principals, the connector brokers dial each other with).
+//!    credentials), [`acl`] (Kafka's ACL model and the decision on one request), [`error`]
+//!    (the one mapping to wire codes), [`config`], [`topic`] (names, per-topic configs),
+//!    [`json_entry`], [`metrics`] (names), [`telemetry`], [`http`] (`/metrics`, `/healthz`,
+//!    `/readyz`), [`supervisor`] (owns every background task), [`tls`] (TLS on the broker
+//!    port and between brokers: certificates reloaded when their files change, mTLS
+//!    principals, the connector brokers dial each other with).
 //! 2. Domain cores, testable without sockets:
 //!    - [`partition`]: one partition replica — state machine (next offset, producer table,
 //!      checkpoints, snapshots at the retention point), produce with idempotence, fetch,
@@ -37,6 +38,7 @@
 //!
 //! The design, its invariants and the log of decisions behind it: `docs/ARCHITECTURE.md`.
 
+pub mod acl;
 pub mod alloc;
 pub mod auth;
 pub mod bootstrap;

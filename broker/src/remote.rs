@@ -1,7 +1,7 @@
 //! Calls this broker makes to other brokers on a client's behalf (over their public gRPC
 //! services): offset lookups on a partition's leader wherever it is, the group listings
-//! of every broker, and Kafka's user requests that reached a broker other than the controller
-//! leader.
+//! of every broker, and Kafka's user and ACL changes that reached a broker other than the
+//! controller leader.
 
 use rafka_proto::ErrorCode;
 use rafka_proto::ErrorExt;
@@ -173,11 +173,18 @@ impl HasWireError for v1::ListUsersResponse {
     }
 }
 
-impl HasWireError for v1::AlterUsersResponse {
-    fn wire_error(&self) -> Option<&v1::Error> {
-        self.error.as_ref()
-    }
+/// Implements [`HasWireError`] for responses whose field is named `error`.
+macro_rules! has_wire_error {
+    ($($t:ty),*) => {$(
+        impl HasWireError for $t {
+            fn wire_error(&self) -> Option<&v1::Error> {
+                self.error.as_ref()
+            }
+        }
+    )*};
 }
+
+has_wire_error!(v1::AlterUsersResponse, v1::CreateAclsResponse, v1::DeleteAclsResponse);
 
 /// Users and their credentials' (hash, iterations), from the controller leader.
 pub async fn list_users(
@@ -204,4 +211,25 @@ pub async fn list_users(
 /// Applies `req` on the controller leader.
 pub async fn alter_users(b: &Broker, req: v1::AlterUsersRequest) -> Result<()> {
     on_controller_leader(b, req, async |mut c, r| c.alter_users(r).await).await.map(|_| ())
+}
+
+/// Stores `acls` on the controller leader.
+pub async fn create_acls(b: &Broker, acls: &[crate::acl::Acl]) -> Result<()> {
+    let req = v1::CreateAclsRequest { acls: acls.iter().map(crate::acl::wire::to_proto).collect() };
+    on_controller_leader(b, req, async |mut c, r| c.create_acls(r).await).await.map(|_| ())
+}
+
+/// Deletes what `filters` select on the controller leader; what each deleted.
+pub async fn delete_acls(
+    b: &Broker,
+    filters: &[crate::acl::AclFilter],
+) -> Result<Vec<Vec<crate::acl::Acl>>> {
+    let filters = filters.iter().map(crate::acl::wire::filter_to_proto).collect();
+    let req = v1::DeleteAclsRequest { filters };
+    let resp = on_controller_leader(b, req, async |mut c, r| c.delete_acls(r).await).await?;
+    resp.results
+        .into_iter()
+        .map(|r| r.acls.into_iter().map(crate::acl::wire::from_proto).collect())
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| Error::Internal(format!("the controller leader answered an ACL: {e}")))
 }

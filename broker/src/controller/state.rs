@@ -15,6 +15,7 @@ use rafka_proto::ErrorCode;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::acl::Acl;
 use crate::auth::Hash;
 use crate::auth::scram::Credential;
 use crate::topic::TopicConfig;
@@ -141,6 +142,11 @@ pub enum Command {
     },
     /// Deletes `user`'s SCRAM credentials for `hashes`; a user with none left is gone.
     DeleteScramCredentials { user: String, hashes: Vec<Hash> },
+    /// Adds ACLs (validated by the proposer; ones already there stay once).
+    CreateAcls { acls: Vec<Acl> },
+    /// Removes exactly these ACLs (the proposer chose them by filters); absent ones are
+    /// skipped.
+    DeleteAcls { acls: Vec<Acl> },
 }
 
 /// What applying a command returned.
@@ -183,6 +189,9 @@ pub struct ControllerState {
     /// Users and their SCRAM credentials (never passwords).
     #[serde(default)]
     pub users: BTreeMap<String, BTreeMap<Hash, Credential>>,
+    /// The ACLs, checked while authentication is on.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub acls: BTreeSet<Acl>,
     /// Raft index of the last applied entry.
     pub version: u64,
 }
@@ -302,6 +311,16 @@ impl ControllerState {
                     if have.is_empty() {
                         self.users.remove(&user);
                     }
+                }
+                Outcome::Done
+            }
+            Command::CreateAcls { acls } => {
+                self.acls.extend(acls);
+                Outcome::Done
+            }
+            Command::DeleteAcls { acls } => {
+                for a in &acls {
+                    self.acls.remove(a);
                 }
                 Outcome::Done
             }

@@ -1,11 +1,16 @@
 //! rafka's refusals as Kafka's error codes (`org.apache.kafka.common.protocol.Errors`).
 
+use crate::acl::ResourceType;
 use crate::error::BatchFault;
 use crate::error::Error;
 
 pub const NONE: i16 = 0;
 pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
 pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+pub const SECURITY_DISABLED: i16 = 54;
 pub const OFFSET_OUT_OF_RANGE: i16 = 1;
 pub const CORRUPT_MESSAGE: i16 = 2;
 pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -98,6 +103,12 @@ pub fn code(e: &Error) -> i16 {
         Error::InconsistentGroupProtocol(_) => INCONSISTENT_GROUP_PROTOCOL,
         Error::FencedInstanceId(_) => FENCED_INSTANCE_ID,
         Error::UnsupportedVersion(_) => UNSUPPORTED_VERSION,
+        Error::AuthorizationFailed { resource, .. } => match resource {
+            ResourceType::Topic => TOPIC_AUTHORIZATION_FAILED,
+            ResourceType::Group => GROUP_AUTHORIZATION_FAILED,
+            ResourceType::Cluster => CLUSTER_AUTHORIZATION_FAILED,
+            ResourceType::TransactionalId => TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        },
         Error::Internal(_) => UNKNOWN_SERVER_ERROR,
     }
 }

@@ -10,6 +10,7 @@
 //! request that cannot be read — bad size, unknown API or version, undecodable header or
 //! body — closes the connection with a log line; nothing stored is touched.
 
+mod acls;
 mod admin;
 mod configs;
 mod consumer_groups;
@@ -38,11 +39,14 @@ use kafka_protocol::messages::AlterUserScramCredentialsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::ConsumerGroupDescribeRequest;
+use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
 use kafka_protocol::messages::CreatePartitionsRequest;
 use kafka_protocol::messages::CreateTopicsRequest;
+use kafka_protocol::messages::DeleteAclsRequest;
 use kafka_protocol::messages::DeleteGroupsRequest;
 use kafka_protocol::messages::DeleteTopicsRequest;
+use kafka_protocol::messages::DescribeAclsRequest;
 use kafka_protocol::messages::DescribeClusterRequest;
 use kafka_protocol::messages::DescribeConfigsRequest;
 use kafka_protocol::messages::DescribeGroupsRequest;
@@ -321,6 +325,18 @@ pub async fn answer(
         ApiKey::AlterUserScramCredentials => {
             let req: AlterUserScramCredentialsRequest = frame::decode(&mut body, version)?;
             respond(&header, &users::alter(b, session, req).await)
+        }
+        ApiKey::CreateAcls => {
+            let req: CreateAclsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &acls::create(b, session, req).await)
+        }
+        ApiKey::DescribeAcls => {
+            let req: DescribeAclsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &acls::describe(b, session, req))
+        }
+        ApiKey::DeleteAcls => {
+            let req: DeleteAclsRequest = frame::decode(&mut body, version)?;
+            respond(&header, &acls::delete(b, session, req).await)
         }
         ApiKey::Metadata => {
             let req: MetadataRequest = frame::decode(&mut body, version)?;

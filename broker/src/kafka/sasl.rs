@@ -18,6 +18,8 @@ use kafka_protocol::messages::SaslHandshakeResponse;
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
+use crate::acl::Caller;
+use crate::auth::ANONYMOUS;
 use crate::auth::Mechanism;
 use crate::auth::plain;
 use crate::auth::scram::ServerExchange;
@@ -29,6 +31,8 @@ use crate::tls::stream::PeerInfo;
 pub struct Session {
     /// The client's address, for logs.
     pub peer: String,
+    /// The client's IP address, as ACLs name hosts.
+    host: Arc<str>,
     /// Whether the connection is a TLS session.
     pub tls: bool,
     /// `User:<name>` once known (mTLS or SASL).
@@ -57,6 +61,7 @@ impl Session {
     pub fn new(info: &PeerInfo) -> Session {
         Session {
             peer: info.addr.map(|a| a.to_string()).unwrap_or_default(),
+            host: Caller::new(Arc::from(ANONYMOUS), info.addr).host,
             tls: info.tls,
             principal: info.principal.clone(),
             closing: false,
@@ -73,9 +78,11 @@ impl Session {
             || matches!(key, ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
     }
 
-    /// Whether this connection may manage users.
-    pub fn may_administer(&self, b: &Broker) -> bool {
-        crate::service::users::may_administer(b, self.principal.as_deref())
+    /// Who makes this connection's requests, for authorization (`User:ANONYMOUS` until
+    /// it authenticates, which with authentication on it must before any is served).
+    pub fn caller(&self) -> Caller {
+        let principal = self.principal.clone().unwrap_or_else(|| Arc::from(ANONYMOUS));
+        Caller { principal, host: self.host.clone() }
     }
 
     /// The mechanisms offered on this connection: PLAIN only over TLS unless allowed.

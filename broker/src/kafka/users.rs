@@ -4,7 +4,7 @@
 //! upsertion carries the salted password, never the password; the controller keeps the
 //! SCRAM keys derived from it.
 //!
-//! With authentication on, only superusers may list or change users.
+//! Listing users needs Describe on the cluster, changing them Alter (superusers may).
 
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -19,6 +19,8 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::Describe
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use super::sasl::Session;
 use crate::auth::Hash;
 use crate::auth::scram;
@@ -36,16 +38,10 @@ fn text(s: impl Into<String>) -> Option<StrBytes> {
     Some(StrBytes::from(s.into()))
 }
 
-/// Why a request about users is refused as a whole: not a superuser.
-fn refusal(b: &Broker, session: &Session) -> Option<(i16, String)> {
-    if !session.may_administer(b) {
-        crate::metrics::denied("cluster");
-        return Some((
-            errors::CLUSTER_AUTHORIZATION_FAILED,
-            "only superusers may manage users".into(),
-        ));
-    }
-    None
+/// Why a request about users is refused as a whole: no `op` on the cluster.
+fn refusal(b: &Broker, session: &Session, op: Operation) -> Option<(i16, String)> {
+    let e = crate::service::acl::authorize(b, &session.caller(), op, Resource::cluster()).err()?;
+    Some((errors::code(&e), e.to_string()))
 }
 
 /// DescribeUserScramCredentials 0: the mechanisms and iteration counts of each user (asked
@@ -56,7 +52,7 @@ pub async fn describe(
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
     let resp = DescribeUserScramCredentialsResponse::default();
-    if let Some((code, message)) = refusal(b, session) {
+    if let Some((code, message)) = refusal(b, session, Operation::Describe) {
         return resp.with_error_code(code).with_error_message(text(message));
     }
     let known = match b.controller().is_leader() {
@@ -118,7 +114,7 @@ pub async fn alter(
     for name in names {
         users.entry(name.to_string()).or_insert_with(|| Ok(Default::default()));
     }
-    let refused = refusal(b, session);
+    let refused = refusal(b, session, Operation::Alter);
     let state = b.controller().state();
     let fail = |users: &mut BTreeMap<_, Result<_, _>>, name: &str, code: i16, why: String| {
         let entry: &mut Result<_, (i16, String)> = users.get_mut(name).expect("listed");

@@ -12,11 +12,13 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
-use super::auth::Principal;
+use super::auth::authorize;
 use super::controller_to_forward;
 use super::forward;
 use super::proto_error;
 use super::to_proto;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::auth::Hash;
 use crate::broker::Broker;
 use crate::error::Error;
@@ -215,11 +217,39 @@ impl Admin for AdminService {
         Ok(Response::new(v1::TransferLeadershipResponse { error: Some(proto_error(&r)) }))
     }
 
+    async fn create_acls(
+        &self,
+        req: Request<v1::CreateAclsRequest>,
+    ) -> Result<Response<v1::CreateAclsResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Alter, Resource::cluster())?;
+        let req = forward_to_controller!(self, req, create_acls);
+        Ok(Response::new(super::acls::create(&self.broker, req).await))
+    }
+
+    async fn list_acls(
+        &self,
+        req: Request<v1::ListAclsRequest>,
+    ) -> Result<Response<v1::ListAclsResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Describe, Resource::cluster())?;
+        // From the controller leader, so a client sees the ACLs it just changed.
+        let req = forward_to_controller!(self, req, list_acls);
+        Ok(Response::new(super::acls::list(&self.broker, req)))
+    }
+
+    async fn delete_acls(
+        &self,
+        req: Request<v1::DeleteAclsRequest>,
+    ) -> Result<Response<v1::DeleteAclsResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Alter, Resource::cluster())?;
+        let req = forward_to_controller!(self, req, delete_acls);
+        Ok(Response::new(super::acls::delete(&self.broker, req).await))
+    }
+
     async fn alter_users(
         &self,
         req: Request<v1::AlterUsersRequest>,
     ) -> Result<Response<v1::AlterUsersResponse>, Status> {
-        may_administer(&self.broker, &req)?;
+        authorize(&self.broker, &req, Operation::Alter, Resource::cluster())?;
         let req = forward_to_controller!(self, req, alter_users);
         let r = alter_users(&self.broker, req).await;
         Ok(Response::new(v1::AlterUsersResponse { error: Some(proto_error(&r)) }))
@@ -229,7 +259,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::ListUsersRequest>,
     ) -> Result<Response<v1::ListUsersResponse>, Status> {
-        may_administer(&self.broker, &req)?;
+        authorize(&self.broker, &req, Operation::Describe, Resource::cluster())?;
         let _ = forward_to_controller!(self, req, list_users);
         let r = users::list(&self.broker);
         let error = Some(proto_error(&r));
@@ -244,18 +274,6 @@ impl Admin for AdminService {
             .collect();
         Ok(Response::new(v1::ListUsersResponse { error, users }))
     }
-}
-
-/// `PERMISSION_DENIED` unless the caller may manage users.
-fn may_administer<T>(b: &Broker, req: &Request<T>) -> Result<(), Status> {
-    let principal = req.extensions().get::<Principal>().map(|p| p.0.clone());
-    if users::may_administer(b, principal.as_deref()) {
-        return Ok(());
-    }
-    crate::metrics::denied("cluster");
-    let who = principal.as_deref().unwrap_or("an unauthenticated caller").to_string();
-    crate::telemetry::rate_limited_info(&format!("denied: {who} may not manage users"));
-    Err(Status::permission_denied(format!("{who} may not manage users: superusers only")))
 }
 
 fn mechanism(h: Hash) -> v1::ScramMechanism {

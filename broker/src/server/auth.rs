@@ -1,9 +1,9 @@
 //! Authentication of gRPC calls to the client services (`Data`, `Admin`, `Groups`): a user
 //! and password in the `authorization` header (`Basic base64(user:password)`, checked against
 //! the same SCRAM credentials as Kafka's SASL, once per connection while they stay the same),
-//! or the connection's verified client certificate. The principal goes into the request's
-//! extensions ([`Principal`]). With `[auth] enabled` off, every call is `User:ANONYMOUS`
-//! and the header is not read.
+//! or the connection's verified client certificate. The caller (principal and host) goes
+//! into the request's extensions ([`Caller`]), where the handlers' [`authorize`] finds it.
+//! With `[auth] enabled` off, every call is `User:ANONYMOUS` and the header is not read.
 
 use std::sync::Arc;
 
@@ -11,16 +11,42 @@ use base64::Engine;
 use tonic::Request;
 use tonic::Status;
 
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::auth::ANONYMOUS;
+use crate::service::acl;
 use crate::broker::Broker;
 use crate::tls::stream::PeerInfo;
 
 /// The header carrying a user and password.
 pub const AUTHORIZATION: &str = "authorization";
 
-/// Who made a call.
-#[derive(Debug, Clone)]
-pub struct Principal(pub Arc<str>);
+/// `PERMISSION_DENIED` unless the caller of `req` may do `op` on `resource`.
+pub fn authorize<T>(
+    b: &Broker,
+    req: &Request<T>,
+    op: Operation,
+    resource: Resource<'_>,
+) -> Result<(), Status> {
+    let anonymous;
+    let caller = match req.extensions().get::<Caller>() {
+        Some(c) => c,
+        None => {
+            anonymous = Caller::new(Arc::from(ANONYMOUS), None);
+            &anonymous
+        }
+    };
+    acl::authorize(b, caller, op, resource).map_err(|e| Status::permission_denied(e.to_string()))
+}
+
+/// The caller of `req` (`User:ANONYMOUS` if the interceptor did not run).
+pub fn caller<T>(req: &Request<T>) -> Caller {
+    req.extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or_else(|| Caller::new(Arc::from(ANONYMOUS), None))
+}
 
 /// The interceptor of the brokers' own services (Raft transport, heartbeats, probes): with
 /// authentication on, only a connection whose client certificate names a broker principal
@@ -61,7 +87,8 @@ pub fn interceptor(
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
     move |mut req: Request<()>| {
         let principal = authenticate(&b, &req)?;
-        req.extensions_mut().insert(Principal(principal));
+        let addr = req.extensions().get::<PeerInfo>().and_then(|i| i.addr);
+        req.extensions_mut().insert(Caller::new(principal, addr));
         Ok(req)
     }
 }

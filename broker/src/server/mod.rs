@@ -3,6 +3,7 @@
 //! `ErrorCode`s in the response; a broker that is not the controller leader forwards admin
 //! requests to it once (marked with [`FORWARDED_HEADER`]).
 
+mod acls;
 pub mod admin;
 pub mod auth;
 pub mod data;

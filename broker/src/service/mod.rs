@@ -9,10 +9,13 @@
 //!   the controller leader (others answer `NOT_CONTROLLER` with its address).
 //! - [`groups`]: consumer-group heartbeats, commits, offset fetches, describe, list,
 //!   delete, reset — on the group's coordinator.
-//! - [`users`]: SCRAM users — listed and changed on the controller leader — and who may.
+//! - [`users`]: SCRAM users, listed and changed on the controller leader.
+//! - [`acl`]: whether a caller may do what it asks (every handler asks first), and the
+//!   ACLs themselves.
 //!
 //! Results are the broker's [`crate::error::Error`] on refusal.
 
+pub mod acl;
 pub mod admin;
 pub mod data;
 pub mod groups;

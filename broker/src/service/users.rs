@@ -1,6 +1,7 @@
 //! Users: SCRAM credentials in the controller state, listed and changed on the controller
-//! leader, and who may do so — anyone while authentication is off, else superusers and
-//! brokers (a broker forwarding a request for a client checked the client first).
+//! leader. Who may is decided by ACLs as Kafka does (Describe or Alter on the cluster), by
+//! the caller's handler; a broker forwarding a request for a client checked the client
+//! first.
 
 use std::collections::BTreeMap;
 
@@ -20,17 +21,6 @@ pub fn is_broker(b: &Broker, principal: &str) -> bool {
         return listed.iter().any(|p| p == principal);
     }
     b.tls().and_then(|t| t.own_principal()).is_some_and(|own| &*own == principal)
-}
-
-/// Whether `principal` may manage users.
-pub fn may_administer(b: &Broker, principal: Option<&str>) -> bool {
-    let auth = &b.config().auth;
-    if !auth.enabled {
-        return true;
-    }
-    let Some(p) = principal else { return false };
-    is_broker(b, p)
-        || p.strip_prefix("User:").is_some_and(|u| auth.superusers.iter().any(|s| s == u))
 }
 
 /// Every user and the hashes it has credentials for, with their iteration counts.
