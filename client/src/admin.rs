@@ -150,7 +150,7 @@ fn sorted(parts: &[v1::TopicPartitions]) -> Vec<(String, u32)> {
 /// connections and metadata.
 #[derive(Debug, Clone)]
 pub struct Admin {
-    client: Client,
+    pub(crate) client: Client,
 }
 
 impl From<Client> for Admin {

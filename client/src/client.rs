@@ -287,6 +287,9 @@ has_error!(
     v1::TransferLeadershipResponse,
     v1::AlterUsersResponse,
     v1::ListUsersResponse,
+    v1::CreateAclsResponse,
+    v1::ListAclsResponse,
+    v1::DeleteAclsResponse,
 );
 
 /// The error of a response as a `Result`, keeping a `NOT_LEADER` hint apart.

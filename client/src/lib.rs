@@ -11,6 +11,8 @@
 //!   cluster; metadata; list, describe (lag and owner per partition), delete consumer
 //!   groups and reset their offsets. Returns plain structs such as [`TopicDescription`] and
 //!   [`GroupDescription`].
+//! - [`acls`]: ACLs on [`Admin`] — [`Admin::create_acls`], [`Admin::list_acls`],
+//!   [`Admin::delete_acls`], with Kafka's model ([`AclBinding`], [`AclFilter`]).
 //! - [`consumer`]: [`Consumer`] — `subscribe` (server-side group protocol, heartbeats in a
 //!   background task, [`RebalanceListener`]) or `assign`; `poll` / `stream` with CRC checks;
 //!   auto or manual commits; `seek` to an offset, the beginning, the end or a timestamp.
@@ -29,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+pub mod acls;
 pub mod admin;
 pub mod client;
 pub mod consumer;
@@ -39,6 +42,8 @@ pub mod metadata;
 pub mod partitioner;
 pub mod producer;
 
+pub use acls::AclBinding;
+pub use acls::AclFilter;
 pub use admin::Admin;
 pub use admin::ClusterDescription;
 pub use admin::GroupDescription;

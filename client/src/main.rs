@@ -1,8 +1,9 @@
 //! `rafka`: the command-line tool of rafka.
 //!
 //! One module per command family under `cli/`: [`cli::topic`], [`cli::produce`],
-//! [`cli::consume`], [`cli::group`], [`cli::cluster`], [`cli::bench`], [`cli::user`]; [`cli::output`] holds
-//! the text/JSON output switch and the one-line error report.
+//! [`cli::consume`], [`cli::group`], [`cli::cluster`], [`cli::bench`], [`cli::user`],
+//! [`cli::acl`]; [`cli::output`] holds the text/JSON output switch and the one-line error
+//! report.
 //!
 //! Global flags: `--bootstrap host:port[,host:port...]` (env `RAFKA_BOOTSTRAP`, default
 //! `127.0.0.1:9092`), `--output text|json`, TLS: `--tls-ca FILE` (with `--tls-cert FILE`
@@ -11,6 +12,7 @@
 //! process exits non-zero (1 for a failed operation, 2 for bad usage).
 
 mod cli {
+    pub mod acl;
     pub mod bench;
     pub mod bench_produce;
     pub mod bench_protocols;
@@ -90,6 +92,9 @@ enum Command {
     /// Create, delete and list users (SCRAM credentials).
     #[command(subcommand)]
     User(cli::user::UserCommand),
+    /// Create, list and delete ACLs (who may do what to which resource).
+    #[command(subcommand)]
+    Acl(cli::acl::AclCommand),
 }
 
 fn main() {
@@ -136,6 +141,7 @@ fn main() {
             Command::Cluster(c) => cli::cluster::run(&bootstrap, out, c).await,
             Command::Bench(c) => cli::bench::run(&bootstrap, out, c).await,
             Command::User(c) => cli::user::run(&bootstrap, out, c).await,
+            Command::Acl(c) => cli::acl::run(&bootstrap, out, c).await,
         }
     });
     // Background tasks (partition fetchers, producer senders) must not keep us alive.

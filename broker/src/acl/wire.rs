@@ -55,9 +55,7 @@ pub fn filter_to_proto(f: &AclFilter) -> v1::AclFilter {
             PatternFilter::Any => v1::AclPatternType::Unspecified,
             PatternFilter::Match => v1::AclPatternType::Match,
             PatternFilter::Exactly(PatternType::Literal) => v1::AclPatternType::Literal,
-            PatternFilter::Exactly(PatternType::Prefixed) => {
-                v1::AclPatternType::Prefixed
-            }
+            PatternFilter::Exactly(PatternType::Prefixed) => v1::AclPatternType::Prefixed,
         } as i32,
         name: f.name.clone(),
         principal: f.principal.clone(),
@@ -82,9 +80,7 @@ pub fn filter_from_proto(f: v1::AclFilter) -> Result<AclFilter, String> {
         Ok(v1::AclPatternType::Unspecified) => PatternFilter::Any,
         Ok(v1::AclPatternType::Match) => PatternFilter::Match,
         Ok(v1::AclPatternType::Literal) => PatternFilter::Exactly(PatternType::Literal),
-        Ok(v1::AclPatternType::Prefixed) => {
-            PatternFilter::Exactly(PatternType::Prefixed)
-        }
+        Ok(v1::AclPatternType::Prefixed) => PatternFilter::Exactly(PatternType::Prefixed),
         Err(_) => return Err(format!("unknown pattern type {} in an ACL filter", f.pattern_type)),
     };
     Ok(AclFilter {

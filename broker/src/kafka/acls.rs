@@ -162,7 +162,9 @@ fn refusal(b: &Broker, session: &Session, op: Operation) -> Option<(i16, String)
 /// CreateAcls 0-3: each valid creation is stored; invalid ones answer INVALID_REQUEST.
 pub async fn create(b: &Broker, session: &Session, req: CreateAclsRequest) -> CreateAclsResponse {
     let result = |code: i16, message: Option<String>| {
-        AclCreationResult::default().with_error_code(code).with_error_message(message.map(Into::into))
+        AclCreationResult::default()
+            .with_error_code(code)
+            .with_error_message(message.map(Into::into))
     };
     if let Some((code, message)) = refusal(b, session, Operation::Alter) {
         let results = req.creations.iter().map(|_| result(code, Some(message.clone()))).collect();
@@ -199,7 +201,9 @@ pub fn describe(b: &Broker, session: &Session, req: DescribeAclsRequest) -> Desc
     );
     let filter = match filter {
         Ok(f) => f,
-        Err(why) => return resp.with_error_code(errors::INVALID_REQUEST).with_error_message(text(why)),
+        Err(why) => {
+            return resp.with_error_code(errors::INVALID_REQUEST).with_error_message(text(why));
+        }
     };
     let mut by_resource: BTreeMap<(ResourceType, PatternType, String), Vec<AclDescription>> =
         BTreeMap::new();
@@ -244,7 +248,8 @@ pub async fn delete(b: &Broker, session: &Session, req: DeleteAclsRequest) -> De
             (Err(why), _) => failed(errors::INVALID_REQUEST, why),
             (Ok(_), Err(e)) => failed(errors::code(e), e.to_string()),
             (Ok(_), Ok(_)) => {
-                let acls = deleted_each.as_mut().and_then(|i| i.next()).cloned().unwrap_or_default();
+                let acls =
+                    deleted_each.as_mut().and_then(|i| i.next()).cloned().unwrap_or_default();
                 DeleteAclsFilterResult::default()
                     .with_error_code(errors::NONE)
                     .with_matching_acls(acls.into_iter().map(matching).collect())

@@ -31,10 +31,14 @@ use super::errors;
 use super::metadata::host_port;
 use super::metadata::node_id;
 use super::metadata::topic_uuid;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::controller::plan::NewTopic;
 use crate::error::Error;
 use crate::error::Result;
+use crate::service::acl;
 use crate::service::admin as svc;
 use crate::topic::TopicConfig;
 
@@ -98,8 +102,11 @@ fn new_topic(b: &Broker, t: &CreatableTopic) -> Result<NewTopic> {
 }
 
 /// CreateTopics 2-7.
+///
+/// Each topic needs Create on the cluster or on the topic.
 pub async fn create_topics(
     b: &Broker,
+    caller: &Caller,
     req: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
@@ -110,6 +117,11 @@ pub async fn create_topics(
         let out = CreatableTopicResult::default().with_name(t.name.clone());
         let created = if dup.contains(&name) {
             Err(Error::InvalidRequest(format!("topic {name} appears more than once")))
+        } else if !acl::allows(b, caller, Operation::Create, Resource::cluster()) {
+            match acl::authorize(b, caller, Operation::Create, Resource::topic(&name)) {
+                Ok(()) => create_one(b, t, req.validate_only).await,
+                Err(e) => Err(e),
+            }
         } else {
             create_one(b, t, req.validate_only).await
         };
@@ -181,8 +193,11 @@ fn created_configs(b: &Broker, overrides: &BTreeMap<String, String>) -> Vec<Crea
 }
 
 /// DeleteTopics 1-6 (version 6 names topics by name or by id).
+///
+/// Each topic needs Delete on it.
 pub async fn delete_topics(
     b: &Broker,
+    caller: &Caller,
     req: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -207,7 +222,10 @@ pub async fn delete_topics(
             _ => id,
         };
         let r = match &name {
-            Some(n) => controller::delete_topic(b, n.clone()).await,
+            Some(n) => match acl::authorize(b, caller, Operation::Delete, Resource::topic(n)) {
+                Ok(()) => controller::delete_topic(b, n.clone()).await,
+                Err(e) => Err(e),
+            },
             None if id.is_nil() => {
                 Err(Error::InvalidRequest("a topic needs a name or an id".into()))
             }
@@ -235,8 +253,11 @@ pub async fn delete_topics(
 }
 
 /// CreatePartitions 0-3.
+///
+/// Each topic needs Alter on it.
 pub async fn create_partitions(
     b: &Broker,
+    caller: &Caller,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let dup = duplicates(req.topics.iter().map(|t| t.name.0.as_str()));
@@ -245,6 +266,8 @@ pub async fn create_partitions(
         let name = t.name.0.to_string();
         let r = if dup.contains(&name) {
             Err(Error::InvalidRequest(format!("topic {name} appears more than once")))
+        } else if let Err(e) = acl::authorize(b, caller, Operation::Alter, Resource::topic(&name)) {
+            Err(e)
         } else if t.assignments.is_some() {
             Err(Error::InvalidRequest(
                 "manual replica assignments are not supported: rafka places replicas itself".into(),

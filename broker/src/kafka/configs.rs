@@ -26,9 +26,13 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::controller;
 use super::errors;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::error::Result;
+use crate::service::acl;
 use crate::service::admin as svc;
 use crate::topic::TopicConfig;
 
@@ -246,8 +250,25 @@ fn check_broker(b: &Broker, name: &str) -> Result<()> {
     }
 }
 
-/// DescribeConfigs 1-4.
-pub fn describe_configs(b: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+/// `Ok` if `caller` may do `op` to the configs of the resource (a topic, else the cluster:
+/// brokers' configs are the cluster's, as in Kafka).
+fn authorize_configs(
+    b: &Broker,
+    caller: &Caller,
+    op: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<()> {
+    let resource = if resource_type == TOPIC { Resource::topic(name) } else { Resource::cluster() };
+    acl::authorize(b, caller, op, resource)
+}
+
+/// DescribeConfigs 1-4 (DescribeConfigs on each topic, or on the cluster for brokers).
+pub fn describe_configs(
+    b: &Broker,
+    caller: &Caller,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results = req
         .resources
         .iter()
@@ -256,7 +277,10 @@ pub fn describe_configs(b: &Broker, req: DescribeConfigsRequest) -> DescribeConf
             let out = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
-            let entries = match resource_entries(b, r.resource_type, &name) {
+            let op = Operation::DescribeConfigs;
+            let entries = match authorize_configs(b, caller, op, r.resource_type, &name)
+                .and_then(|()| resource_entries(b, r.resource_type, &name))
+            {
                 Ok(e) => e,
                 Err(e) => {
                     return out
@@ -352,12 +376,19 @@ fn no_duplicates<'a>(names: impl Iterator<Item = &'a str>) -> Result<()> {
 }
 
 /// AlterConfigs 0-2: each topic's overrides become exactly the configs given (null values
-/// left out).
-pub async fn alter_configs(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+/// left out). Needs AlterConfigs on the topic.
+pub async fn alter_configs(
+    b: &Broker,
+    caller: &Caller,
+    req: AlterConfigsRequest,
+) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in &req.resources {
         let name = r.resource_name.to_string();
-        let outcome = match no_duplicates(r.configs.iter().map(|c| c.name.as_str())) {
+        let op = Operation::AlterConfigs;
+        let outcome = match authorize_configs(b, caller, op, r.resource_type, &name)
+            .and_then(|()| no_duplicates(r.configs.iter().map(|c| c.name.as_str())))
+        {
             Ok(()) => {
                 let configs = r
                     .configs
@@ -382,15 +413,18 @@ pub async fn alter_configs(b: &Broker, req: AlterConfigsRequest) -> AlterConfigs
 }
 
 /// IncrementalAlterConfigs 0-1: SET and DELETE single overrides of a topic (APPEND and
-/// SUBTRACT apply to list configs, and no alterable topic config is a list).
+/// SUBTRACT apply to list configs, and no alterable topic config is a list). Needs
+/// AlterConfigs on the topic.
 pub async fn incremental_alter_configs(
     b: &Broker,
+    caller: &Caller,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in &req.resources {
         let name = r.resource_name.to_string();
         let outcome = async {
+            authorize_configs(b, caller, Operation::AlterConfigs, r.resource_type, &name)?;
             no_duplicates(r.configs.iter().map(|c| c.name.as_str()))?;
             let mut configs = if r.resource_type == TOPIC {
                 let state = b.state();

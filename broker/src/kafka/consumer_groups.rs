@@ -25,6 +25,9 @@ use uuid::Uuid;
 
 use super::errors;
 use super::metadata::topic_uuid;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::error::Result;
@@ -33,6 +36,7 @@ use crate::group::state::Assignment;
 use crate::group::state::GroupState;
 use crate::group::state::LEAVE_EPOCH;
 use crate::group::state::Member;
+use crate::service::acl;
 use crate::service::groups as svc;
 
 /// Longest regex a member may subscribe with (it is replicated group state).
@@ -82,9 +86,16 @@ fn resolve_regex(regex: &str, topics: &Topics) -> std::result::Result<BTreeSet<S
 /// ConsumerGroupHeartbeat 0-1.
 pub async fn heartbeat(
     b: &Broker,
+    caller: &Caller,
     req: ConsumerGroupHeartbeatRequest,
     client_id: &str,
 ) -> ConsumerGroupHeartbeatResponse {
+    if let Err(e) = acl::authorize(b, caller, Operation::Read, Resource::group(&req.group_id.0)) {
+        return ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(errors::code(&e))
+            .with_error_message(Some(s(e.to_string())))
+            .with_member_epoch(-1);
+    }
     let leaving = req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH;
     let epoch = req.member_epoch;
     match beat(b, req, client_id).await {
@@ -223,6 +234,7 @@ async fn beat(
 /// answers: it is not a consumer-protocol group).
 pub async fn describe(
     b: &Broker,
+    caller: &Caller,
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
     let topics = Topics::of(b);
@@ -231,7 +243,12 @@ pub async fn describe(
         let out = describe::DescribedGroup::default()
             .with_group_id(g.clone())
             .with_authorized_operations(i32::MIN);
-        groups.push(match describe_one(b, g.0.as_str()).await {
+        let allowed = acl::authorize(b, caller, Operation::Describe, Resource::group(&g.0));
+        let r = match allowed {
+            Ok(()) => describe_one(b, g.0.as_str()).await,
+            Err(e) => Err(e),
+        };
+        groups.push(match r {
             Ok(state) => described(out, &state, &topics),
             Err(e) => out
                 .with_error_code(errors::code(&e))

@@ -2,7 +2,8 @@
 //! leader epoch set), one long poll for the whole request (`max_wait_ms`, `min_bytes`),
 //! the response bounded by `max_bytes` but never empty when data exists. No fetch sessions:
 //! the session id is always 0, so clients send full requests. The last stable offset is the
-//! high watermark (no transactions).
+//! high watermark (no transactions). Each topic needs Read: the partitions of one the caller
+//! may not read are answered TOPIC_AUTHORIZATION_FAILED, unread.
 
 use std::time::Duration;
 
@@ -18,24 +19,38 @@ use kafka_protocol::messages::fetch_response::PartitionData;
 
 use super::errors;
 use super::metadata::current_leader;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::ReadResult;
+use crate::service::acl;
 use crate::service::data as svc;
 
 /// One partition of the request.
 struct Wanted {
     topic: TopicName,
     partition: i32,
+    /// Why the caller may not read it.
+    denied: Option<Error>,
 }
 
 /// Answers `req`.
-pub async fn handle(b: &Broker, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn handle(b: &Broker, caller: &Caller, req: FetchRequest, version: i16) -> FetchResponse {
     let mut wanted = Vec::new();
     let mut reads = Vec::new();
     for t in &req.topics {
+        let denied = acl::authorize(b, caller, Operation::Read, Resource::topic(&t.topic.0)).err();
         for p in &t.partitions {
-            wanted.push(Wanted { topic: t.topic.clone(), partition: p.partition });
+            wanted.push(Wanted {
+                topic: t.topic.clone(),
+                partition: p.partition,
+                denied: denied.clone(),
+            });
+            if denied.is_some() {
+                continue;
+            }
             reads.push(svc::Fetch {
                 topic: t.topic.0.to_string(),
                 // A negative partition is no partition: u32::MAX never exists.
@@ -50,12 +65,18 @@ pub async fn handle(b: &Broker, req: FetchRequest, version: i16) -> FetchRespons
     }
     let wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
-    let results = svc::fetch_many(b, &reads, wait, min_bytes).await;
+    let mut results = svc::fetch_many(b, &reads, wait, min_bytes).await.into_iter();
     // The response's bound; the first partition with data is returned whole regardless.
     let mut budget = usize::try_from(req.max_bytes).unwrap_or(0);
     let mut first = true;
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    for (w, r) in wanted.into_iter().zip(results) {
+    for w in wanted {
+        let r = match w.denied {
+            Some(e) => Err(e),
+            None => {
+                results.next().unwrap_or_else(|| Err(Error::Internal("a read went missing".into())))
+            }
+        };
         // Version 12 on (KIP-951): where a partition's leader is now, on NOT_LEADER.
         let leader = match &r {
             Err(e) if version >= 12 && errors::code(e) == errors::NOT_LEADER_OR_FOLLOWER => {

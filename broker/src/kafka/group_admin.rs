@@ -28,12 +28,16 @@ use kafka_protocol::protocol::Message;
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::Result;
 use crate::group::classic::ClassicMember;
 use crate::group::classic::Phase;
 use crate::group::state::Assignment;
 use crate::group::state::GroupState;
+use crate::service::acl;
 use crate::service::groups as svc;
 
 /// The protocol type of consumer groups.
@@ -62,7 +66,11 @@ fn listed(c: &crate::group::coordinator::Coordinator, group: &str) -> Option<(St
 }
 
 /// ListGroups 0-4: the groups this broker coordinates (in the states asked for, v4+).
-pub fn list_groups(b: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
+///
+/// A caller sees the groups it may Describe (all of them with Describe on the cluster).
+pub fn list_groups(b: &Broker, caller: &Caller, req: ListGroupsRequest) -> ListGroupsResponse {
+    let all = acl::allows(b, caller, Operation::Describe, Resource::cluster());
+    let visible = |g: &str| all || acl::allows(b, caller, Operation::Describe, Resource::group(g));
     let mut groups = Vec::new();
     for c in b.replicas().coordinators() {
         if !c.group.is_leader() || !c.group.is_leader_ready() {
@@ -74,6 +82,9 @@ pub fn list_groups(b: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
         names.dedup();
         for name in names {
             let Some((protocol_type, state)) = listed(&c, &name) else { continue };
+            if !visible(&name) {
+                continue;
+            }
             let wanted = req.states_filter.is_empty()
                 || req.states_filter.iter().any(|f| f.eq_ignore_ascii_case(&state));
             if wanted {
@@ -91,12 +102,21 @@ pub fn list_groups(b: &Broker, req: ListGroupsRequest) -> ListGroupsResponse {
 
 /// DescribeGroups 0-5. An unknown group is described as `Dead` without members, as Kafka
 /// does before version 6.
-pub async fn describe_groups(b: &Broker, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub async fn describe_groups(
+    b: &Broker,
+    caller: &Caller,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let mut groups = Vec::with_capacity(req.groups.len());
     for g in &req.groups {
         let out =
             DescribedGroup::default().with_group_id(g.clone()).with_authorized_operations(i32::MIN);
-        groups.push(match describe_one(b, g.0.as_str()).await {
+        let allowed = acl::authorize(b, caller, Operation::Describe, Resource::group(&g.0));
+        let r = match allowed {
+            Ok(()) => describe_one(b, g.0.as_str()).await,
+            Err(e) => Err(e),
+        };
+        groups.push(match r {
             Ok(d) => d.with_group_id(g.clone()).with_authorized_operations(i32::MIN),
             Err(e) => {
                 out.with_error_code(errors::code(&e)).with_error_message(Some(s(e.to_string())))
@@ -212,10 +232,17 @@ fn decoded<T: Decodable + Message>(bytes: &[u8]) -> Option<T> {
 }
 
 /// DeleteGroups 0-2: groups without members, with their committed offsets.
-pub async fn delete_groups(b: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn delete_groups(
+    b: &Broker,
+    caller: &Caller,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in &req.groups_names {
-        let r = svc::delete(b, g.0.as_str()).await;
+        let r = match acl::authorize(b, caller, Operation::Delete, Resource::group(&g.0)) {
+            Ok(()) => svc::delete(b, g.0.as_str()).await,
+            Err(e) => Err(e),
+        };
         if r.is_ok() {
             tracing::info!(group = %g.0.as_str(), "group deleted by a Kafka client");
         }

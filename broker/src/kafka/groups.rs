@@ -1,6 +1,11 @@
 //! Consumer groups over Kafka's classic protocol: FindCoordinator, JoinGroup, SyncGroup,
 //! Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch — served by the same coordinators as
 //! rafka's own groups, with the same committed offsets.
+//!
+//! Authorization as in Kafka: FindCoordinator needs Describe on the group; joining, syncing,
+//! heartbeats, leaving and commits need Read on it (commits also Read on each topic);
+//! OffsetFetch needs Describe on the group and on each topic (others are left out, or
+//! answered TOPIC_AUTHORIZATION_FAILED when named).
 
 use bytes::Bytes;
 use kafka_protocol::messages::BrokerId;
@@ -37,15 +42,24 @@ use super::controller;
 use super::errors;
 use super::metadata::host_port;
 use super::metadata::node_id;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::error::Result;
 use crate::group::classic::Join;
 use crate::group::classic_ops::Leaving;
+use crate::service::acl;
 use crate::service::groups as svc;
 
 fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
+}
+
+/// `Ok` if `caller` may Read `group` (join it, commit its offsets).
+fn read_group(b: &Broker, caller: &Caller, group: &str) -> Result<()> {
+    acl::authorize(b, caller, Operation::Read, Resource::group(group))
 }
 
 /// Where `group`'s coordinator is: the leader of its `__consumer_offsets` partition.
@@ -71,6 +85,7 @@ async fn locate(b: &Broker, group: &str) -> Result<(u64, String)> {
 /// FindCoordinator (group coordinators only: transactions are not served).
 pub async fn find_coordinator(
     b: &Broker,
+    caller: &Caller,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -87,7 +102,10 @@ pub async fn find_coordinator(
                 req.key_type
             )))
         } else {
-            locate(b, &key).await
+            match acl::authorize(b, caller, Operation::Describe, Resource::group(&key)) {
+                Ok(()) => locate(b, &key).await,
+                Err(e) => Err(e),
+            }
         };
         found.push((key, r));
     }
@@ -127,6 +145,7 @@ pub async fn find_coordinator(
 /// JoinGroup: answered when the group's join phase ends.
 pub async fn join_group(
     b: &Broker,
+    caller: &Caller,
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,
@@ -155,6 +174,7 @@ pub async fn join_group(
     };
     let member_id = join.member_id.clone();
     let r = async {
+        read_group(b, caller, &group)?;
         let c = svc::coordinator_for(b, &group)?;
         c.classic_join(&group, join).await
     }
@@ -190,11 +210,17 @@ pub async fn join_group(
 }
 
 /// SyncGroup: the member's assignment.
-pub async fn sync_group(b: &Broker, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync_group(
+    b: &Broker,
+    caller: &Caller,
+    req: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
     let group = req.group_id.0.to_string();
     let assignments =
         req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.to_vec())).collect();
     let r = async {
+        read_group(b, caller, &group)?;
         let c = svc::coordinator_for(b, &group)?;
         let a = c.classic_sync(&group, &req.member_id, req.generation_id, assignments).await?;
         Ok::<_, Error>((a, c.classic_view(&group)))
@@ -216,9 +242,10 @@ pub async fn sync_group(b: &Broker, req: SyncGroupRequest, version: i16) -> Sync
 }
 
 /// Heartbeat.
-pub async fn heartbeat(b: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+pub async fn heartbeat(b: &Broker, caller: &Caller, req: HeartbeatRequest) -> HeartbeatResponse {
     let group = req.group_id.0.to_string();
     let r = async {
+        read_group(b, caller, &group)?;
         let c = svc::coordinator_for(b, &group)?;
         c.classic_heartbeat(&group, &req.member_id, req.generation_id).await
     }
@@ -227,7 +254,12 @@ pub async fn heartbeat(b: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
 }
 
 /// LeaveGroup: one member (versions 0-2) or several (3+, by member or instance id).
-pub async fn leave_group(b: &Broker, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub async fn leave_group(
+    b: &Broker,
+    caller: &Caller,
+    req: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
     let leaving: Vec<Leaving> = if version >= 3 {
         req.members
@@ -241,6 +273,7 @@ pub async fn leave_group(b: &Broker, req: LeaveGroupRequest, version: i16) -> Le
         vec![Leaving { member_id: req.member_id.to_string(), group_instance_id: None }]
     };
     let r = async {
+        read_group(b, caller, &group)?;
         let c = svc::coordinator_for(b, &group)?;
         c.classic_leave(&group, &leaving).await
     }
@@ -265,11 +298,26 @@ pub async fn leave_group(b: &Broker, req: LeaveGroupRequest, version: i16) -> Le
 }
 
 /// OffsetCommit: all partitions in one replicated commit, so all get the same outcome.
-pub async fn offset_commit(b: &Broker, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(
+    b: &Broker,
+    caller: &Caller,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     let group = req.group_id.0.to_string();
     let mut offsets = Vec::new();
     let mut bad_partition = None;
+    let group_denied = read_group(b, caller, &group).err();
+    // Topics the caller may not read: their partitions are not committed.
+    let mut denied_topics = std::collections::BTreeMap::new();
     for t in &req.topics {
+        if group_denied.is_some() {
+            break;
+        }
+        let topic = Resource::topic(&t.name.0);
+        if let Err(e) = acl::authorize(b, caller, Operation::Read, topic) {
+            denied_topics.insert(t.name.0.to_string(), errors::code(&e));
+            continue;
+        }
         for p in &t.partitions {
             match u32::try_from(p.partition_index) {
                 Ok(partition) => offsets.push(svc::CommitOffset {
@@ -286,9 +334,11 @@ pub async fn offset_commit(b: &Broker, req: OffsetCommitRequest) -> OffsetCommit
             }
         }
     }
-    let r = match bad_partition {
-        Some(p) => Err(Error::UnknownPartition(format!("no partition {p}"))),
-        None => {
+    let r = match (group_denied, bad_partition) {
+        (Some(e), _) => Err(e),
+        (None, Some(p)) => Err(Error::UnknownPartition(format!("no partition {p}"))),
+        (None, None) if offsets.is_empty() && !denied_topics.is_empty() => Ok(()),
+        (None, None) => {
             svc::commit(b, &group, &req.member_id, req.generation_id_or_member_epoch, offsets).await
         }
     };
@@ -300,6 +350,7 @@ pub async fn offset_commit(b: &Broker, req: OffsetCommitRequest) -> OffsetCommit
         .topics
         .iter()
         .map(|t| {
+            let code = denied_topics.get(t.name.0.as_str()).copied().unwrap_or(code);
             OffsetCommitResponseTopic::default().with_name(t.name.clone()).with_partitions(
                 t.partitions
                     .iter()
@@ -315,18 +366,45 @@ pub async fn offset_commit(b: &Broker, req: OffsetCommitRequest) -> OffsetCommit
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// One group's committed offsets, as `(topic, [(partition, offset, metadata)])`; a group
-/// without commits has none (-1), as in Kafka.
+/// One group's committed offsets, as `(topic, [(partition, offset, metadata)], code)`; a
+/// group without commits has none (-1), as in Kafka. `code` is the topic's partitions'
+/// error: TOPIC_AUTHORIZATION_FAILED for a named topic the caller may not describe (one not
+/// named is left out).
 async fn fetch_one(
     b: &Broker,
+    caller: &Caller,
     group: &str,
     asked: Option<Vec<(String, Vec<i32>)>>,
-) -> Result<Vec<(String, Vec<(i32, i64, String)>)>> {
+) -> Result<Vec<(String, Vec<(i32, i64, String)>, i16)>> {
+    acl::authorize(b, caller, Operation::Describe, Resource::group(group))?;
+    let describable = |t: &str| acl::allows(b, caller, Operation::Describe, Resource::topic(t));
+    let asked = asked.map(|topics| {
+        topics
+            .into_iter()
+            .map(|(t, ps)| {
+                let code = match describable(&t) {
+                    true => errors::NONE,
+                    false => {
+                        errors::code(&acl::denied(caller, Operation::Describe, Resource::topic(&t)))
+                    }
+                };
+                (t, ps, code)
+            })
+            .collect::<Vec<_>>()
+    });
     let wanted: Vec<(String, Vec<u32>)> = asked
         .iter()
         .flatten()
-        .map(|(t, ps)| (t.clone(), ps.iter().filter_map(|p| u32::try_from(*p).ok()).collect()))
+        .filter(|(_, _, code)| *code == errors::NONE)
+        .map(|(t, ps, _)| (t.clone(), ps.iter().filter_map(|p| u32::try_from(*p).ok()).collect()))
         .collect();
+    if asked.is_some() && wanted.is_empty() {
+        // Nothing the caller may see was asked for.
+        let asked = asked.into_iter().flatten();
+        return Ok(asked
+            .map(|(t, ps, code)| (t, ps.iter().map(|&p| (p, -1, String::new())).collect(), code))
+            .collect());
+    }
     let committed = match svc::fetch_offsets(b, group, &wanted).await {
         Ok(c) => c,
         Err(Error::GroupIdNotFound(_)) => Vec::new(),
@@ -342,22 +420,27 @@ async fn fetch_one(
     Ok(match asked {
         Some(asked) => asked
             .into_iter()
-            .map(|(t, ps)| {
+            .map(|(t, ps, code)| {
                 let parts = ps
                     .iter()
-                    .map(|&p| {
-                        let (o, m) = lookup(&t, p);
-                        (p, o, m)
+                    .map(|&p| match code {
+                        errors::NONE => {
+                            let (o, m) = lookup(&t, p);
+                            (p, o, m)
+                        }
+                        _ => (p, -1, String::new()),
                     })
                     .collect();
-                (t, parts)
+                (t, parts, code)
             })
             .collect(),
         None => {
             let mut by_topic: std::collections::BTreeMap<String, Vec<(i32, i64, String)>> =
                 Default::default();
             for ((t, p), o) in &committed {
-                if let Some(o) = o {
+                if let Some(o) = o
+                    && describable(t)
+                {
                     by_topic.entry(t.clone()).or_default().push((
                         *p as i32,
                         o.offset,
@@ -365,7 +448,7 @@ async fn fetch_one(
                     ));
                 }
             }
-            by_topic.into_iter().collect()
+            by_topic.into_iter().map(|(t, parts)| (t, parts, errors::NONE)).collect()
         }
     })
 }
@@ -373,6 +456,7 @@ async fn fetch_one(
 /// OffsetFetch: one group (versions 1-7) or several (8+).
 pub async fn offset_fetch(
     b: &Broker,
+    caller: &Caller,
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
@@ -380,13 +464,13 @@ pub async fn offset_fetch(
         let asked = req.topics.map(|ts| {
             ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect()
         });
-        let r = fetch_one(b, &req.group_id.0, asked).await;
+        let r = fetch_one(b, caller, &req.group_id.0, asked).await;
         let out = OffsetFetchResponse::default();
         return match r {
             Ok(topics) => out.with_topics(
                 topics
                     .into_iter()
-                    .map(|(t, parts)| {
+                    .map(|(t, parts, code)| {
                         OffsetFetchResponseTopic::default()
                             .with_name(TopicName(s(t)))
                             .with_partitions(
@@ -395,6 +479,7 @@ pub async fn offset_fetch(
                                     .map(|(p, o, m)| {
                                         OffsetFetchResponsePartition::default()
                                             .with_partition_index(p)
+                                            .with_error_code(code)
                                             .with_committed_offset(o)
                                             .with_committed_leader_epoch(-1)
                                             .with_metadata(Some(s(m)))
@@ -414,11 +499,11 @@ pub async fn offset_fetch(
             ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect()
         });
         let out = OffsetFetchResponseGroup::default().with_group_id(g.group_id.clone());
-        groups.push(match fetch_one(b, &g.group_id.0, asked).await {
+        groups.push(match fetch_one(b, caller, &g.group_id.0, asked).await {
             Ok(topics) => out.with_topics(
                 topics
                     .into_iter()
-                    .map(|(t, parts)| {
+                    .map(|(t, parts, code)| {
                         OffsetFetchResponseTopics::default()
                             .with_name(TopicName(s(t)))
                             .with_partitions(
@@ -427,6 +512,7 @@ pub async fn offset_fetch(
                                     .map(|(p, o, m)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
+                                            .with_error_code(code)
                                             .with_committed_offset(o)
                                             .with_committed_leader_epoch(-1)
                                             .with_metadata(Some(s(m)))

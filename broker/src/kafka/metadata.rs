@@ -1,6 +1,9 @@
 //! Metadata: brokers at their advertised addresses, topics with their partitions' leaders
 //! (and leader epochs: the Raft term), replicas and in-sync replicas; unknown topics a
-//! client asks for are created when it allows it and `auto-create-topics` is on.
+//! client asks for are created when it allows it and `auto-create-topics` is on (and the
+//! caller may Create topics). As in Kafka, a caller sees only the topics it may Describe:
+//! others are left out of "every topic", and answered TOPIC_AUTHORIZATION_FAILED when named
+//! (whether they exist or not).
 
 use std::collections::BTreeMap;
 
@@ -16,9 +19,13 @@ use uuid::Uuid;
 
 use super::controller;
 use super::errors;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::controller::plan::NewTopic;
 use crate::error::Error;
+use crate::service::acl;
 use crate::service::admin as svc;
 
 /// Kafka's node id of a broker (rafka's ids are u64; Kafka's are int32).
@@ -70,7 +77,12 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
 }
 
 /// Answers `req` (of `version`).
-pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    b: &Broker,
+    caller: &Caller,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     // Version 0 asks for every topic with an empty list; later versions with a null one.
     let names: Option<Vec<String>> = match req.topics {
         None => None,
@@ -87,7 +99,7 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
     if allow && b.config().auto_create_topics && names.is_some() {
         let mut created = false;
         for (name, t) in &md.topics {
-            if !matches!(t, Err(Error::UnknownTopic(_))) {
+            if !matches!(t, Err(Error::UnknownTopic(_))) || !may_create(b, caller, name) {
                 continue;
             }
             let new = NewTopic {
@@ -104,7 +116,23 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
         if created && let Ok(again) = controller::metadata(b, &asked).await {
             md = again;
         }
+        // Kafka tells a client that may not create a topic so, rather than let it wait.
+        for (name, t) in &mut md.topics {
+            if matches!(t, Err(Error::UnknownTopic(_))) && !may_create(b, caller, name) {
+                *t = Err(acl::denied(caller, Operation::Create, Resource::topic(name)));
+            }
+        }
     }
+    let named = names.is_some();
+    md.topics.retain_mut(|(name, t)| {
+        if acl::allows(b, caller, Operation::Describe, Resource::topic(name)) {
+            return true;
+        }
+        if named {
+            *t = Err(acl::denied(caller, Operation::Describe, Resource::topic(name)));
+        }
+        named
+    });
     let alive: Vec<&svc::BrokerInfo> = md.brokers.iter().filter(|b| b.alive).collect();
     let brokers = alive
         .iter()
@@ -125,6 +153,12 @@ pub async fn handle(b: &Broker, req: MetadataRequest, version: i16) -> MetadataR
         .with_cluster_id(Some(str_bytes(md.cluster_id.clone())))
         .with_controller_id(node_id(md.controller_id))
         .with_topics(topics)
+}
+
+/// Whether `caller` may create the topic `name`: Create on the cluster or on the topic.
+fn may_create(b: &Broker, caller: &Caller, name: &str) -> bool {
+    acl::allows(b, caller, Operation::Create, Resource::cluster())
+        || acl::allows(b, caller, Operation::Create, Resource::topic(name))
 }
 
 fn topic(

@@ -39,8 +39,8 @@ use kafka_protocol::messages::AlterUserScramCredentialsRequest;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::ConsumerGroupDescribeRequest;
-use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
+use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::messages::CreatePartitionsRequest;
 use kafka_protocol::messages::CreateTopicsRequest;
 use kafka_protocol::messages::DeleteAclsRequest;
@@ -81,6 +81,7 @@ use tokio::sync::mpsc;
 use self::frame::Frame;
 use self::frame::FrameError;
 use self::sasl::Session;
+use crate::acl::Caller;
 use crate::broker::Broker;
 use crate::tls::stream::Conn;
 
@@ -176,7 +177,7 @@ async fn read_requests<R: AsyncRead + Unpin + Send>(
             if !session.admits(b, ApiKey::Produce) {
                 Job::Ready(Err(unauthenticated(&session, ApiKey::Produce)), permit)
             } else {
-                match admit_produce(b, frame).await {
+                match admit_produce(b, &session.caller(), frame).await {
                     Ok(answer) => Job::Pending(answer, permit),
                     Err(e) => Job::Ready(Err(e), permit),
                 }
@@ -254,6 +255,7 @@ async fn write_answers<W: AsyncWrite + Unpin + Send>(
 /// Decodes a Produce request and admits its batches; the future of its answer.
 async fn admit_produce(
     b: &Arc<Broker>,
+    caller: &Caller,
     f: Frame,
 ) -> Result<BoxFuture<'static, Result<Option<Bytes>, FrameError>>, FrameError> {
     let version = f.version;
@@ -261,7 +263,7 @@ async fn admit_produce(
     let (header, mut body) = frame::header(&f, key)?;
     let req: ProduceRequest = frame::decode(&mut body, version)?;
     let silent = req.acks == 0;
-    let admitted = produce::admit(b, req).await;
+    let admitted = produce::admit(b, caller, req).await;
     let b = b.clone();
     Ok(async move {
         let resp = admitted.finish(&b, version).await;
@@ -287,7 +289,9 @@ pub async fn answer(
     if !session.admits(b, key) {
         return Err(unauthenticated(session, key));
     }
-    let peer = session.peer.as_str();
+    let peer = session.peer.clone();
+    let peer = peer.as_str();
+    let caller = session.caller();
     if key == ApiKey::ApiVersions && !versions::served(key, f.version) {
         // A newer client's first request: answer version 0 with the versions known here.
         // The header of an unknown version is read as the newest one's.
@@ -340,88 +344,88 @@ pub async fn answer(
         }
         ApiKey::Metadata => {
             let req: MetadataRequest = frame::decode(&mut body, version)?;
-            respond(&header, &metadata::handle(b, req, version).await)
+            respond(&header, &metadata::handle(b, &caller, req, version).await)
         }
         ApiKey::Produce => {
             let req: ProduceRequest = frame::decode(&mut body, version)?;
             let silent = req.acks == 0;
-            let resp = produce::handle(b, req, version).await;
+            let resp = produce::handle(b, &caller, req, version).await;
             if silent { Ok(None) } else { respond(&header, &resp) }
         }
         ApiKey::Fetch => {
             let req: FetchRequest = frame::decode(&mut body, version)?;
-            respond(&header, &fetch::handle(b, req, version).await)
+            respond(&header, &fetch::handle(b, &caller, req, version).await)
         }
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &offsets::list_offsets(b, req, version).await)
+            respond(&header, &offsets::list_offsets(b, &caller, req, version).await)
         }
         ApiKey::InitProducerId => {
             let req: InitProducerIdRequest = frame::decode(&mut body, version)?;
-            respond(&header, &offsets::init_producer_id(b, req).await)
+            respond(&header, &offsets::init_producer_id(b, &caller, req).await)
         }
         ApiKey::FindCoordinator => {
             let req: FindCoordinatorRequest = frame::decode(&mut body, version)?;
-            respond(&header, &groups::find_coordinator(b, req, version).await)
+            respond(&header, &groups::find_coordinator(b, &caller, req, version).await)
         }
         ApiKey::JoinGroup => {
             let req: JoinGroupRequest = frame::decode(&mut body, version)?;
             let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
             let host = format!("/{}", peer.rsplit_once(':').map_or(peer, |(h, _)| h));
-            respond(&header, &groups::join_group(b, req, version, &client_id, &host).await)
+            respond(&header, &groups::join_group(b, &caller, req, version, &client_id, &host).await)
         }
         ApiKey::SyncGroup => {
             let req: SyncGroupRequest = frame::decode(&mut body, version)?;
-            respond(&header, &groups::sync_group(b, req, version).await)
+            respond(&header, &groups::sync_group(b, &caller, req, version).await)
         }
         ApiKey::Heartbeat => {
             let req: HeartbeatRequest = frame::decode(&mut body, version)?;
-            respond(&header, &groups::heartbeat(b, req).await)
+            respond(&header, &groups::heartbeat(b, &caller, req).await)
         }
         ApiKey::LeaveGroup => {
             let req: LeaveGroupRequest = frame::decode(&mut body, version)?;
-            respond(&header, &groups::leave_group(b, req, version).await)
+            respond(&header, &groups::leave_group(b, &caller, req, version).await)
         }
         ApiKey::OffsetCommit => {
             let req: OffsetCommitRequest = frame::decode(&mut body, version)?;
-            respond(&header, &groups::offset_commit(b, req).await)
+            respond(&header, &groups::offset_commit(b, &caller, req).await)
         }
         ApiKey::OffsetFetch => {
             let req: OffsetFetchRequest = frame::decode(&mut body, version)?;
-            respond(&header, &groups::offset_fetch(b, req, version).await)
+            respond(&header, &groups::offset_fetch(b, &caller, req, version).await)
         }
         ApiKey::ConsumerGroupHeartbeat => {
             let req: ConsumerGroupHeartbeatRequest = frame::decode(&mut body, version)?;
             let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
-            respond(&header, &consumer_groups::heartbeat(b, req, &client_id).await)
+            respond(&header, &consumer_groups::heartbeat(b, &caller, req, &client_id).await)
         }
         ApiKey::ConsumerGroupDescribe => {
             let req: ConsumerGroupDescribeRequest = frame::decode(&mut body, version)?;
-            respond(&header, &consumer_groups::describe(b, req).await)
+            respond(&header, &consumer_groups::describe(b, &caller, req).await)
         }
         ApiKey::DescribeGroups => {
             let req: DescribeGroupsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &group_admin::describe_groups(b, req).await)
+            respond(&header, &group_admin::describe_groups(b, &caller, req).await)
         }
         ApiKey::ListGroups => {
             let req: ListGroupsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &group_admin::list_groups(b, req))
+            respond(&header, &group_admin::list_groups(b, &caller, req))
         }
         ApiKey::DeleteGroups => {
             let req: DeleteGroupsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &group_admin::delete_groups(b, req).await)
+            respond(&header, &group_admin::delete_groups(b, &caller, req).await)
         }
         ApiKey::CreateTopics => {
             let req: CreateTopicsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &admin::create_topics(b, req, version).await)
+            respond(&header, &admin::create_topics(b, &caller, req, version).await)
         }
         ApiKey::DeleteTopics => {
             let req: DeleteTopicsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &admin::delete_topics(b, req, version).await)
+            respond(&header, &admin::delete_topics(b, &caller, req, version).await)
         }
         ApiKey::CreatePartitions => {
             let req: CreatePartitionsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &admin::create_partitions(b, req).await)
+            respond(&header, &admin::create_partitions(b, &caller, req).await)
         }
         ApiKey::DescribeCluster => {
             let req: DescribeClusterRequest = frame::decode(&mut body, version)?;
@@ -429,15 +433,15 @@ pub async fn answer(
         }
         ApiKey::DescribeConfigs => {
             let req: DescribeConfigsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &configs::describe_configs(b, req))
+            respond(&header, &configs::describe_configs(b, &caller, req))
         }
         ApiKey::AlterConfigs => {
             let req: AlterConfigsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &configs::alter_configs(b, req).await)
+            respond(&header, &configs::alter_configs(b, &caller, req).await)
         }
         ApiKey::IncrementalAlterConfigs => {
             let req: IncrementalAlterConfigsRequest = frame::decode(&mut body, version)?;
-            respond(&header, &configs::incremental_alter_configs(b, req).await)
+            respond(&header, &configs::incremental_alter_configs(b, &caller, req).await)
         }
         other => Err(FrameError::Decode(format!("{other:?} is not served"))),
     }

@@ -1,4 +1,5 @@
-//! ListOffsets (earliest, latest, by timestamp) and InitProducerId (idempotent producers).
+//! ListOffsets (earliest, latest, by timestamp; Describe on each topic) and InitProducerId
+//! (idempotent producers: IdempotentWrite on the cluster or Write on some topic).
 
 use kafka_protocol::messages::InitProducerIdRequest;
 use kafka_protocol::messages::InitProducerIdResponse;
@@ -10,9 +11,13 @@ use kafka_protocol::messages::list_offsets_response::ListOffsetsTopicResponse;
 
 use super::controller;
 use super::errors;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::partition::OffsetSpec;
+use crate::service::acl;
 use crate::service::data as svc;
 
 /// ListOffsets' timestamp for "the next offset to be written".
@@ -25,15 +30,18 @@ const MAX_TIMESTAMP: i64 = -3;
 /// Answers `req` (of `version`).
 pub async fn list_offsets(
     b: &Broker,
+    caller: &Caller,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
     let mut topics = Vec::new();
     for t in req.topics {
         let topic = t.name.0.to_string();
+        let denied = acl::authorize(b, caller, Operation::Describe, Resource::topic(&topic)).err();
         let mut partitions = Vec::new();
         for p in t.partitions {
             let spec = match p.timestamp {
+                _ if let Some(e) = &denied => Err(e.clone()),
                 LATEST => Ok(OffsetSpec::Latest),
                 EARLIEST => Ok(OffsetSpec::Earliest),
                 MAX_TIMESTAMP if version >= 7 => Ok(OffsetSpec::MaxTimestamp),
@@ -77,8 +85,19 @@ pub async fn list_offsets(
 
 /// Answers `req`: a fresh producer id for an idempotent producer. Transactional producers
 /// are refused (transactions are not served).
-pub async fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(
+    b: &Broker,
+    caller: &Caller,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let out = InitProducerIdResponse::default();
+    if req.transactional_id.is_none() && !acl::allows_idempotent_write(b, caller) {
+        let e = acl::denied(caller, Operation::IdempotentWrite, Resource::cluster());
+        return out
+            .with_error_code(errors::code(&e))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     if req.transactional_id.is_some() {
         return out
             .with_error_code(errors::INVALID_REQUEST)

@@ -1,5 +1,7 @@
 //! Produce: each partition's batch goes through the same path as gRPC's produce (validation,
-//! idempotence, replication), all partitions of a request at once.
+//! idempotence, replication), all partitions of a request at once. Each topic needs Write
+//! (a transactional request also Write on its transactional id); a partition of a topic the
+//! caller may not write is answered TOPIC_AUTHORIZATION_FAILED and nothing of it is stored.
 
 use std::time::Duration;
 
@@ -14,14 +16,23 @@ use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
 use super::metadata::current_leader;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::BatchFault;
 use crate::error::Error;
+use crate::service::acl;
 use crate::service::data as svc;
 
 /// Answers `req`; with acks=0 the caller sends nothing back.
-pub async fn handle(b: &Broker, req: ProduceRequest, version: i16) -> ProduceResponse {
-    admit(b, req).await.finish(b, version).await
+pub async fn handle(
+    b: &Broker,
+    caller: &Caller,
+    req: ProduceRequest,
+    version: i16,
+) -> ProduceResponse {
+    admit(b, caller, req).await.finish(b, version).await
 }
 
 /// A Produce request whose batches are proposed, in the request's order; its answer is
@@ -33,7 +44,7 @@ pub struct Admitted {
 /// Validates and proposes every partition's batch of `req`, one after another: a
 /// connection's requests admitted in turn keep their batches' order in each partition (an
 /// idempotent producer's sequence numbers depend on it) while they replicate together.
-pub async fn admit(b: &Broker, req: ProduceRequest) -> Admitted {
+pub async fn admit(b: &Broker, caller: &Caller, req: ProduceRequest) -> Admitted {
     let acks = match req.acks {
         0 => svc::Acks::None,
         // acks=1 is answered once a quorum has the batch, as acks=all: a Raft leader has no
@@ -43,12 +54,24 @@ pub async fn admit(b: &Broker, req: ProduceRequest) -> Admitted {
     };
     // 0 (or less) leaves the wait to the broker's request-timeout-ms.
     let timeout = u64::try_from(req.timeout_ms).ok().filter(|t| *t > 0).map(Duration::from_millis);
+    let transaction = match &req.transactional_id {
+        Some(id) => {
+            acl::authorize(b, caller, Operation::Write, Resource::transactional_id(id)).err()
+        }
+        None => None,
+    };
     let mut parts = Vec::new();
     for t in req.topic_data {
         let topic = t.name.0.to_string();
+        let denied = transaction
+            .clone()
+            .or_else(|| acl::authorize(b, caller, Operation::Write, Resource::topic(&topic)).err());
         for p in t.partition_data {
             let index = p.index;
             let admitted = async {
+                if let Some(e) = &denied {
+                    return Err(e.clone());
+                }
                 let partition = u32::try_from(index).map_err(|_| {
                     Error::UnknownPartition(format!("{topic}: no partition {index}"))
                 })?;

@@ -19,9 +19,9 @@ use kafka_protocol::messages::describe_user_scram_credentials_response::Describe
 use kafka_protocol::protocol::StrBytes;
 
 use super::errors;
+use super::sasl::Session;
 use crate::acl::Operation;
 use crate::acl::Resource;
-use super::sasl::Session;
 use crate::auth::Hash;
 use crate::auth::scram;
 use crate::auth::scram::Credential;

@@ -28,9 +28,8 @@ pub async fn create(b: &Broker, req: v1::CreateAclsRequest) -> v1::CreateAclsRes
 
 /// ListAcls: the ACLs the filter selects.
 pub fn list(b: &Broker, req: v1::ListAclsRequest) -> v1::ListAclsResponse {
-    let r = leader(b)
-        .and_then(|()| filter(req.filter.unwrap_or_default()))
-        .map(|f| acl::list(b, &f));
+    let r =
+        leader(b).and_then(|()| filter(req.filter.unwrap_or_default())).map(|f| acl::list(b, &f));
     let error = Some(proto_error(&r));
     let acls = r.unwrap_or_default().iter().map(wire::to_proto).collect();
     v1::ListAclsResponse { error, acls }

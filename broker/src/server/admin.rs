@@ -13,15 +13,18 @@ use tonic::Response;
 use tonic::Status;
 
 use super::auth::authorize;
+use super::auth::caller;
 use super::controller_to_forward;
 use super::forward;
 use super::proto_error;
 use super::to_proto;
+use crate::acl::Caller;
 use crate::acl::Operation;
 use crate::acl::Resource;
 use crate::auth::Hash;
 use crate::broker::Broker;
 use crate::error::Error;
+use crate::service::acl;
 use crate::service::admin as svc;
 use crate::service::users;
 
@@ -84,6 +87,10 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::CreateTopicRequest>,
     ) -> Result<Response<v1::CreateTopicResponse>, Status> {
+        let b = &self.broker;
+        if !acl::allows(b, &caller(&req), Operation::Create, Resource::cluster()) {
+            authorize(b, &req, Operation::Create, Resource::topic(&req.get_ref().name))?;
+        }
         let req = forward_to_controller!(self, req, create_topic);
         let new = svc::NewTopic {
             name: req.name,
@@ -102,6 +109,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DeleteTopicRequest>,
     ) -> Result<Response<v1::DeleteTopicResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Delete, Resource::topic(&req.get_ref().name))?;
         let req = forward_to_controller!(self, req, delete_topic);
         let r = svc::delete_topic(&self.broker, req.name).await;
         Ok(Response::new(v1::DeleteTopicResponse { error: Some(proto_error(&r)) }))
@@ -111,12 +119,16 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::ListTopicsRequest>,
     ) -> Result<Response<v1::ListTopicsResponse>, Status> {
+        let who = caller(&req);
         let req = forward_to_controller!(self, req, list_topics);
         let r = svc::list_topics(&self.broker, req.include_internal);
+        let describable =
+            |t: &str| acl::allows(&self.broker, &who, Operation::Describe, Resource::topic(t));
         let error = Some(proto_error(&r));
         let topics = r
             .unwrap_or_default()
             .into_iter()
+            .filter(|t| describable(&t.name))
             .map(|t| v1::TopicListing {
                 name: t.name,
                 topic_id: t.topic_id,
@@ -131,6 +143,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::DescribeTopicRequest>,
     ) -> Result<Response<v1::DescribeTopicResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Describe, Resource::topic(&req.get_ref().name))?;
         let req = forward_to_controller!(self, req, describe_topic);
         Ok(Response::new(match svc::describe_topic(&self.broker, &req.name) {
             Ok(d) => v1::DescribeTopicResponse {
@@ -148,6 +161,8 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::AlterTopicConfigRequest>,
     ) -> Result<Response<v1::AlterTopicConfigResponse>, Status> {
+        let topic = Resource::topic(&req.get_ref().name);
+        authorize(&self.broker, &req, Operation::AlterConfigs, topic)?;
         let req = forward_to_controller!(self, req, alter_topic_config);
         let configs = req.configs.into_iter().collect();
         let r = svc::alter_topic_config(&self.broker, req.name, configs).await;
@@ -158,6 +173,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::CreatePartitionsRequest>,
     ) -> Result<Response<v1::CreatePartitionsResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Alter, Resource::topic(&req.get_ref().name))?;
         let req = forward_to_controller!(self, req, create_partitions);
         let r = svc::create_partitions(&self.broker, req.name, req.total_count).await;
         Ok(Response::new(v1::CreatePartitionsResponse { error: Some(proto_error(&r)) }))
@@ -167,12 +183,16 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::MetadataRequest>,
     ) -> Result<Response<v1::MetadataResponse>, Status> {
+        let who = caller(&req);
         let req = forward_to_controller!(self, req, metadata);
         Ok(Response::new(match svc::metadata(&self.broker, &req.topics) {
-            Ok(md) => v1::MetadataResponse {
+            Ok(mut md) => v1::MetadataResponse {
+                topics: {
+                    visible_topics(&self.broker, &who, &mut md.topics, !req.topics.is_empty());
+                    md.topics.into_iter().map(|(n, t)| topic_metadata(n, t)).collect()
+                },
                 error: Some(v1::Error::none()),
                 brokers: md.brokers.into_iter().map(broker_info).collect(),
-                topics: md.topics.into_iter().map(|(n, t)| topic_metadata(n, t)).collect(),
                 controller_id: Some(md.controller_id),
                 cluster_id: md.cluster_id,
             },
@@ -203,6 +223,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::ReassignPartitionRequest>,
     ) -> Result<Response<v1::ReassignPartitionResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Alter, Resource::cluster())?;
         let req = forward_to_controller!(self, req, reassign_partition);
         let r = svc::reassign(&self.broker, req.topic, req.partition, req.brokers).await;
         Ok(Response::new(v1::ReassignPartitionResponse { error: Some(proto_error(&r)) }))
@@ -212,6 +233,7 @@ impl Admin for AdminService {
         &self,
         req: Request<v1::TransferLeadershipRequest>,
     ) -> Result<Response<v1::TransferLeadershipResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Alter, Resource::cluster())?;
         let req = forward_to_controller!(self, req, transfer_leadership);
         let r = svc::transfer_leadership(&self.broker, req.topic, req.partition, req.broker).await;
         Ok(Response::new(v1::TransferLeadershipResponse { error: Some(proto_error(&r)) }))
@@ -274,6 +296,25 @@ impl Admin for AdminService {
             .collect();
         Ok(Response::new(v1::ListUsersResponse { error, users }))
     }
+}
+
+/// Leaves out of `topics` those `caller` may not describe; with `named`, answers them
+/// `AUTHORIZATION_FAILED` instead.
+fn visible_topics(
+    b: &Broker,
+    caller: &Caller,
+    topics: &mut Vec<(String, crate::error::Result<svc::TopicMetadata>)>,
+    named: bool,
+) {
+    topics.retain_mut(|(name, t)| {
+        if acl::allows(b, caller, Operation::Describe, Resource::topic(name)) {
+            return true;
+        }
+        if named {
+            *t = Err(acl::denied(caller, Operation::Describe, Resource::topic(name)));
+        }
+        named
+    });
 }
 
 fn mechanism(h: Hash) -> v1::ScramMechanism {

@@ -15,12 +15,18 @@ use crate::acl::Caller;
 use crate::acl::Operation;
 use crate::acl::Resource;
 use crate::auth::ANONYMOUS;
-use crate::service::acl;
 use crate::broker::Broker;
+use crate::service::acl;
 use crate::tls::stream::PeerInfo;
 
 /// The header carrying a user and password.
 pub const AUTHORIZATION: &str = "authorization";
+
+/// The headers a broker forwarding a client's call names the client with (its principal,
+/// binary metadata as principals may be any UTF-8, and its host), so the receiving broker
+/// authorizes the client rather than the broker. Honoured only from brokers.
+pub const ON_BEHALF_PRINCIPAL: &str = "rafka-on-behalf-principal-bin";
+pub const ON_BEHALF_HOST: &str = "rafka-on-behalf-host";
 
 /// `PERMISSION_DENIED` unless the caller of `req` may do `op` on `resource`.
 pub fn authorize<T>(
@@ -88,8 +94,29 @@ pub fn interceptor(
     move |mut req: Request<()>| {
         let principal = authenticate(&b, &req)?;
         let addr = req.extensions().get::<PeerInfo>().and_then(|i| i.addr);
-        req.extensions_mut().insert(Caller::new(principal, addr));
+        let caller = match on_behalf(&req) {
+            Some(client) if crate::service::users::is_broker(&b, &principal) => client,
+            _ => Caller::new(principal, addr),
+        };
+        req.extensions_mut().insert(caller);
         Ok(req)
+    }
+}
+
+/// The client a forwarding broker names in `req`, if any.
+fn on_behalf<T>(req: &Request<T>) -> Option<Caller> {
+    let principal = req.metadata().get_bin(ON_BEHALF_PRINCIPAL)?.to_bytes().ok()?;
+    let principal = std::str::from_utf8(&principal).ok()?;
+    let host = req.metadata().get(ON_BEHALF_HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    Some(Caller { principal: Arc::from(principal), host: Arc::from(host) })
+}
+
+/// Names `caller` in a request a broker forwards for it.
+pub fn name_on_behalf<T>(fwd: &mut Request<T>, caller: &Caller) {
+    let principal = tonic::metadata::MetadataValue::from_bytes(caller.principal.as_bytes());
+    fwd.metadata_mut().insert_bin(ON_BEHALF_PRINCIPAL, principal);
+    if let Ok(host) = caller.host.parse() {
+        fwd.metadata_mut().insert(ON_BEHALF_HOST, host);
     }
 }
 

@@ -1,4 +1,9 @@
 //! The `Data` service: produce, fetch, subscribe, offset lookups, producer ids.
+//!
+//! Authorization: produce needs Write on the topic, fetch and subscribe Read, offset lookups
+//! Describe, producer ids IdempotentWrite on the cluster (or Write on some topic). A call
+//! refused is `PERMISSION_DENIED`; on a produce stream, where one message must not end the
+//! others, the refused message's answer carries `AUTHORIZATION_FAILED`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +21,22 @@ use tonic::Response;
 use tonic::Status;
 use tonic::Streaming;
 
+use super::auth::authorize;
+use super::auth::caller;
 use super::code_of;
 use super::controller_to_forward;
 use super::forward;
 use super::proto_error;
 use super::to_proto;
+use crate::acl::Caller;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::error::Error;
 use crate::metrics as m;
 use crate::partition::OffsetSpec;
 use crate::partition::ReadResult;
+use crate::service::acl;
 use crate::service::data as svc;
 
 /// Requests of one produce stream admitted and not yet answered, at most: half wait in the
@@ -90,6 +101,7 @@ fn produce_response(r: &Result<svc::Produced, Error>) -> v1::ProduceResponse {
 /// call or its connection is gone).
 fn produce_stream(
     b: Arc<Broker>,
+    caller: Caller,
     mut input: Streaming<v1::ProduceRequest>,
 ) -> BoxStream<'static, Result<v1::ProduceResponse, Status>> {
     type Answer = BoxFuture<'static, Result<v1::ProduceResponse, Status>>;
@@ -110,7 +122,13 @@ fn produce_stream(
             // Room first: nothing is admitted that could not be answered.
             let Ok(slot) = tx.reserve().await else { return };
             let started = Instant::now();
-            let answer = match svc::admit(&b, produce_request(req)).await {
+            let allowed =
+                acl::authorize(&b, &caller, Operation::Write, Resource::topic(&req.topic));
+            let admitted = match allowed {
+                Ok(()) => svc::admit(&b, produce_request(req)).await,
+                Err(e) => Err(e),
+            };
+            let answer = match admitted {
                 Ok(admitted) => async move {
                     let r = admitted.finish().await;
                     m::request("produce", code_of(&r), started);
@@ -159,6 +177,7 @@ impl Data for DataService {
         req: Request<v1::ProduceRequest>,
     ) -> Result<Response<v1::ProduceResponse>, Status> {
         let started = Instant::now();
+        authorize(&self.broker, &req, Operation::Write, Resource::topic(&req.get_ref().topic))?;
         let r = svc::produce(&self.broker, produce_request(req.into_inner())).await;
         m::request("produce", code_of(&r), started);
         Ok(Response::new(produce_response(&r)))
@@ -170,7 +189,8 @@ impl Data for DataService {
         &self,
         req: Request<Streaming<v1::ProduceRequest>>,
     ) -> Result<Response<Self::ProduceStreamStream>, Status> {
-        Ok(Response::new(produce_stream(self.broker.clone(), req.into_inner())))
+        let caller = caller(&req);
+        Ok(Response::new(produce_stream(self.broker.clone(), caller, req.into_inner())))
     }
 
     #[tracing::instrument(skip_all, fields(topic = %req.get_ref().topic, partition = req.get_ref().partition))]
@@ -179,6 +199,7 @@ impl Data for DataService {
         req: Request<v1::FetchRequest>,
     ) -> Result<Response<v1::FetchResponse>, Status> {
         let started = Instant::now();
+        authorize(&self.broker, &req, Operation::Read, Resource::topic(&req.get_ref().topic))?;
         let r = svc::fetch(&self.broker, &fetch_request(req.get_ref())).await;
         m::request("fetch", code_of(&r), started);
         Ok(Response::new(r.map_or_else(|e| fetch_error(&e), fetch_response)))
@@ -190,6 +211,7 @@ impl Data for DataService {
         &self,
         req: Request<v1::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
+        authorize(&self.broker, &req, Operation::Read, Resource::topic(&req.get_ref().topic))?;
         let req = req.into_inner();
         let reads = svc::subscribe(
             self.broker.clone(),
@@ -207,6 +229,7 @@ impl Data for DataService {
         req: Request<v1::ListOffsetsRequest>,
     ) -> Result<Response<v1::ListOffsetsResponse>, Status> {
         let started = Instant::now();
+        authorize(&self.broker, &req, Operation::Describe, Resource::topic(&req.get_ref().topic))?;
         let req = req.into_inner();
         let spec = offset_spec(req.spec);
         let r =
@@ -225,6 +248,11 @@ impl Data for DataService {
         &self,
         req: Request<v1::InitProducerRequest>,
     ) -> Result<Response<v1::InitProducerResponse>, Status> {
+        let who = caller(&req);
+        if !acl::allows_idempotent_write(&self.broker, &who) {
+            let e = acl::denied(&who, Operation::IdempotentWrite, Resource::cluster());
+            return Err(Status::permission_denied(e.to_string()));
+        }
         if let Some(addr) = controller_to_forward(&self.broker, &req) {
             let (ch, fwd) = forward(&self.broker, &addr, req)?;
             return v1::data_client::DataClient::new(ch).init_producer(fwd).await;

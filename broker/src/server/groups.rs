@@ -9,10 +9,14 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use super::auth::authorize;
+use super::auth::caller;
 use super::code_of;
 use super::forwarded;
 use super::proto_error;
 use super::to_proto;
+use crate::acl::Operation;
+use crate::acl::Resource;
 use crate::broker::Broker;
 use crate::group::classic::Phase;
 use crate::group::coordinator::HeartbeatRequest;
@@ -20,6 +24,7 @@ use crate::group::state::Assignment;
 use crate::group::store::StoredOffset;
 use crate::kafka::group_admin::consumer_member;
 use crate::metrics as m;
+use crate::service::acl;
 use crate::service::groups as svc;
 
 /// The tonic `Groups` service.
@@ -160,6 +165,7 @@ impl Groups for GroupsService {
         req: Request<v1::GroupHeartbeatRequest>,
     ) -> Result<Response<v1::GroupHeartbeatResponse>, Status> {
         let started = Instant::now();
+        authorize(&self.broker, &req, Operation::Read, Resource::group(&req.get_ref().group_id))?;
         let req = req.into_inner();
         let hb = HeartbeatRequest {
             group: req.group_id,
@@ -194,6 +200,10 @@ impl Groups for GroupsService {
         req: Request<v1::CommitOffsetsRequest>,
     ) -> Result<Response<v1::CommitOffsetsResponse>, Status> {
         let started = Instant::now();
+        authorize(&self.broker, &req, Operation::Read, Resource::group(&req.get_ref().group_id))?;
+        for o in &req.get_ref().offsets {
+            authorize(&self.broker, &req, Operation::Read, Resource::topic(&o.topic))?;
+        }
         let req = req.into_inner();
         let offsets = req
             .offsets
@@ -217,14 +227,27 @@ impl Groups for GroupsService {
         req: Request<v1::FetchOffsetsRequest>,
     ) -> Result<Response<v1::FetchOffsetsResponse>, Status> {
         let started = Instant::now();
+        let group = Resource::group(&req.get_ref().group_id);
+        authorize(&self.broker, &req, Operation::Describe, group)?;
+        for tp in &req.get_ref().partitions {
+            authorize(&self.broker, &req, Operation::Describe, Resource::topic(&tp.topic))?;
+        }
+        let who = caller(&req);
         let req = req.into_inner();
         let partitions: Vec<(String, Vec<u32>)> =
             req.partitions.into_iter().map(|tp| (tp.topic, tp.partitions)).collect();
         let r = svc::fetch_offsets(&self.broker, &req.group_id, &partitions).await;
         m::request("fetch_offsets", code_of(&r), started);
         let error = Some(proto_error(&r));
-        let offsets =
-            r.unwrap_or_default().into_iter().map(|((t, p), o)| committed(t, p, o)).collect();
+        // Asked for every topic: those the caller may not describe are left out.
+        let describable =
+            |t: &str| acl::allows(&self.broker, &who, Operation::Describe, Resource::topic(t));
+        let offsets = r
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|((t, _), _)| describable(t))
+            .map(|((t, p), o)| committed(t, p, o))
+            .collect();
         Ok(Response::new(v1::FetchOffsetsResponse { error, offsets }))
     }
 
@@ -234,6 +257,8 @@ impl Groups for GroupsService {
         req: Request<v1::DescribeGroupRequest>,
     ) -> Result<Response<v1::DescribeGroupResponse>, Status> {
         let started = Instant::now();
+        let group = Resource::group(&req.get_ref().group_id);
+        authorize(&self.broker, &req, Operation::Describe, group)?;
         let r = svc::describe(&self.broker, &req.get_ref().group_id).await;
         m::request("describe_group", code_of(&r), started);
         Ok(Response::new(r.map_or_else(
@@ -248,12 +273,18 @@ impl Groups for GroupsService {
         req: Request<v1::ListGroupsRequest>,
     ) -> Result<Response<v1::ListGroupsResponse>, Status> {
         let started = Instant::now();
+        let who = caller(&req);
+        let b = &self.broker;
+        let all = acl::allows(b, &who, Operation::Describe, Resource::cluster());
+        let visible =
+            |g: &str| all || acl::allows(b, &who, Operation::Describe, Resource::group(g));
         let r = svc::list(&self.broker, forwarded(&req)).await;
         m::request("list_groups", code_of(&r), started);
         let error = Some(proto_error(&r));
         let groups = r
             .unwrap_or_default()
             .into_iter()
+            .filter(|g| visible(&g.group_id))
             .map(|g| v1::GroupListing {
                 group_id: g.group_id,
                 state: g.state,
@@ -270,6 +301,7 @@ impl Groups for GroupsService {
         req: Request<v1::DeleteGroupRequest>,
     ) -> Result<Response<v1::DeleteGroupResponse>, Status> {
         let started = Instant::now();
+        authorize(&self.broker, &req, Operation::Delete, Resource::group(&req.get_ref().group_id))?;
         let r = svc::delete(&self.broker, &req.get_ref().group_id).await;
         m::request("delete_group", code_of(&r), started);
         Ok(Response::new(v1::DeleteGroupResponse { error: Some(proto_error(&r)) }))
@@ -281,6 +313,8 @@ impl Groups for GroupsService {
         req: Request<v1::ResetOffsetsRequest>,
     ) -> Result<Response<v1::ResetOffsetsResponse>, Status> {
         let started = Instant::now();
+        authorize(&self.broker, &req, Operation::Read, Resource::group(&req.get_ref().group_id))?;
+        authorize(&self.broker, &req, Operation::Read, Resource::topic(&req.get_ref().topic))?;
         let req = req.into_inner();
         let to = reset_to(req.spec);
         let r =

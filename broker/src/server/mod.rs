@@ -69,12 +69,13 @@ pub fn forward<T>(
 ) -> Result<(tonic::transport::Channel, Request<T>), Status> {
     // Not reaching the controller leader is a transient condition for the client.
     let ch = b.channel(addr).map_err(|e| Status::unavailable(e.to_string()))?;
-    let credentials = req.metadata().get(auth::AUTHORIZATION).cloned();
+    let caller = req.extensions().get::<crate::acl::Caller>().cloned();
     let mut fwd = Request::new(req.into_inner());
     fwd.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
-    // The controller leader authenticates the client's credentials itself.
-    if let Some(c) = credentials {
-        fwd.metadata_mut().insert(auth::AUTHORIZATION, c);
+    // This broker authenticated the client; the controller leader authenticates this broker
+    // (by its certificate) and authorizes the client it names.
+    if let Some(c) = caller {
+        auth::name_on_behalf(&mut fwd, &c);
     }
     Ok((ch, fwd))
 }

@@ -56,7 +56,10 @@ pub fn denied(caller: &Caller, op: Operation, resource: Resource<'_>) -> Error {
     crate::metrics::denied(kind);
     let what = format!("{} may not {op:?} {kind} {}", caller.principal, resource.name);
     crate::telemetry::rate_limited_info(&format!("denied: {what} (from {})", caller.host));
-    Error::AuthorizationFailed { resource: resource.kind, message: format!("not authorized: {what}") }
+    Error::AuthorizationFailed {
+        resource: resource.kind,
+        message: format!("not authorized: {what}"),
+    }
 }
 
 /// Whether `caller` may produce idempotently: IdempotentWrite on the cluster, or Write on
