@@ -201,6 +201,17 @@ async fn kafka_clients_authenticate_with_scram_and_plain_over_tls() {
         .await;
         assert_eq!(code, Some(0), "creating {topic}: {err}");
     }
+    // Alice may do anything to topics and groups (ACLs are on with authentication).
+    for resource in [["--topic", "*"], ["--group", "*"]] {
+        let (code, _, err) = rafka(
+            &["--bootstrap", b, "--tls-ca", ca_path, "--user", "admin", "--password-file", pw],
+            &[&["acl", "create", "--principal", "User:alice", "--operation", "All"][..], &resource]
+                .concat(),
+            &[],
+        )
+        .await;
+        assert_eq!(code, Some(0), "ACL on {resource:?}: {err}");
+    }
     let wrong = pki.path().join("wrong.pw");
     std::fs::write(&wrong, "guess\n").unwrap();
     let alice_pw = pki.path().join("alice.pw");
