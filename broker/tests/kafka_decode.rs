@@ -11,10 +11,13 @@ use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::ApiVersionsRequest;
 use kafka_protocol::messages::ConsumerGroupDescribeRequest;
 use kafka_protocol::messages::ConsumerGroupHeartbeatRequest;
+use kafka_protocol::messages::CreateAclsRequest;
 use kafka_protocol::messages::CreatePartitionsRequest;
 use kafka_protocol::messages::CreateTopicsRequest;
+use kafka_protocol::messages::DeleteAclsRequest;
 use kafka_protocol::messages::DeleteGroupsRequest;
 use kafka_protocol::messages::DeleteTopicsRequest;
+use kafka_protocol::messages::DescribeAclsRequest;
 use kafka_protocol::messages::DescribeClusterRequest;
 use kafka_protocol::messages::DescribeConfigsRequest;
 use kafka_protocol::messages::DescribeGroupsRequest;
@@ -90,6 +93,9 @@ fn decode_any(key: ApiKey, version: i16, body: &[u8]) -> bool {
         ApiKey::AlterUserScramCredentials => {
             frame::decode::<AlterUserScramCredentialsRequest>(&mut b, version).is_ok()
         }
+        ApiKey::CreateAcls => frame::decode::<CreateAclsRequest>(&mut b, version).is_ok(),
+        ApiKey::DescribeAcls => frame::decode::<DescribeAclsRequest>(&mut b, version).is_ok(),
+        ApiKey::DeleteAcls => frame::decode::<DeleteAclsRequest>(&mut b, version).is_ok(),
         other => panic!("{other:?} is served but not fuzzed here: add it"),
     }
 }

@@ -243,6 +243,36 @@ fn seed_request(key: ApiKey, batch: &Bytes) -> Option<RequestKind> {
                         .with_mechanism(2),
                 ]),
         ),
+        ApiKey::CreateAcls => {
+            RequestKind::CreateAcls(m::CreateAclsRequest::default().with_creations(vec![
+                m::create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("fuzz"))
+                    .with_resource_pattern_type(4)
+                    .with_principal(s("User:fuzz"))
+                    .with_host(s("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ]))
+        }
+        ApiKey::DescribeAcls => RequestKind::DescribeAcls(
+            m::DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(2)
+                .with_resource_name_filter(Some(s("fuzz")))
+                .with_operation(1)
+                .with_permission_type(1),
+        ),
+        ApiKey::DeleteAcls => {
+            RequestKind::DeleteAcls(m::DeleteAclsRequest::default().with_filters(vec![
+                m::delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(s("User:fuzz")))
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]))
+        }
         _ => return None,
     })
 }

@@ -505,6 +505,20 @@ pub(super) fn unary_rpcs() -> Vec<Rpc> {
         ),
         rpc("/rafka.v1.Admin/ListUsers", Just(v1::ListUsersRequest {})),
         rpc(
+            "/rafka.v1.Admin/CreateAcls",
+            prop::collection::vec(acl_binding(), 0..4)
+                .prop_map(|acls| v1::CreateAclsRequest { acls }),
+        ),
+        rpc(
+            "/rafka.v1.Admin/ListAcls",
+            prop::option::of(acl_filter()).prop_map(|filter| v1::ListAclsRequest { filter }),
+        ),
+        rpc(
+            "/rafka.v1.Admin/DeleteAcls",
+            prop::collection::vec(acl_filter(), 0..3)
+                .prop_map(|filters| v1::DeleteAclsRequest { filters }),
+        ),
+        rpc(
             "/rafka.v1.Groups/GroupHeartbeat",
             (
                 (group_id(), member_id()),
@@ -626,4 +640,48 @@ pub(super) fn subscribe_requests() -> impl Strategy<Value = v1::SubscribeRequest
             max_bytes,
         },
     )
+}
+
+/// An ACL, valid or not: enum numbers out of range, empty or odd names and principals.
+fn acl_binding() -> impl Strategy<Value = v1::AclBinding> {
+    (
+        (-1i32..6, -1i32..5, prop_oneof![Just("kafka-cluster".to_string()), "[a-z*]{0,6}"]),
+        (prop_oneof![Just("User:fuzz".to_string()), "[A-Za-z:*]{0,8}"], "[0-9.*]{0,9}"),
+        (-1i32..13, -1i32..4),
+    )
+        .prop_map(
+            |((resource_type, pattern_type, name), (principal, host), (operation, permission))| {
+                v1::AclBinding {
+                    resource_type,
+                    pattern_type,
+                    name,
+                    principal,
+                    host,
+                    operation,
+                    permission,
+                }
+            },
+        )
+}
+
+/// A filter of ACLs, valid or not.
+fn acl_filter() -> impl Strategy<Value = v1::AclFilter> {
+    (
+        (-1i32..6, -1i32..5, prop::option::of("[a-z*]{0,6}")),
+        (prop::option::of("[A-Za-z:*]{0,8}"), prop::option::of("[0-9.*]{0,9}")),
+        (-1i32..13, -1i32..4),
+    )
+        .prop_map(
+            |((resource_type, pattern_type, name), (principal, host), (operation, permission))| {
+                v1::AclFilter {
+                    resource_type,
+                    pattern_type,
+                    name,
+                    principal,
+                    host,
+                    operation,
+                    permission,
+                }
+            },
+        )
 }
