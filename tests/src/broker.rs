@@ -518,7 +518,27 @@ impl Drop for Broker {
 
 /// A lazily connecting channel to `host:port`.
 pub(crate) fn channel_to(addr: &str) -> anyhow::Result<Channel> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    channel_with(addr, None)
+}
+
+/// A lazily connecting channel to `host:port`, over TLS with `tls` (verifying the host part
+/// of `addr`, presenting the client certificate if it has one).
+pub(crate) fn channel_with(
+    addr: &str,
+    tls: Option<&rafka_client::ClientTls>,
+) -> anyhow::Result<Channel> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .with_context(|| format!("bad broker address {addr:?}"))?;
+    if let Some(tls) = tls {
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let mut config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca_pem))
+            .domain_name(host.trim_start_matches('[').trim_end_matches(']'));
+        if let Some((cert, key)) = &tls.identity {
+            config = config.identity(tonic::transport::Identity::from_pem(cert, key));
+        }
+        endpoint = endpoint.tls_config(config)?;
+    }
     Ok(endpoint.connect_timeout(Duration::from_secs(2)).tcp_nodelay(true).connect_lazy())
 }

@@ -53,7 +53,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::broker::MAX_GRPC_MESSAGE;
-use crate::broker::channel_to;
+use crate::broker::channel_with;
 use crate::records::FetchedRecord;
 use crate::records::decode_batch;
 use crate::wait::Backoff;
@@ -95,6 +95,8 @@ struct Inner {
     next_bootstrap: AtomicUsize,
     channels: Mutex<HashMap<String, Channel>>,
     leaders: Mutex<HashMap<(String, u32), String>>,
+    /// TLS to the brokers (`None`: plaintext).
+    tls: Option<rafka_client::ClientTls>,
 }
 
 /// What one attempt produced, for the retry loops.
@@ -111,6 +113,14 @@ enum Outcome<T> {
 impl TestClient {
     /// A client that bootstraps from `addrs` (usually every broker).
     pub fn new(addrs: impl IntoIterator<Item = SocketAddr>) -> TestClient {
+        TestClient::with_tls(addrs, None)
+    }
+
+    /// [`TestClient::new`] over TLS (a client certificate in `tls` authenticates it too).
+    pub fn with_tls(
+        addrs: impl IntoIterator<Item = SocketAddr>,
+        tls: Option<rafka_client::ClientTls>,
+    ) -> TestClient {
         let bootstrap: Vec<String> = addrs.into_iter().map(|a| a.to_string()).collect();
         assert!(!bootstrap.is_empty(), "a client needs at least one broker address");
         TestClient {
@@ -119,6 +129,7 @@ impl TestClient {
                 next_bootstrap: AtomicUsize::new(0),
                 channels: Mutex::default(),
                 leaders: Mutex::default(),
+                tls,
             }),
             timeout: DEFAULT_TIMEOUT,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
@@ -152,7 +163,7 @@ impl TestClient {
         if let Some(c) = channels.get(addr) {
             return Ok(c.clone());
         }
-        let c = channel_to(addr)?;
+        let c = channel_with(addr, self.inner.tls.as_ref())?;
         channels.insert(addr.to_string(), c.clone());
         Ok(c)
     }

@@ -75,6 +75,9 @@ pub struct ClusterOptions {
     /// Each broker advertises a client proxy of its own, so clients that follow metadata go
     /// through it too ([`Broker::addr`] stays the direct address). At most 254 brokers.
     pub proxied: bool,
+    /// TLS settings of the clients [`Cluster::client`] makes (brokers configured for TLS in
+    /// `extra_toml`); `None`: plaintext.
+    pub client_tls: Option<rafka_client::ClientTls>,
 }
 
 impl Default for ClusterOptions {
@@ -86,6 +89,7 @@ impl Default for ClusterOptions {
             wait_ready: true,
             binary: None,
             proxied: false,
+            client_tls: None,
         }
     }
 }
@@ -97,6 +101,7 @@ pub struct Cluster {
     // next cluster start.
     brokers: Vec<Broker>,
     net: Option<Net>,
+    client_tls: Option<rafka_client::ClientTls>,
     dir: tempfile::TempDir,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -163,7 +168,8 @@ impl Cluster {
             .collect::<Vec<_>>()
             .join(",");
         let addrs = advertised.clone();
-        let mut cluster = Cluster { brokers: Vec::new(), net, dir, _turn: turn };
+        let client_tls = opts.client_tls.clone();
+        let mut cluster = Cluster { brokers: Vec::new(), net, client_tls, dir, _turn: turn };
         for (i, (grpc, http)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
             let home = cluster.dir.path().join(id.to_string());
@@ -275,7 +281,7 @@ impl Cluster {
 
     /// A routing client that knows every broker.
     pub fn client(&self) -> TestClient {
-        TestClient::new(self.addrs())
+        TestClient::with_tls(self.addrs(), self.client_tls.clone())
     }
 
     /// Waits until every running broker answers `/readyz` with 200 (one shared deadline).

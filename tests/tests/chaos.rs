@@ -12,6 +12,8 @@
 
 use std::time::Duration;
 
+use rafka_client::ClientTls;
+use rafka_tests::certs::Ca;
 use rafka_tests::chaos::group::GroupOptions;
 use rafka_tests::chaos::nemesis::Fault;
 use rafka_tests::chaos::nemesis::PRODUCE_CRASH_POINTS;
@@ -86,6 +88,30 @@ async fn chaos_partitions() {
 async fn chaos_network() {
     let faults = [Fault::Delay, Fault::Resets, Fault::Stall, Fault::ClientDrops];
     must_pass(Scenario::new("network chaos", schedule(&faults, 20), seed_or(6))).await;
+}
+
+/// The same checks with TLS everywhere and authentication on: clients and brokers present
+/// certificates (`client-auth = "required"`), brokers verify each other's through the
+/// proxies, every request is authorized (the workload's principal is a superuser), while
+/// brokers are killed, paused, isolated and their connections reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_tls_and_authentication() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = Ca::new(pki.path(), "ca");
+    let hosts = ["127.0.0.1", "127.0.0.2", "127.0.0.3"];
+    let broker = ca.issue(pki.path(), "broker", "broker", &hosts);
+    let client = ca.issue(pki.path(), "client", "chaos", &[]);
+    let faults = [Fault::KillOne, Fault::Pause, Fault::IsolateLeader, Fault::Resets];
+    let mut s = Scenario::new("tls + authentication", schedule(&faults, 20), seed_or(12));
+    s.extra_toml = format!(
+        "[tls]\ncert-file = {:?}\nkey-file = {:?}\nclient-ca-file = {:?}\n\
+         client-auth = \"required\"\nprincipal-mapping-rules = [\"RULE:^CN=([^,]*),.*$/$1/\"]\n\
+         [auth]\nenabled = true\nsuperusers = [\"chaos\"]\n",
+        broker.cert, broker.key, ca.pem
+    );
+    s.workload.tls =
+        Some(ClientTls::from_files(&ca.pem, Some((&client.cert, &client.key))).unwrap());
+    must_pass(s).await;
 }
 
 /// A consumer group (3 members, each crashing every few seconds and rejoining as a new

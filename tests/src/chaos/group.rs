@@ -89,11 +89,13 @@ pub struct Slot {
     pub stopped: watch::Receiver<bool>,
     /// Turns true once the group has committed everything: close and end.
     pub drained: watch::Receiver<bool>,
+    /// TLS to the brokers.
+    pub tls: Option<rafka_client::ClientTls>,
 }
 
 /// Runs one consumer slot: incarnations one after another until `drained`.
 pub async fn consumer_slot(s: Slot) -> anyhow::Result<()> {
-    let Slot { history, bootstrap, topic, opts, slot, seed, stopped, drained } = s;
+    let Slot { history, bootstrap, topic, opts, slot, seed, stopped, drained, tls } = s;
     let mut rng = StdRng::seed_from_u64(seed ^ slot as u64);
     let mut incarnation = 0;
     loop {
@@ -110,6 +112,7 @@ pub async fn consumer_slot(s: Slot) -> anyhow::Result<()> {
             bootstrap: bootstrap.clone(),
             request_timeout: opts.request_timeout,
             total_timeout: opts.request_timeout * 3,
+            tls: tls.clone(),
             ..ClientConfig::default()
         };
         let Ok(client) = Client::with_config(config).await else {

@@ -98,6 +98,7 @@ pub async fn run(s: &Scenario) -> anyhow::Result<Outcome> {
         brokers: s.brokers,
         extra_toml: s.extra_toml.clone(),
         proxied: true,
+        client_tls: s.workload.tls.clone(),
         ..Default::default()
     })
     .await;

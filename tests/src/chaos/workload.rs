@@ -72,6 +72,8 @@ pub struct WorkloadOptions {
     pub group: Option<GroupOptions>,
     /// Seed of the consumers' crash times.
     pub seed: u64,
+    /// TLS (with a client certificate, for a cluster with authentication on).
+    pub tls: Option<rafka_client::ClientTls>,
 }
 
 impl Default for WorkloadOptions {
@@ -88,6 +90,7 @@ impl Default for WorkloadOptions {
             request_timeout: Duration::from_secs(5),
             group: None,
             seed: 0,
+            tls: None,
         }
     }
 }
@@ -140,7 +143,7 @@ impl Workload {
             opts: Arc::new(opts.clone()),
             stopped,
             acked: acked.clone(),
-            test: TestClient::new(addrs.iter().copied())
+            test: TestClient::with_tls(addrs.iter().copied(), opts.tls.clone())
                 .with_timeout(opts.request_timeout * 2)
                 .with_attempt_timeout(opts.request_timeout),
         };
@@ -149,6 +152,7 @@ impl Workload {
                 bootstrap: bootstrap.clone(),
                 request_timeout: opts.request_timeout,
                 total_timeout: opts.delivery_timeout,
+                tls: opts.tls.clone(),
                 ..ClientConfig::default()
             };
             let client = Client::with_config(config).await?;
@@ -185,6 +189,7 @@ impl Workload {
                     seed: opts.seed,
                     stopped: ctx.stopped.clone(),
                     drained: drained_rx.clone(),
+                    tls: opts.tls.clone(),
                 }));
             }
         }
@@ -200,6 +205,7 @@ impl Workload {
         let config = ClientConfig {
             bootstrap: self.bootstrap.clone(),
             request_timeout: self.opts.request_timeout,
+            tls: self.opts.tls.clone(),
             ..ClientConfig::default()
         };
         let client = Client::with_config(config).await?;
