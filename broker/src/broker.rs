@@ -74,7 +74,12 @@ impl Broker {
         std::fs::create_dir_all(files::dir(&config.data_dir))
             .map_err(|e| storage("creating the partitions directory", e))?;
         let tls = match config.tls.enabled() {
-            true => Some(Tls::load(&config.tls).map_err(|e| Error::InvalidConfig(e.to_string()))?),
+            true => {
+                let secret =
+                    config.auth.broker_secret().map_err(|e| Error::InvalidConfig(e.to_string()))?;
+                let tls = Tls::load_with_secret(&config.tls, secret.as_deref());
+                Some(tls.map_err(|e| Error::InvalidConfig(e.to_string()))?)
+            }
             false => None,
         };
         let bootstrap_user = config

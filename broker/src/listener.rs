@@ -6,7 +6,8 @@
 //!
 //! With TLS on, every connection must begin with a TLS handshake (anything else is closed
 //! unanswered); after it, a session that agreed on ALPN `h2` is gRPC, and any other is told
-//! apart by its first decrypted bytes as above (Kafka clients offer no ALPN).
+//! apart by its first decrypted bytes as above (Kafka clients offer no ALPN). A broker's
+//! proof of the cluster secret, if the session begins with one, is read first.
 
 use std::io;
 use std::net::SocketAddr;
@@ -116,6 +117,12 @@ async fn sort(
             }
         },
     };
+    if let Some(tls) = tls
+        && let Err(e) = conn.take_broker_proof(tls).await
+    {
+        refused(peer, &e);
+        return Err(io::Error::other(e.to_string()));
+    }
     if conn.alpn() == Some(ALPN_H2) {
         return Ok((Protocol::Grpc, conn));
     }

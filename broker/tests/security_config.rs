@@ -182,6 +182,43 @@ fn auth_keys_are_checked_and_name_the_key() {
 }
 
 #[test]
+fn a_cluster_secret_replaces_client_certificates_between_brokers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "ca");
+    let broker = ca.issue(dir.path(), "broker", "broker", &["127.0.0.1"]);
+    std::fs::write(dir.path().join("good.secret"), "0123456789abcdef0123\n").unwrap();
+    std::fs::write(dir.path().join("short.secret"), "tiny\n").unwrap();
+    let cluster = |secret: &str, tls_on: bool| BrokerConfig {
+        initial_cluster: "1=127.0.0.1:9092,2=127.0.0.1:9093".into(),
+        auth: AuthConfig {
+            enabled: true,
+            broker_secret_file: match secret {
+                "" => Default::default(),
+                name => dir.path().join(name),
+            },
+            ..Default::default()
+        },
+        tls: match tls_on {
+            true => tls(&broker, &ca.pem, ClientAuth::None),
+            false => TlsConfig::default(),
+        },
+        ..Default::default()
+    };
+    // Neither client certificates nor a secret: brokers could not tell each other apart.
+    let e = cluster("", true).validate().unwrap_err().to_string();
+    assert!(e.contains("`auth.enabled`") && e.contains("auth.broker-secret-file"), "{e}");
+    cluster("good.secret", true).validate().unwrap();
+    let e = cluster("good.secret", false).validate().unwrap_err().to_string();
+    assert!(e.contains("`auth.broker-secret-file`") && e.contains("TLS"), "{e}");
+    let e = cluster("short.secret", true).validate().unwrap_err().to_string();
+    assert!(e.contains("`auth.broker-secret-file`") && e.contains("at least 16"), "{e}");
+    let e = cluster("missing.secret", true).validate().unwrap_err().to_string();
+    assert!(e.contains("`auth.broker-secret-file`") && e.contains("missing.secret"), "{e}");
+    let secret = cluster("good.secret", true).auth.broker_secret().unwrap();
+    assert_eq!(secret.as_deref(), Some(&b"0123456789abcdef0123"[..]));
+}
+
+#[test]
 fn the_cli_variables_do_not_stop_a_broker() {
     // A shell set up for `rafka --user ...` can still start a broker.
     let env: Vec<(OsString, OsString)> = vec![

@@ -214,13 +214,16 @@ pub struct Caller {
     pub principal: Arc<str>,
     /// The client's IP address (no port), as ACL hosts name it.
     pub host: Arc<str>,
+    /// The connection proved it is a broker's (by certificate or cluster secret): no ACL
+    /// applies.
+    pub broker: bool,
 }
 
 impl Caller {
     /// The caller `principal` connecting from `peer` (an address, maybe with a port).
     pub fn new(principal: Arc<str>, peer: Option<std::net::SocketAddr>) -> Caller {
         let host = peer.map_or_else(|| Arc::from(""), |a| Arc::from(a.ip().to_string()));
-        Caller { principal, host }
+        Caller { principal, host, broker: false }
     }
 }
 
@@ -348,7 +351,7 @@ mod tests {
     }
 
     fn alice() -> Caller {
-        Caller { principal: Arc::from("User:alice"), host: Arc::from("127.0.0.1") }
+        Caller { principal: Arc::from("User:alice"), host: Arc::from("127.0.0.1"), broker: false }
     }
 
     fn topic_acl(name: &str, op: Operation) -> Acl {
@@ -401,7 +404,8 @@ mod tests {
         assert!(allows(&wildcard, &alice(), Operation::Read, &Resource::topic("anything")));
         let mut everyone = topic_acl("t", Operation::Read);
         everyone.principal = ANY_PRINCIPAL.into();
-        let bob = Caller { principal: Arc::from("User:bob"), host: Arc::from("10.0.0.1") };
+        let bob =
+            Caller { principal: Arc::from("User:bob"), host: Arc::from("10.0.0.1"), broker: false };
         assert!(allows([&everyone], &bob, Operation::Read, &Resource::topic("t")));
         let mut from_host = topic_acl("t", Operation::Read);
         from_host.host = "127.0.0.1".into();

@@ -5,8 +5,13 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde::Serialize;
 
+use crate::config::ClientAuth;
 use crate::config::ConfigError;
+use crate::config::TlsConfig;
 use crate::config::invalid;
+
+/// Shortest cluster secret accepted.
+pub const MIN_BROKER_SECRET: usize = 16;
 
 /// Authentication and authorization (`[auth]`). Off by default, as in Kafka and Redpanda.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +36,10 @@ pub struct AuthConfig {
     /// certificates) that are brokers: only they may make Raft, heartbeat and probe calls
     /// while authentication is on. Empty: the principal of this broker's own certificate.
     pub broker_principals: Vec<String>,
+    /// A file whose first line is a secret every broker of the cluster shares: brokers prove
+    /// it to each other (bound to each TLS session, never sent) instead of presenting client
+    /// certificates, for clusters with `tls.client-auth = "none"`. Needs TLS. Empty: none.
+    pub broker_secret_file: PathBuf,
 }
 
 impl Default for AuthConfig {
@@ -43,6 +52,7 @@ impl Default for AuthConfig {
             bootstrap_user: String::new(),
             bootstrap_password_file: PathBuf::new(),
             broker_principals: Vec::new(),
+            broker_secret_file: PathBuf::new(),
         }
     }
 }
@@ -106,6 +116,54 @@ impl AuthConfig {
             return Err(invalid(KEY, format!("{} holds an empty password", path.display())));
         }
         Ok(Some(password))
+    }
+
+    /// Checks the keys that go with `[tls]` on a cluster of `brokers` founding brokers: with
+    /// authentication on, several brokers must be able to prove they are brokers.
+    pub fn check_with(&self, tls: &TlsConfig, brokers: usize) -> Result<(), ConfigError> {
+        let secret_set = !self.broker_secret_file.as_os_str().is_empty();
+        if secret_set && !tls.enabled() {
+            return Err(invalid(
+                "auth.broker-secret-file",
+                "needs TLS (brokers prove the secret on TLS sessions): set tls.cert-file",
+            ));
+        }
+        if self.enabled && brokers > 1 && tls.client_auth == ClientAuth::None && !secret_set {
+            return Err(invalid(
+                "auth.enabled",
+                "brokers must prove they are brokers: set tls.client-auth to optional or \
+                 required (client certificates), or auth.broker-secret-file (a shared secret)",
+            ));
+        }
+        if secret_set {
+            self.broker_secret()?;
+        }
+        Ok(())
+    }
+
+    /// The cluster secret: the first line of `broker-secret-file` (at least
+    /// [`MIN_BROKER_SECRET`] bytes), `None` when the key is not set.
+    pub fn broker_secret(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        const KEY: &str = "auth.broker-secret-file";
+        let path = &self.broker_secret_file;
+        if path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| invalid(KEY, format!("cannot read {}: {e}", path.display())))?;
+        let secret = text.lines().next().unwrap_or_default().trim_end();
+        if secret.len() < MIN_BROKER_SECRET {
+            return Err(invalid(
+                KEY,
+                format!(
+                    "{} holds a secret of {} bytes: use at least {MIN_BROKER_SECRET} (e.g. \
+                     `openssl rand -hex 32`)",
+                    path.display(),
+                    secret.len()
+                ),
+            ));
+        }
+        Ok(Some(secret.as_bytes().to_vec()))
     }
 
     /// The mechanisms offered, parsed.

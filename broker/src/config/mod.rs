@@ -421,16 +421,7 @@ impl BrokerConfig {
         self.groups.validate()?;
         self.tls.validate()?;
         self.auth.validate()?;
-        if self.auth.enabled
-            && self.initial_cluster()?.len() > 1
-            && self.tls.client_auth == ClientAuth::None
-        {
-            return Err(invalid(
-                "auth.enabled",
-                "brokers prove they are brokers by their client certificates: set \
-                 tls.client-auth to optional or required",
-            ));
-        }
+        self.auth.check_with(&self.tls, self.initial_cluster()?.len())?;
         self.initial_cluster()?;
         #[cfg(feature = "failpoints")]
         for (from, to) in &self.dial_overrides {

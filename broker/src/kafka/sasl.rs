@@ -82,7 +82,7 @@ impl Session {
     /// it authenticates, which with authentication on it must before any is served).
     pub fn caller(&self) -> Caller {
         let principal = self.principal.clone().unwrap_or_else(|| Arc::from(ANONYMOUS));
-        Caller { principal, host: self.host.clone() }
+        Caller { principal, host: self.host.clone(), broker: false }
     }
 
     /// The mechanisms offered on this connection: PLAIN only over TLS unless allowed.

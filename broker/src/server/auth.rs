@@ -19,6 +19,9 @@ use crate::broker::Broker;
 use crate::service::acl;
 use crate::tls::stream::PeerInfo;
 
+/// The principal of a connection that proved the cluster secret (and has no certificate).
+pub const SECRET_BROKER: &str = "User:rafka-broker";
+
 /// The header carrying a user and password.
 pub const AUTHORIZATION: &str = "authorization";
 
@@ -66,6 +69,9 @@ pub fn brokers_only(
         }
         let info = req.extensions().get::<PeerInfo>();
         let peer = info.and_then(|i| i.addr).map(|a| a.to_string()).unwrap_or_default();
+        if info.is_some_and(|i| i.broker) {
+            return Ok(req);
+        }
         match info.and_then(|i| i.principal.clone()) {
             Some(p) if crate::service::users::is_broker(&b, &p) => Ok(req),
             Some(p) => {
@@ -93,10 +99,15 @@ pub fn interceptor(
 ) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + Send + Sync + 'static {
     move |mut req: Request<()>| {
         let principal = authenticate(&b, &req)?;
-        let addr = req.extensions().get::<PeerInfo>().and_then(|i| i.addr);
+        let info = req.extensions().get::<PeerInfo>();
+        let addr = info.and_then(|i| i.addr);
+        let mut caller = Caller::new(principal, addr);
+        caller.broker = b.config().auth.enabled
+            && (info.is_some_and(|i| i.broker)
+                || crate::service::users::is_broker(&b, &caller.principal));
         let caller = match on_behalf(&req) {
-            Some(client) if crate::service::users::is_broker(&b, &principal) => client,
-            _ => Caller::new(principal, addr),
+            Some(client) if caller.broker => client,
+            _ => caller,
         };
         req.extensions_mut().insert(caller);
         Ok(req)
@@ -108,7 +119,7 @@ fn on_behalf<T>(req: &Request<T>) -> Option<Caller> {
     let principal = req.metadata().get_bin(ON_BEHALF_PRINCIPAL)?.to_bytes().ok()?;
     let principal = std::str::from_utf8(&principal).ok()?;
     let host = req.metadata().get(ON_BEHALF_HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    Some(Caller { principal: Arc::from(principal), host: Arc::from(host) })
+    Some(Caller { principal: Arc::from(principal), host: Arc::from(host), broker: false })
 }
 
 /// Names `caller` in a request a broker forwards for it.
@@ -136,6 +147,7 @@ fn authenticate(b: &Broker, req: &Request<()>) -> Result<Arc<str>, Status> {
         }),
         None => match info.and_then(|i| i.principal.clone()) {
             Some(p) => Ok(p),
+            None if info.is_some_and(|i| i.broker) => Ok(Arc::from(SECRET_BROKER)),
             None => {
                 crate::metrics::auth_failed("grpc");
                 crate::telemetry::rate_limited_info(&format!(

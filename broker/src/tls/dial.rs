@@ -1,13 +1,15 @@
 //! The connector brokers dial each other with over TLS: TCP to the address to dial, then a
 //! TLS handshake that presents this broker's certificate and verifies the peer's against
 //! `client-ca-file` and the host of its *advertised* address (the fault suite dials proxies,
-//! but the certificate still has to name the broker).
+//! but the certificate still has to name the broker). With a cluster secret, the proof of it
+//! follows the handshake (see [`super::proof`]).
 
 use std::io;
 use std::sync::Arc;
 
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tonic::codegen::http::Uri;
 use tonic::transport::Channel;
@@ -30,7 +32,11 @@ impl rafka_raft::Dialer for TlsDialer {
                 let tcp = TcpStream::connect(&dial).await?;
                 tcp.set_nodelay(true)?;
                 let connector = tokio_rustls::TlsConnector::from(tls.configs().client);
-                let stream = connector.connect(name, tcp).await?;
+                let mut stream = connector.connect(name, tcp).await?;
+                if let Some(secret) = tls.broker_secret() {
+                    let preamble = secret.preamble(stream.get_ref().1).map_err(io::Error::other)?;
+                    stream.write_all(&preamble).await?;
+                }
                 Ok::<_, io::Error>(TokioIo::new(stream))
             }
         });

@@ -10,9 +10,11 @@
 //! - [`stream`]: an accepted connection, plaintext or TLS, with what the handshake learnt.
 //! - [`dial`]: the connector brokers dial each other with, verifying the peer's certificate
 //!   against its advertised name.
+//! - [`proof`]: the cluster secret's proof, for brokers without client certificates.
 
 pub mod dial;
 pub mod principal;
+pub mod proof;
 pub mod stream;
 
 use std::path::Path;
@@ -47,6 +49,8 @@ pub const ALPN_H2: &[u8] = b"h2";
 pub struct Tls {
     config: TlsConfig,
     rules: PrincipalRules,
+    /// `[auth] broker-secret-file`'s secret, when set.
+    secret: Option<proof::BrokerSecret>,
     state: Mutex<State>,
 }
 
@@ -97,6 +101,14 @@ fn stamp(path: &Path) -> Option<Stamp> {
 impl Tls {
     /// Reads the files of `config` (TLS must be on). Errors name the key of the file at fault.
     pub fn load(config: &TlsConfig) -> Result<Arc<Tls>, ConfigError> {
+        Tls::load_with_secret(config, None)
+    }
+
+    /// [`Tls::load`], with the cluster secret brokers prove to each other (see [`proof`]).
+    pub fn load_with_secret(
+        config: &TlsConfig,
+        secret: Option<&[u8]>,
+    ) -> Result<Arc<Tls>, ConfigError> {
         debug_assert!(config.enabled());
         let rules = PrincipalRules::parse(&config.principal_mapping_rules)
             .map_err(|e| invalid("tls.principal-mapping-rules", e))?;
@@ -106,6 +118,7 @@ impl Tls {
         Ok(Arc::new(Tls {
             config: config.clone(),
             rules,
+            secret: secret.map(proof::BrokerSecret::new),
             state: Mutex::new(State {
                 checked: Instant::now(),
                 stamps,
@@ -177,7 +190,12 @@ impl Tls {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).own.clone()
     }
 
-    /// The principal rules of verified client certificates.
+    /// The cluster secret brokers prove to each other, when `[auth] broker-secret-file` is set.
+    pub fn broker_secret(&self) -> Option<&proof::BrokerSecret> {
+        self.secret.as_ref()
+    }
+
+    /// The principal mapping rules.
     pub fn rules(&self) -> &PrincipalRules {
         &self.rules
     }

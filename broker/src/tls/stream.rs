@@ -33,6 +33,8 @@ pub struct PeerInfo {
     pub principal: Option<Arc<str>>,
     /// gRPC password logins verified on this connection.
     pub logins: Arc<crate::auth::LoginCache>,
+    /// The connection proved the cluster secret: it comes from a broker.
+    pub broker: bool,
 }
 
 enum Io {
@@ -60,6 +62,9 @@ pub enum Refused {
     /// No principal mapping rule applies to the verified certificate's subject.
     #[error("no principal mapping rule applies to the client certificate subject `{0}`")]
     Principal(String),
+    /// A broker's proof of the cluster secret that does not hold.
+    #[error("a broker preamble that does not prove the cluster secret")]
+    BrokerSecret,
     /// The connection closed or failed before the handshake.
     #[error("{0}")]
     Io(io::Error),
@@ -113,7 +118,7 @@ impl Conn {
             io: Io::Tls(Box::new(stream)),
             ahead: Vec::new(),
             pos: 0,
-            info: PeerInfo { addr, tls: true, principal, logins: Arc::default() },
+            info: PeerInfo { addr, tls: true, principal, ..Default::default() },
         })
     }
 
@@ -160,6 +165,29 @@ impl Conn {
                 Ok(self.ahead[self.pos..].to_vec())
             }
         }
+    }
+
+    /// Reads a broker's proof of the cluster secret if the session begins with one (see
+    /// [`super::proof`]): `Ok(true)` if it proves the secret (the connection is then a
+    /// broker's, and the proof is consumed), `Ok(false)` if there is none, an error if there
+    /// is a proof that does not hold (or no secret to check it against).
+    pub async fn take_broker_proof(&mut self, tls: &Tls) -> Result<bool, Refused> {
+        let Io::Tls(_) = &self.io else { return Ok(false) };
+        let first = self.first_bytes(super::proof::MAGIC.len()).await.map_err(Refused::Io)?;
+        if first != super::proof::MAGIC {
+            return Ok(false);
+        }
+        let got = self.first_bytes(super::proof::LEN).await.map_err(Refused::Io)?;
+        let Io::Tls(s) = &self.io else { return Ok(false) };
+        let proved = tls.broker_secret().is_some_and(|secret| secret.verify(s.get_ref().1, &got));
+        if !proved {
+            metrics::tls_refused("broker-secret");
+            return Err(Refused::BrokerSecret);
+        }
+        self.ahead.drain(..self.pos + super::proof::LEN);
+        self.pos = 0;
+        self.info.broker = true;
+        Ok(true)
     }
 
     /// The plaintext TCP stream, when the connection is one and nothing was read ahead (so
