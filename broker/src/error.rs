@@ -127,6 +127,9 @@ pub enum Error {
     /// denies it).
     #[error("{message}")]
     AuthorizationFailed { resource: ResourceType, message: String },
+    /// A security request (ACLs) on a broker with authentication off.
+    #[error("{0}")]
+    SecurityDisabled(String),
     /// A broker bug or an outcome that cannot happen: not the client's fault, not retriable.
     #[error("{0}")]
     Internal(String),
@@ -254,6 +257,7 @@ impl Error {
             Error::FencedInstanceId(_) => ErrorCode::FencedInstanceId,
             Error::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
             Error::AuthorizationFailed { .. } => ErrorCode::AuthorizationFailed,
+            Error::SecurityDisabled(_) => ErrorCode::SecurityDisabled,
             Error::Internal(_) => ErrorCode::Unknown,
         }
     }
@@ -333,6 +337,7 @@ impl Error {
             ErrorCode::OffsetOutOfRange => Error::OffsetOutOfRange { message, watermarks: None },
             ErrorCode::NotController => Error::NotController { message, leader: None },
             // Only cluster-wide requests are refused so by another broker.
+            ErrorCode::SecurityDisabled => Error::SecurityDisabled(message),
             ErrorCode::AuthorizationFailed => {
                 Error::AuthorizationFailed { resource: ResourceType::Cluster, message }
             }

@@ -186,7 +186,7 @@ fn a_cluster_secret_replaces_client_certificates_between_brokers() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Ca::new(dir.path(), "ca");
     let broker = ca.issue(dir.path(), "broker", "broker", &["127.0.0.1"]);
-    std::fs::write(dir.path().join("good.secret"), "0123456789abcdef0123\n").unwrap();
+    std::fs::write(dir.path().join("good.secret"), "0123456789abcdef0123456789abcdef\n").unwrap();
     std::fs::write(dir.path().join("short.secret"), "tiny\n").unwrap();
     let cluster = |secret: &str, tls_on: bool| BrokerConfig {
         initial_cluster: "1=127.0.0.1:9092,2=127.0.0.1:9093".into(),
@@ -211,11 +211,11 @@ fn a_cluster_secret_replaces_client_certificates_between_brokers() {
     let e = cluster("good.secret", false).validate().unwrap_err().to_string();
     assert!(e.contains("`auth.broker-secret-file`") && e.contains("TLS"), "{e}");
     let e = cluster("short.secret", true).validate().unwrap_err().to_string();
-    assert!(e.contains("`auth.broker-secret-file`") && e.contains("at least 16"), "{e}");
+    assert!(e.contains("`auth.broker-secret-file`") && e.contains("at least 32"), "{e}");
     let e = cluster("missing.secret", true).validate().unwrap_err().to_string();
     assert!(e.contains("`auth.broker-secret-file`") && e.contains("missing.secret"), "{e}");
     let secret = cluster("good.secret", true).auth.broker_secret().unwrap();
-    assert_eq!(secret.as_deref(), Some(&b"0123456789abcdef0123"[..]));
+    assert_eq!(secret.as_deref(), Some(&b"0123456789abcdef0123456789abcdef"[..]));
 }
 
 #[test]

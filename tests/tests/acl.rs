@@ -315,3 +315,33 @@ async fn acls_decide_what_each_user_may_do() {
     }
     assert!(counted >= 4.0, "topic denials counted: {counted}");
 }
+
+/// ACLs change only while authentication is on: on an open cluster anyone could otherwise
+/// plant ACLs that take effect once it is switched on (Kafka answers SECURITY_DISABLED).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acls_cannot_be_changed_while_authentication_is_off() {
+    let cluster = Cluster::start(1).await;
+    let b = cluster.addrs()[0].to_string();
+    let run = run_cli(
+        &[
+            "--bootstrap",
+            &b,
+            "acl",
+            "create",
+            "--principal",
+            "User:x",
+            "--operation",
+            "All",
+            "--cluster",
+        ],
+        &[],
+        "",
+    )
+    .await;
+    assert_ne!(run.code, Some(0), "an ACL was created on an open cluster");
+    assert_eq!(run.stderr.trim().lines().count(), 1, "one line: {}", run.stderr);
+    assert!(run.stderr.contains("authentication on"), "{}", run.stderr);
+    let run = run_cli(&["--bootstrap", &b, "acl", "list", "--output", "json"], &[], "").await;
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert_eq!(run.stdout.trim(), "[]");
+}

@@ -136,8 +136,8 @@ impl Acl {
         if self.name.is_empty() {
             return Some("empty resource name".into());
         }
-        if self.host.is_empty() {
-            return Some("empty host (use * for any host)".into());
+        if self.host != ANY_HOST && self.host.parse::<std::net::IpAddr>().is_err() {
+            return Some(format!("host {:?} is not an IP address or * (any host)", self.host));
         }
         if [&self.name, &self.principal, &self.host].iter().any(|s| s.len() > MAX_NAME) {
             return Some(format!("a name is longer than {MAX_NAME} bytes"));
@@ -222,8 +222,18 @@ pub struct Caller {
 impl Caller {
     /// The caller `principal` connecting from `peer` (an address, maybe with a port).
     pub fn new(principal: Arc<str>, peer: Option<std::net::SocketAddr>) -> Caller {
-        let host = peer.map_or_else(|| Arc::from(""), |a| Arc::from(a.ip().to_string()));
+        let host =
+            peer.map_or_else(|| Arc::from(""), |a| Arc::from(a.ip().to_canonical().to_string()));
         Caller { principal, host, broker: false }
+    }
+}
+
+/// `host` as callers' hosts are written: an IP address in its canonical form (IPv4-mapped
+/// IPv6 as IPv4, IPv6 compressed), anything else (`*`) as it is.
+pub fn canonical_host(host: &str) -> String {
+    match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) => host.to_string(),
     }
 }
 
@@ -466,5 +476,22 @@ mod tests {
         e.name = "t".into();
         e.host = String::new();
         assert!(e.invalid().is_some());
+        e.host = "broker.example".into();
+        assert!(e.invalid().unwrap().contains("IP address"));
+    }
+
+    #[test]
+    fn hosts_are_compared_in_canonical_form() {
+        assert_eq!(canonical_host("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(canonical_host("0:0:0:0:0:0:0:1"), "::1");
+        assert_eq!(canonical_host("*"), "*");
+        let mapped: std::net::SocketAddr = "[::ffff:10.0.0.1]:5000".parse().unwrap();
+        let caller = Caller::new(Arc::from("User:alice"), Some(mapped));
+        assert_eq!(&*caller.host, "10.0.0.1");
+        let mut deny = topic_acl("t", Operation::Read);
+        deny.permission = Permission::Deny;
+        deny.host = canonical_host("::ffff:10.0.0.1");
+        let acls = [topic_acl("t", Operation::Read), deny];
+        assert!(!allows(&acls, &caller, Operation::Read, &Resource::topic("t")));
     }
 }

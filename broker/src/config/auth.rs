@@ -11,7 +11,7 @@ use crate::config::TlsConfig;
 use crate::config::invalid;
 
 /// Shortest cluster secret accepted.
-pub const MIN_BROKER_SECRET: usize = 16;
+pub const MIN_BROKER_SECRET: usize = 32;
 
 /// Authentication and authorization (`[auth]`). Off by default, as in Kafka and Redpanda.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

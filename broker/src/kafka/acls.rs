@@ -159,7 +159,7 @@ fn refusal(b: &Broker, session: &Session, op: Operation) -> Option<(i16, String)
     Some((errors::code(&e), e.to_string()))
 }
 
-/// CreateAcls 0-3: each valid creation is stored; invalid ones answer INVALID_REQUEST.
+/// CreateAcls 1-3: each valid creation is stored; invalid ones answer INVALID_REQUEST.
 pub async fn create(b: &Broker, session: &Session, req: CreateAclsRequest) -> CreateAclsResponse {
     let result = |code: i16, message: Option<String>| {
         AclCreationResult::default()
@@ -184,7 +184,7 @@ pub async fn create(b: &Broker, session: &Session, req: CreateAclsRequest) -> Cr
     CreateAclsResponse::default().with_results(results)
 }
 
-/// DescribeAcls 0-3: the ACLs the filter selects, grouped by resource pattern.
+/// DescribeAcls 1-3: the ACLs the filter selects, grouped by resource pattern.
 pub fn describe(b: &Broker, session: &Session, req: DescribeAclsRequest) -> DescribeAclsResponse {
     let resp = DescribeAclsResponse::default();
     if let Some((code, message)) = refusal(b, session, Operation::Describe) {
@@ -229,7 +229,7 @@ pub fn describe(b: &Broker, session: &Session, req: DescribeAclsRequest) -> Desc
     resp.with_error_code(errors::NONE).with_resources(resources)
 }
 
-/// DeleteAcls 0-3: what each filter deleted.
+/// DeleteAcls 1-3: what each filter deleted.
 pub async fn delete(b: &Broker, session: &Session, req: DeleteAclsRequest) -> DeleteAclsResponse {
     let failed = |code: i16, message: String| {
         DeleteAclsFilterResult::default().with_error_code(code).with_error_message(text(message))

@@ -221,6 +221,23 @@ pub async fn delete_topics(
             Some(t) if id.is_nil() => topic_uuid(&state.cluster_id, t.id),
             _ => id,
         };
+        // A topic named by id that the caller may not describe stays unnamed (its name is
+        // not revealed), as in Kafka.
+        let by_id = !id.is_nil()
+            && version >= 6
+            && req.topics.iter().any(|t| t.topic_id == id && t.name.is_none());
+        let hidden = by_id
+            && name
+                .as_ref()
+                .is_some_and(|n| !acl::allows(b, caller, Operation::Describe, Resource::topic(n)));
+        if hidden {
+            let n = name.clone().unwrap_or_default();
+            let e = acl::denied(caller, Operation::Describe, Resource::topic(&n));
+            let out =
+                DeletableTopicResult::default().with_topic_id(id).with_error_code(errors::code(&e));
+            responses.push(out);
+            continue;
+        }
         let r = match &name {
             Some(n) => match acl::authorize(b, caller, Operation::Delete, Resource::topic(n)) {
                 Ok(()) => controller::delete_topic(b, n.clone()).await,

@@ -98,7 +98,7 @@ pub async fn heartbeat(
     }
     let leaving = req.member_epoch == LEAVE_EPOCH || req.member_epoch == STATIC_LEAVE_EPOCH;
     let epoch = req.member_epoch;
-    match beat(b, req, client_id).await {
+    match beat(b, caller, req, client_id).await {
         Ok((member_id, member_epoch, assignment, interval)) => {
             let out = ConsumerGroupHeartbeatResponse::default()
                 .with_member_id(Some(s(member_id)))
@@ -131,6 +131,7 @@ impl From<Error> for Refusal {
 /// The member's id, epoch, assignment and heartbeat interval.
 async fn beat(
     b: &Broker,
+    caller: &Caller,
     req: ConsumerGroupHeartbeatRequest,
     client_id: &str,
 ) -> std::result::Result<(String, i32, Option<hb::Assignment>, i32), Refusal> {
@@ -156,10 +157,16 @@ async fn beat(
         .subscribed_topic_names
         .as_ref()
         .map(|names| names.iter().map(|n| n.0.to_string()).collect());
+    // As Kafka: a named topic the caller may not describe is refused; a regex matches only
+    // the topics it may.
+    for name in names.iter().flatten() {
+        acl::authorize(b, caller, Operation::Describe, Resource::topic(name))?;
+    }
     let subscribed = match (&regex, names) {
         (Some(r), names) => {
             let mut matched = resolve_regex(r, &topics)
                 .map_err(|message| Refusal { code: errors::INVALID_REGULAR_EXPRESSION, message })?;
+            matched.retain(|t| acl::allows(b, caller, Operation::Describe, Resource::topic(t)));
             matched.extend(names.unwrap_or_default());
             matched
         }

@@ -109,6 +109,7 @@ pub fn code(e: &Error) -> i16 {
             ResourceType::Cluster => CLUSTER_AUTHORIZATION_FAILED,
             ResourceType::TransactionalId => TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
         },
+        Error::SecurityDisabled(_) => SECURITY_DISABLED,
         Error::Internal(_) => UNKNOWN_SERVER_ERROR,
     }
 }

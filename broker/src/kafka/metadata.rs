@@ -99,7 +99,11 @@ pub async fn handle(
     if allow && b.config().auto_create_topics && names.is_some() {
         let mut created = false;
         for (name, t) in &md.topics {
-            if !matches!(t, Err(Error::UnknownTopic(_))) || !may_create(b, caller, name) {
+            let describable = acl::allows(b, caller, Operation::Describe, Resource::topic(name));
+            if !matches!(t, Err(Error::UnknownTopic(_)))
+                || !describable
+                || !may_create(b, caller, name)
+            {
                 continue;
             }
             let new = NewTopic {

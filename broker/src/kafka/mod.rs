@@ -107,7 +107,7 @@ enum Job {
 /// replicate at once; any other request waits until every request before it is answered,
 /// so it sees their effects as it would one at a time.
 pub async fn serve(b: Arc<Broker>, conn: Conn) {
-    let session = Session::new(conn.info());
+    let session = Session::new(&b, conn.info());
     // A plaintext connection splits into owned halves; a TLS session shares one state.
     match conn.into_plain() {
         Ok((stream, _)) => {

@@ -39,6 +39,8 @@ pub struct Session {
     pub principal: Option<Arc<str>>,
     /// The connection closes once the answers queued so far are written.
     pub closing: bool,
+    /// The connection is a broker's (its certificate names a broker principal).
+    broker: bool,
     state: State,
     /// SaslHandshake 0 chose the mechanism: raw tokens follow.
     raw: bool,
@@ -58,8 +60,12 @@ enum State {
 
 impl Session {
     /// The session of a connection the handshake (if any) described as `info`.
-    pub fn new(info: &PeerInfo) -> Session {
+    pub fn new(b: &Broker, info: &PeerInfo) -> Session {
+        let broker = b.config().auth.enabled
+            && (info.broker
+                || info.principal.as_ref().is_some_and(|p| crate::service::users::is_broker(b, p)));
         Session {
+            broker,
             peer: info.addr.map(|a| a.to_string()).unwrap_or_default(),
             host: Caller::new(Arc::from(ANONYMOUS), info.addr).host,
             tls: info.tls,
@@ -82,7 +88,7 @@ impl Session {
     /// it authenticates, which with authentication on it must before any is served).
     pub fn caller(&self) -> Caller {
         let principal = self.principal.clone().unwrap_or_else(|| Arc::from(ANONYMOUS));
-        Caller { principal, host: self.host.clone(), broker: false }
+        Caller { principal, host: self.host.clone(), broker: self.broker }
     }
 
     /// The mechanisms offered on this connection: PLAIN only over TLS unless allowed.
@@ -182,6 +188,7 @@ fn step(b: &Broker, s: &mut Session, token: &[u8]) -> Result<Bytes, Mechanism> {
                 });
                 if ok {
                     s.principal = Some(Arc::from(format!("User:{user}")));
+                    s.broker = false;
                     Ok(Bytes::new())
                 } else {
                     Err((Mechanism::Plain, user, "invalid credentials".into()))
@@ -209,6 +216,7 @@ fn step(b: &Broker, s: &mut Session, token: &[u8]) -> Result<Bytes, Mechanism> {
             match exchange.finish(token) {
                 Ok(last) => {
                     s.principal = Some(Arc::from(format!("User:{user}")));
+                    s.broker = false;
                     Ok(Bytes::from(last))
                 }
                 Err(e) => Err((m, user, e.to_string())),

@@ -102,7 +102,11 @@ pub fn interceptor(
         let info = req.extensions().get::<PeerInfo>();
         let addr = info.and_then(|i| i.addr);
         let mut caller = Caller::new(principal, addr);
+        // A broker by its connection only (certificate or cluster secret), never by a user
+        // name that happens to equal a broker's principal.
+        let by_connection = req.metadata().get(AUTHORIZATION).is_none();
         caller.broker = b.config().auth.enabled
+            && by_connection
             && (info.is_some_and(|i| i.broker)
                 || crate::service::users::is_broker(&b, &caller.principal));
         let caller = match on_behalf(&req) {

@@ -166,6 +166,9 @@ impl Groups for GroupsService {
     ) -> Result<Response<v1::GroupHeartbeatResponse>, Status> {
         let started = Instant::now();
         authorize(&self.broker, &req, Operation::Read, Resource::group(&req.get_ref().group_id))?;
+        for topic in &req.get_ref().subscribed_topics {
+            authorize(&self.broker, &req, Operation::Describe, Resource::topic(topic))?;
+        }
         let req = req.into_inner();
         let hb = HeartbeatRequest {
             group: req.group_id,
@@ -259,7 +262,14 @@ impl Groups for GroupsService {
         let started = Instant::now();
         let group = Resource::group(&req.get_ref().group_id);
         authorize(&self.broker, &req, Operation::Describe, group)?;
-        let r = svc::describe(&self.broker, &req.get_ref().group_id).await;
+        let who = caller(&req);
+        let r = svc::describe(&self.broker, &req.get_ref().group_id).await.map(|mut d| {
+            // Offsets and lag only of the topics the caller may describe.
+            let b = &self.broker;
+            d.offsets
+                .retain(|o| acl::allows(b, &who, Operation::Describe, Resource::topic(&o.topic)));
+            d
+        });
         m::request("describe_group", code_of(&r), started);
         Ok(Response::new(r.map_or_else(
             |e| v1::DescribeGroupResponse { error: Some(to_proto(&e)), ..Default::default() },

@@ -74,7 +74,7 @@ pub fn forward<T>(
     fwd.metadata_mut().insert(FORWARDED_HEADER, "1".parse().expect("ascii"));
     // This broker authenticated the client; the controller leader authenticates this broker
     // (by its certificate) and authorizes the client it names.
-    if let Some(c) = caller {
+    if let Some(c) = caller.filter(|c| !c.broker) {
         auth::name_on_behalf(&mut fwd, &c);
     }
     Ok((ch, fwd))

@@ -19,7 +19,8 @@ use crate::controller::Command;
 use crate::error::Error;
 use crate::error::Result;
 
-/// Whether `caller` skips the ACLs: authentication off, a superuser, or a broker.
+/// Whether `caller` skips the ACLs: authentication off, a superuser, or a broker (proved by
+/// its connection: a broker certificate or the cluster secret, never a password).
 pub fn unchecked(b: &Broker, caller: &Caller) -> bool {
     let auth = &b.config().auth;
     !auth.enabled
@@ -28,7 +29,6 @@ pub fn unchecked(b: &Broker, caller: &Caller) -> bool {
             .principal
             .strip_prefix("User:")
             .is_some_and(|u| auth.superusers.iter().any(|s| s == u))
-        || super::users::is_broker(b, &caller.principal)
 }
 
 /// Whether `caller` may do `op` on `resource` (not counted or logged: for what is filtered
@@ -74,12 +74,15 @@ pub fn allows_idempotent_write(b: &Broker, caller: &Caller) -> bool {
 
 /// The ACLs `filter` selects, from this broker's copy of the controller state.
 pub fn list(b: &Broker, filter: &AclFilter) -> Vec<Acl> {
+    let filter = canonical_filter(filter);
     filter.select(&b.controller().state().acls).into_iter().cloned().collect()
 }
 
 /// Stores `acls` (on the controller leader, asked over gRPC from any other broker). All
 /// are checked before any is stored.
 pub async fn create(b: &Broker, acls: Vec<Acl>) -> Result<()> {
+    security_enabled(b)?;
+    let acls: Vec<Acl> = acls.into_iter().map(canonical).collect();
     if let Some((a, why)) = acls.iter().find_map(|a| a.invalid().map(|w| (a, w))) {
         return Err(Error::InvalidRequest(format!("invalid ACL {a}: {why}")));
     }
@@ -99,12 +102,15 @@ pub async fn create(b: &Broker, acls: Vec<Acl>) -> Result<()> {
 /// Deletes the ACLs each filter selects (on the controller leader, asked over gRPC from
 /// any other broker); what each deleted.
 pub async fn delete(b: &Broker, filters: &[AclFilter]) -> Result<Vec<Vec<Acl>>> {
+    security_enabled(b)?;
     if !b.controller().is_leader() {
         return crate::remote::delete_acls(b, filters).await;
     }
     let state = b.controller().state();
-    let matched: Vec<Vec<Acl>> =
-        filters.iter().map(|f| f.select(&state.acls).into_iter().cloned().collect()).collect();
+    let matched: Vec<Vec<Acl>> = filters
+        .iter()
+        .map(|f| canonical_filter(f).select(&state.acls).into_iter().cloned().collect())
+        .collect();
     let mut all: Vec<Acl> = matched.iter().flatten().cloned().collect();
     all.sort();
     all.dedup();
@@ -115,4 +121,27 @@ pub async fn delete(b: &Broker, filters: &[AclFilter]) -> Result<Vec<Vec<Acl>>> 
         b.controller().propose(Command::DeleteAcls { acls: all }).await?;
     }
     Ok(matched)
+}
+
+/// ACLs are changed only while authentication is on (Kafka answers SECURITY_DISABLED
+/// without an authorizer): on an open cluster anyone could otherwise plant ACLs that take
+/// effect once it is switched on.
+fn security_enabled(b: &Broker) -> Result<()> {
+    if b.config().auth.enabled {
+        return Ok(());
+    }
+    Err(Error::SecurityDisabled(
+        "ACLs apply only with authentication on ([auth] enabled); none were changed".into(),
+    ))
+}
+
+/// `f` with its host written as ACLs' hosts are.
+fn canonical_filter(f: &AclFilter) -> AclFilter {
+    AclFilter { host: f.host.as_deref().map(crate::acl::canonical_host), ..f.clone() }
+}
+
+/// `a` with its host written as the caller's host is (IPv4-mapped IPv6 as IPv4).
+fn canonical(mut a: Acl) -> Acl {
+    a.host = crate::acl::canonical_host(&a.host);
+    a
 }

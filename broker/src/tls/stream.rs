@@ -184,7 +184,8 @@ impl Conn {
             metrics::tls_refused("broker-secret");
             return Err(Refused::BrokerSecret);
         }
-        self.ahead.drain(..self.pos + super::proof::LEN);
+        debug_assert_eq!(self.pos, 0, "nothing of the session was read yet");
+        self.ahead.drain(..super::proof::LEN);
         self.pos = 0;
         self.info.broker = true;
         Ok(true)
