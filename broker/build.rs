@@ -1,4 +1,9 @@
-//! Compiles the brokers' internal contract (`proto/internal.proto`) with protox: no protoc.
+//! Compiles the brokers' internal contract (`proto/internal.proto`) with protox: no protoc;
+//! and records the git commit built (`RAFKA_GIT_COMMIT`: from `git`, else from the
+//! environment variable of that name — a container build without `.git` passes it — else
+//! `unknown`).
+
+use std::process::Command;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = ["proto/internal.proto"];
@@ -7,5 +12,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, ["proto"])?;
     tonic_prost_build::configure().compile_fds(fds)?;
+    commit();
     Ok(())
+}
+
+fn git(args: &[&str]) -> Option<String> {
+    let out = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && !text.is_empty()).then_some(text)
+}
+
+fn commit() {
+    println!("cargo:rerun-if-env-changed=RAFKA_GIT_COMMIT");
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        // A new commit moves HEAD or the branch it names.
+        for f in ["HEAD", "refs/heads", "packed-refs"] {
+            println!("cargo:rerun-if-changed={dir}/{f}");
+        }
+    }
+    let commit = git(&["rev-parse", "--short=12", "HEAD"])
+        .or_else(|| std::env::var("RAFKA_GIT_COMMIT").ok().filter(|c| !c.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=RAFKA_GIT_COMMIT={commit}");
 }

@@ -3,7 +3,7 @@
 # libclang (RocksDB's Rust crate compiles RocksDB's C++ and generates bindings with libclang).
 # With --test also what the tests run: kcat (librdkafka's command-line client) and, in a
 # Python venv of their own ($RAFKA_VENV, default ~/.cache/rafka-venv), the confluent-kafka
-# and kafka-python clients.
+# and kafka-python clients, and systemd-analyze (the systemd unit is verified).
 # Installs what is missing with apt-get when running as root on Debian/Ubuntu; otherwise
 # stops with a message saying exactly what to install.
 set -euo pipefail
@@ -21,6 +21,8 @@ if $tests; then
     command -v kcat >/dev/null 2>&1 || missing+=(kcat)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+    # `systemd-analyze verify` checks the systemd unit (deploy/systemd/).
+    command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 fi
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
     && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 \

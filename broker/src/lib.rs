@@ -11,7 +11,8 @@
 //!    [`json_entry`], [`metrics`] (names), [`telemetry`], [`http`] (`/metrics`, `/healthz`,
 //!    `/readyz`), [`supervisor`] (owns every background task), [`tls`] (TLS on the broker
 //!    port and between brokers: certificates reloaded when their files change, mTLS
-//!    principals, the connector brokers dial each other with).
+//!    principals, the connector brokers dial each other with), [`notify`] (systemd's
+//!    readiness protocol).
 //! 2. Domain cores, testable without sockets:
 //!    - [`partition`]: one partition replica — state machine (next offset, producer table,
 //!      checkpoints, snapshots at the retention point), produce with idempotence, fetch,
@@ -53,6 +54,7 @@ pub mod json_entry;
 pub mod kafka;
 pub mod listener;
 pub mod metrics;
+pub mod notify;
 pub mod partition;
 pub mod reassign;
 pub mod reconcile;
@@ -93,6 +95,10 @@ impl http::Health for BrokerHealth {
     }
 }
 
+/// This build's version and git commit, as `--version` prints them: `0.1.0 (commit 1a2b3c)`.
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RAFKA_GIT_COMMIT"), ")");
+
 /// How long the gRPC server may take to close open connections after a graceful shutdown
 /// (peers and clients with keep-alive): a moment, not forever.
 const SERVER_CLOSE: Duration = Duration::from_secs(1);
@@ -110,6 +116,7 @@ pub async fn run(
     let prometheus =
         telemetry::install_metrics_recorder().map_err(|e| Error::Internal(e.to_string()))?;
     metrics::describe();
+    metrics::build_info(env!("CARGO_PKG_VERSION"), env!("RAFKA_GIT_COMMIT"));
     rafka_raft::metrics::describe();
     rafka_raft::metrics::describe_replication();
     let grace = Duration::from_millis(config.shutdown_timeout_ms);
@@ -147,7 +154,8 @@ pub async fn run(
     });
     let health = Arc::new(BrokerHealth(broker.clone()));
     let http_tls = broker.tls().filter(|t| t.on_http()).cloned();
-    let http_server = http::serve(http_listener, http_tls, prometheus.clone(), health, stopped());
+    let http_server =
+        http::serve(http_listener, http_tls, prometheus.clone(), health.clone(), stopped());
     servers.spawn("HTTP server", async move {
         if let Err(e) = http_server.await {
             tracing::error!("HTTP server stopped: {e}");
@@ -162,6 +170,7 @@ pub async fn run(
     tasks.spawn("leader balance", upkeep::leader_balance(broker.clone()));
     tasks.spawn("group sessions", upkeep::group_sessions(broker.clone()));
     tasks.spawn("group upkeep", upkeep::group_upkeep(broker.clone()));
+    tasks.spawn("service manager readiness", notify::ready_when(health.clone()));
     tracing::info!(broker = broker.id(), addr = %broker.address(), "broker started");
     if let Some(warning) = broker.config().exposure_warning() {
         tracing::warn!("{warning}");
@@ -169,6 +178,7 @@ pub async fn run(
     let failed = tokio::select! {
         _ = shutdown => {
             tracing::info!("shutting down");
+            notify::stopping();
             None
         }
         // The server ending by itself is a failure (the port died): still shut down in order.

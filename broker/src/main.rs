@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
             http = %config.http,
             data_dir = %config.data_dir.display(),
             "starting rafka-broker {}",
-            env!("CARGO_PKG_VERSION")
+            rafka_broker::VERSION
         );
         if cfg!(feature = "failpoints") {
             tracing::warn!("built with crash points (feature failpoints): a test build only");

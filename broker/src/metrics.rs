@@ -53,6 +53,7 @@ pub const AUTH_FAILURES: &str = "rafka_broker_authentication_failures_total";
 /// Requests refused for want of permission, by `resource` (`broker`: a broker-only call
 /// from a principal that is not a broker).
 pub const DENIALS: &str = "rafka_broker_authorization_denials_total";
+pub const BUILD_INFO: &str = "rafka_build_info";
 
 /// Describes every broker metric to the installed recorder.
 pub fn describe() {
@@ -104,6 +105,13 @@ pub fn request(rpc: &'static str, code: rafka_proto::ErrorCode, started: std::ti
 /// Counts a failed authentication.
 pub fn auth_failed(protocol: &'static str) {
     metrics::counter!(AUTH_FAILURES, "protocol" => protocol).increment(1);
+}
+
+/// Sets `rafka_build_info{version, commit}` to 1 (Prometheus' idiom for labels that
+/// describe the process).
+pub fn build_info(version: &'static str, commit: &'static str) {
+    metrics::describe_gauge!(BUILD_INFO, "1, labelled with the version and git commit built.");
+    metrics::gauge!(BUILD_INFO, "version" => version, "commit" => commit).set(1.0);
 }
 
 /// Counts a request refused for want of permission.

@@ -376,3 +376,36 @@ fn args_parse_and_only_given_flags_override() {
     assert_eq!(e.kind(), clap::error::ErrorKind::DisplayVersion);
     assert!(Args::try_parse_from(["rafka-broker", "--log-format", "xml"]).is_err());
 }
+
+/// `deploy/systemd/broker.env` (the unit's `EnvironmentFile`) is a valid configuration:
+/// every line a variable the broker knows, the whole a founding broker of three.
+#[test]
+fn systemd_environment_example_is_a_valid_configuration() {
+    let text = include_str!("../../deploy/systemd/broker.env");
+    let env: Vec<(OsString, OsString)> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not KEY=VALUE: {l}"));
+            (k.into(), v.into())
+        })
+        .collect();
+    assert!(env.len() >= 5, "{env:?}");
+    let config = BrokerConfig::load_with_env(&Args::default(), env).unwrap();
+    config.validate().unwrap();
+    assert_eq!(config.node_id, 1);
+    assert_eq!(config.advertise_addr(), "kafka-1:9092");
+    assert_eq!(config.log_format, LogFormat::Json);
+    // The commented TLS and authentication lines parse too, once uncommented.
+    let commented: Vec<(OsString, OsString)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# RAFKA_"))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (format!("RAFKA_{k}").into(), v.into()))
+        .collect();
+    assert!(commented.len() >= 4, "{commented:?}");
+    let with_security = BrokerConfig::load_with_env(&Args::default(), commented).unwrap();
+    assert!(with_security.auth.enabled);
+    assert_eq!(with_security.auth.superusers, ["admin"]);
+}

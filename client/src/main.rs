@@ -32,7 +32,11 @@ use cli::output::Output;
 
 /// rafka: a partitioned, replicated commit log. Talk to a cluster from the shell.
 #[derive(Debug, Parser)]
-#[command(name = "rafka", version, propagate_version = true)]
+#[command(
+    name = "rafka",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RAFKA_GIT_COMMIT"), ")"),
+    propagate_version = true
+)]
 struct Cli {
     /// Brokers to ask first, `host:port[,host:port...]`; one live broker is enough.
     #[arg(long, global = true, env = "RAFKA_BOOTSTRAP", default_value = "127.0.0.1:9092")]

@@ -183,6 +183,8 @@ pub struct Broker {
     child: Option<Child>,
     paused: bool,
     last_exit: Option<ExitStatus>,
+    /// Extra environment of the process (beyond the test's, less its `RAFKA_*`).
+    env: Vec<(String, String)>,
     /// Held by a broker outside a [`crate::Cluster`] (the no-flags broker); dropped after the
     /// process is killed.
     _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
@@ -190,7 +192,7 @@ pub struct Broker {
 
 impl Broker {
     pub(crate) fn new(spec: Spec) -> Broker {
-        Broker { spec, child: None, paused: false, last_exit: None, _turn: None }
+        Broker { spec, child: None, paused: false, last_exit: None, env: Vec::new(), _turn: None }
     }
 
     /// Starts `rafka-broker` with no arguments at all in the working directory `dir`, as a
@@ -312,6 +314,7 @@ impl Broker {
                 cmd.env_remove(k);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         // A test process killed abruptly (Ctrl-C, a CI timeout) must not leave brokers
         // holding ports. The signal fires when the spawning *thread* exits: brokers are
         // spawned from the test's thread or its runtime's workers, which outlive them.
@@ -327,6 +330,12 @@ impl Broker {
         self.child = Some(child);
         self.paused = false;
         Ok(())
+    }
+
+    /// Sets `key` in the environment of the broker's next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     /// SIGKILL (kill -9) and reap. A no-op on a stopped broker.

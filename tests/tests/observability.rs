@@ -125,6 +125,9 @@ async fn metrics_and_health_endpoints() {
                 all.iter().any(|s| s.name.starts_with("rafka_raft_")),
                 "no rafka_raft_* metric"
             );
+            let version = env!("CARGO_PKG_VERSION");
+            let build = sample_value(&all, "rafka_build_info", &[("version", version)]);
+            anyhow::ensure!(build == Some(1.0), "rafka_build_info{{version={version}}}: {build:?}");
             Ok::<_, anyhow::Error>(())
         })
         .await

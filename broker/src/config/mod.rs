@@ -238,7 +238,7 @@ pub enum LogFormat {
 /// left out leave the lower layers alone, and environment variables are read by
 /// [`BrokerConfig::load`], not by clap, so that they rank below the flags.
 #[derive(Debug, Clone, Default, PartialEq, Eq, clap::Parser, Serialize)]
-#[command(name = "rafka-broker", version, about = "The rafka broker")]
+#[command(name = "rafka-broker", version = crate::VERSION, about = "The rafka broker")]
 #[serde(rename_all = "kebab-case")]
 pub struct Args {
     /// TOML config file (keys as in deploy/broker.example.toml).
