@@ -3,7 +3,8 @@
 # libclang (RocksDB's Rust crate compiles RocksDB's C++ and generates bindings with libclang).
 # With --test also what the tests run: kcat (librdkafka's command-line client) and, in a
 # Python venv of their own ($RAFKA_VENV, default ~/.cache/rafka-venv), the confluent-kafka
-# and kafka-python clients, and systemd-analyze (the systemd unit is verified).
+# and kafka-python clients, systemd-analyze and promtool (deploy/'s unit and rules are
+# checked).
 # Installs what is missing with apt-get when running as root on Debian/Ubuntu; otherwise
 # stops with a message saying exactly what to install.
 set -euo pipefail
@@ -23,6 +24,8 @@ if $tests; then
     python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
     # `systemd-analyze verify` checks the systemd unit (deploy/systemd/).
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+    # `promtool check` checks the Prometheus config and alert rules (deploy/prometheus/).
+    command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
     && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 \

@@ -54,6 +54,10 @@ pub const AUTH_FAILURES: &str = "rafka_broker_authentication_failures_total";
 /// from a principal that is not a broker).
 pub const DENIALS: &str = "rafka_broker_authorization_denials_total";
 pub const BUILD_INFO: &str = "rafka_build_info";
+pub const UNDER_REPLICATED: &str = "rafka_controller_under_replicated_partitions";
+pub const OFFLINE: &str = "rafka_controller_offline_partitions";
+pub const DISK_FREE: &str = "rafka_broker_disk_free_bytes";
+pub const DISK_TOTAL: &str = "rafka_broker_disk_total_bytes";
 
 /// Describes every broker metric to the installed recorder.
 pub fn describe() {
@@ -72,6 +76,20 @@ pub fn describe() {
     );
     metrics::describe_gauge!(PARTITION_SEGMENTS, "Segment files per hosted partition.");
     metrics::describe_gauge!(PARTITION_LEADER, "1 when this broker leads the partition.");
+    metrics::describe_gauge!(
+        UNDER_REPLICATED,
+        "Partitions with fewer in-sync replicas than replicas (on the controller leader; 0 elsewhere)."
+    );
+    metrics::describe_gauge!(
+        OFFLINE,
+        "Partitions without a live leader (on the controller leader; 0 elsewhere)."
+    );
+    metrics::describe_gauge!(
+        DISK_FREE,
+        Unit::Bytes,
+        "Space free to the broker on its data directory's filesystem."
+    );
+    metrics::describe_gauge!(DISK_TOTAL, Unit::Bytes, "Size of the data directory's filesystem.");
     metrics::describe_gauge!(CONTROLLER_LEADER, "1 when this broker leads the controller.");
     metrics::describe_gauge!(CONTROLLER_TOPICS, "Topics in the controller state.");
     metrics::describe_gauge!(CONTROLLER_BROKERS, "Registered brokers.");
@@ -84,6 +102,14 @@ pub fn describe() {
     metrics::describe_counter!(TLS_RELOADS, "Readings of changed TLS files, by result.");
     metrics::describe_counter!(AUTH_FAILURES, "Failed authentications, by protocol.");
     metrics::describe_counter!(DENIALS, "Requests refused for want of permission, by resource.");
+    // Counters of security events exist from the start (at 0), so dashboards and alerts
+    // see a rate of 0 rather than no series.
+    for protocol in ["kafka", "grpc"] {
+        metrics::counter!(AUTH_FAILURES, "protocol" => protocol).increment(0);
+    }
+    for resource in ["topic", "group", "cluster", "transactional_id", "broker"] {
+        metrics::counter!(DENIALS, "resource" => resource).increment(0);
+    }
 }
 
 /// Counts a connection refused before its TLS session began.

@@ -87,6 +87,23 @@ async fn hand_to_preferred<A: App, S: StateMachine<A>>(
     }
 }
 
+/// On the controller leader: partitions with fewer in-sync replicas than replicas, and
+/// partitions without a live leader. Elsewhere (0, 0), so that only one broker reports them.
+fn partition_health(b: &Broker, state: &crate::controller::state::ControllerState) -> (u64, u64) {
+    if !b.controller().is_leader() {
+        return (0, 0);
+    }
+    let (mut under, mut offline) = (0, 0);
+    for p in state.topics.values().flat_map(|t| &t.partitions) {
+        match b.live().partition(p.group).filter(|l| b.is_alive(l.leader)) {
+            None => offline += 1,
+            Some(l) if l.in_sync.len() < p.replicas.len() => under += 1,
+            Some(_) => {}
+        }
+    }
+    (under, offline)
+}
+
 /// Refreshes the per-partition and controller gauges.
 pub async fn metrics(b: Arc<Broker>) {
     loop {
@@ -112,6 +129,17 @@ pub async fn metrics(b: Arc<Broker>) {
         metrics::gauge!(m::CONTROLLER_TOPICS).set(state.topics.len() as f64);
         metrics::gauge!(m::CONTROLLER_BROKERS).set(state.brokers.len() as f64);
         metrics::gauge!(m::CONTROLLER_VERSION).set(state.version as f64);
+        let (under, offline) = partition_health(&b, &state);
+        metrics::gauge!(m::UNDER_REPLICATED).set(under as f64);
+        metrics::gauge!(m::OFFLINE).set(offline as f64);
+        match nix::sys::statvfs::statvfs(&b.config().data_dir) {
+            Ok(fs) => {
+                let block = fs.fragment_size() as f64;
+                metrics::gauge!(m::DISK_FREE).set(fs.blocks_available() as f64 * block);
+                metrics::gauge!(m::DISK_TOTAL).set(fs.blocks() as f64 * block);
+            }
+            Err(e) => tracing::debug!("statvfs of the data directory: {e}"),
+        }
         tokio::time::sleep(METRICS_INTERVAL).await;
     }
 }

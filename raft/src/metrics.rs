@@ -97,6 +97,10 @@ pub fn describe_replication() {
     metrics::describe_gauge!(DRIVER_LEADERS, Unit::Count, "Raft groups led");
     metrics::describe_counter!(DRIVER_HEARTBEATS, Unit::Count, "Group heartbeats triggered");
     metrics::describe_counter!(DRIVER_ELECTIONS, Unit::Count, "Campaigns started, by cause");
+    // At 0 from the start: a dashboard's election rate is 0, not "no data", until one.
+    for cause in ["peer_down", "no_leader"] {
+        metrics::counter!(DRIVER_ELECTIONS, "cause" => cause).increment(0);
+    }
     metrics::describe_gauge!(DETECTOR_PEER_ALIVE, Unit::Count, "1 while a peer broker is alive");
     metrics::describe_counter!(DETECTOR_PEER_DOWN, Unit::Count, "Times a peer was declared dead");
     metrics::describe_counter!(TRANSPORT_RPCS, Unit::Count, "Raft RPCs sent");
