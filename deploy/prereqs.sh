@@ -3,8 +3,8 @@
 # libclang (RocksDB's Rust crate compiles RocksDB's C++ and generates bindings with libclang).
 # With --test also what the tests run: kcat (librdkafka's command-line client) and, in a
 # Python venv of their own ($RAFKA_VENV, default ~/.cache/rafka-venv), the confluent-kafka
-# and kafka-python clients, systemd-analyze and promtool (deploy/'s unit and rules are
-# checked).
+# and kafka-python clients and kubernetes-validate, systemd-analyze and promtool (deploy/'s
+# manifests, unit and rules are checked).
 # Installs what is missing with apt-get when running as root on Debian/Ubuntu; otherwise
 # stops with a message saying exactly what to install.
 set -euo pipefail
@@ -33,13 +33,16 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
     missing+=(libclang-dev)
 fi
 
-# The Kafka clients the tests drive from Python, in a venv of their own (RAFKA_VENV).
+# The Kafka clients the tests drive from Python, and kubernetes-validate (the Kubernetes
+# manifests' schema check, offline), in a venv of their own (RAFKA_VENV).
 venv="${RAFKA_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/rafka-venv}"
 python_clients() {
-    "$venv/bin/python" -c 'import confluent_kafka, kafka' >/dev/null 2>&1 && return 0
-    echo "rafka: installing the Python Kafka clients into $venv" >&2
+    "$venv/bin/python" -c 'import confluent_kafka, kafka, kubernetes_validate' >/dev/null 2>&1 \
+        && return 0
+    echo "rafka: installing the Python test tools into $venv" >&2
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q 'confluent-kafka==2.16.*' 'kafka-python==3.0.*'
+    "$venv/bin/pip" install -q 'confluent-kafka==2.16.*' 'kafka-python==3.0.*' \
+        'kubernetes-validate==1.37.*'
 }
 
 if [ ${#missing[@]} -ne 0 ]; then
