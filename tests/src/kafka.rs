@@ -25,6 +25,25 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// kcat's options (`-X ...`) for SASL_SSL as `user` with `mechanism`, trusting `ca`.
+pub fn kcat_sasl(ca: &std::path::Path, mechanism: &str, user: &str, password: &str) -> Vec<String> {
+    [
+        "security.protocol=sasl_ssl".to_string(),
+        format!("ssl.ca.location={}", ca.display()),
+        format!("sasl.mechanisms={mechanism}"),
+        format!("sasl.username={user}"),
+        format!("sasl.password={password}"),
+    ]
+    .into_iter()
+    .flat_map(|x| ["-X".to_string(), x])
+    .collect()
+}
+
+/// `head` then `tail`, as one argument list.
+pub fn with_options<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
+    head.iter().copied().chain(tail.iter().map(String::as_str)).collect()
+}
+
 /// Runs `kcat` with `args` and `stdin`, bounded by [`KCAT_TIMEOUT`]. kcat comes from the
 /// test prerequisites (`deploy/prereqs.sh`): a missing one fails the test.
 pub async fn kcat(args: &[&str], stdin: &str) -> anyhow::Result<Run> {

@@ -13,31 +13,15 @@ use rafka_tests::certs::Ca;
 use rafka_tests::cluster::ClusterOptions;
 use rafka_tests::http::http_get;
 use rafka_tests::kafka::kcat;
+use rafka_tests::kafka::kcat_sasl as sasl;
 use rafka_tests::kafka::must_kcat;
 use rafka_tests::kafka::must_python;
+use rafka_tests::kafka::with_options as args;
 use rafka_tests::wait::poll;
 
 const ADMIN_PW: &str = "admin-Pa55word-4a1";
 const ALICE_PW: &str = "alice-Pa55word-c0d";
 const BOB_PW: &str = "bob-Pa55word-77e";
-
-/// kcat's options for SASL_SSL as `user` with `mechanism`.
-fn sasl(ca: &Path, mechanism: &str, user: &str, password: &str) -> Vec<String> {
-    [
-        "security.protocol=sasl_ssl".to_string(),
-        format!("ssl.ca.location={}", ca.display()),
-        format!("sasl.mechanisms={mechanism}"),
-        format!("sasl.username={user}"),
-        format!("sasl.password={password}"),
-    ]
-    .into_iter()
-    .flat_map(|x| ["-X".to_string(), x])
-    .collect()
-}
-
-fn args<'a>(head: &[&'a str], tail: &'a [String]) -> Vec<&'a str> {
-    head.iter().copied().chain(tail.iter().map(String::as_str)).collect()
-}
 
 /// The cluster's bootstrap list, its CA and the admin's password file.
 struct Setup {
