@@ -167,12 +167,6 @@ trait HasWireError {
     fn wire_error(&self) -> Option<&v1::Error>;
 }
 
-impl HasWireError for v1::ListUsersResponse {
-    fn wire_error(&self) -> Option<&v1::Error> {
-        self.error.as_ref()
-    }
-}
-
 /// Implements [`HasWireError`] for responses whose field is named `error`.
 macro_rules! has_wire_error {
     ($($t:ty),*) => {$(
@@ -184,7 +178,12 @@ macro_rules! has_wire_error {
     )*};
 }
 
-has_wire_error!(v1::AlterUsersResponse, v1::CreateAclsResponse, v1::DeleteAclsResponse);
+has_wire_error!(
+    v1::ListUsersResponse,
+    v1::AlterUsersResponse,
+    v1::CreateAclsResponse,
+    v1::DeleteAclsResponse
+);
 
 /// Users and their credentials' (hash, iterations), from the controller leader.
 pub async fn list_users(

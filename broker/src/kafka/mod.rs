@@ -289,8 +289,6 @@ pub async fn answer(
     if !session.admits(b, key) {
         return Err(unauthenticated(session, key));
     }
-    let peer = session.peer.clone();
-    let peer = peer.as_str();
     let caller = session.caller();
     if key == ApiKey::ApiVersions && !versions::served(key, f.version) {
         // A newer client's first request: answer version 0 with the versions known here.
@@ -371,6 +369,7 @@ pub async fn answer(
         ApiKey::JoinGroup => {
             let req: JoinGroupRequest = frame::decode(&mut body, version)?;
             let client_id = header.client_id.as_deref().unwrap_or_default().to_string();
+            let peer = session.peer.as_str();
             let host = format!("/{}", peer.rsplit_once(':').map_or(peer, |(h, _)| h));
             respond(&header, &groups::join_group(b, &caller, req, version, &client_id, &host).await)
         }
