@@ -4,7 +4,8 @@
 # With --test also what the tests run: kcat (librdkafka's command-line client) and, in a
 # Python venv of their own ($RAFKA_VENV, default ~/.cache/rafka-venv), the confluent-kafka
 # and kafka-python clients and kubernetes-validate, systemd-analyze and promtool (deploy/'s
-# manifests, unit and rules are checked).
+# manifests, unit and rules are checked), and Docker (docker.io, docker-compose, debootstrap)
+# for the container image and Compose suite.
 # Installs what is missing with apt-get when running as root on Debian/Ubuntu; otherwise
 # stops with a message saying exactly what to install.
 set -euo pipefail
@@ -26,6 +27,10 @@ if $tests; then
     command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
     # `promtool check` checks the Prometheus config and alert rules (deploy/prometheus/).
     command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+    # The Docker suite: a dockerd of its own, Compose v1 and a debootstrapped base image.
+    command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+    command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+    command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 fi
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 \
     && ! ls /usr/lib/*/libclang*.so* >/dev/null 2>&1 \

@@ -5,6 +5,7 @@
 //! with them or in the modules that drive them (`bootstrap`, `reconcile`, `reassign`,
 //! `heartbeat`, `upkeep`); none of those is imported here.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +41,8 @@ pub struct Broker {
     id: u64,
     /// Advertised client (and Raft) address.
     address: String,
+    /// Advertised addresses of the named listeners, by name.
+    listeners: BTreeMap<String, String>,
     node: RaftNode,
     /// Identity of this broker's data directory (see [`crate::bootstrap`]).
     incarnation: u64,
@@ -70,6 +73,12 @@ impl Broker {
     ) -> Result<Broker> {
         let id = config.node_id;
         let address = config.advertise_addr().to_string();
+        let listeners = config
+            .named_listeners()
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?
+            .into_iter()
+            .map(|l| (l.name, l.advertise))
+            .collect();
         let storage = |what: &str, e: std::io::Error| Error::Storage(format!("{what}: {e}"));
         std::fs::create_dir_all(files::dir(&config.data_dir))
             .map_err(|e| storage("creating the partitions directory", e))?;
@@ -123,6 +132,7 @@ impl Broker {
         Ok(Broker {
             id,
             address,
+            listeners,
             node,
             incarnation,
             controller: Controller::new(id),
@@ -145,6 +155,16 @@ impl Broker {
     /// The address clients and other brokers reach this broker at.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The advertised addresses of its named listeners, by name.
+    pub fn listeners(&self) -> &BTreeMap<String, String> {
+        &self.listeners
+    }
+
+    /// This broker's address for a client of the named `listener` (`None`: the internal one).
+    pub fn address_on(&self, listener: Option<&str>) -> &str {
+        listener.and_then(|l| self.listeners.get(l)).map_or(&self.address, String::as_str)
     }
 
     /// The configuration it runs with.

@@ -36,6 +36,7 @@ pub async fn run(b: Arc<Broker>) {
             incarnation: b.incarnation(),
             controller_replica: b.controller().replica_id(),
             batch_format: b.batch_format_supported(),
+            listeners: b.listeners().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
         if b.controller().is_leader() {
             handle(&b, req);

@@ -103,16 +103,44 @@ pub const VERSION: &str =
 /// (peers and clients with keep-alive): a moment, not forever.
 const SERVER_CLOSE: Duration = Duration::from_secs(1);
 
-/// Runs a broker on bound listeners (gRPC: clients and Raft; HTTP: metrics and health)
-/// until `shutdown` resolves, then shuts down gracefully: background tasks are cancelled
-/// and awaited, leaderships are handed off, partition state is checkpointed, servers stop.
-/// When it returns, nothing it started is running.
+/// The bound ports of a broker.
+pub struct Listeners {
+    /// The broker port (`listen`): gRPC and Kafka, clients and Raft.
+    pub broker: TcpListener,
+    /// The named listeners (`listeners`), by name: gRPC and Kafka, for clients.
+    pub named: Vec<(String, TcpListener)>,
+    /// The HTTP side port (`http`): metrics and health.
+    pub http: TcpListener,
+}
+
+impl Listeners {
+    /// Binds every port `config` names.
+    pub async fn bind(config: &config::BrokerConfig) -> Result<Listeners, Error> {
+        let bind = |what: String, addr: String| async move {
+            TcpListener::bind(&addr)
+                .await
+                .map_err(|e| Error::InvalidConfig(format!("cannot listen on {addr} ({what}): {e}")))
+        };
+        let broker = bind("listen".into(), config.listen.clone()).await?;
+        let http = bind("http".into(), config.http.clone()).await?;
+        let mut named = Vec::new();
+        for l in config.named_listeners().map_err(|e| Error::InvalidConfig(e.to_string()))? {
+            let what = format!("listener {}", l.name);
+            named.push((l.name, bind(what, l.listen.to_string()).await?));
+        }
+        Ok(Listeners { broker, named, http })
+    }
+}
+
+/// Runs a broker on bound listeners until `shutdown` resolves, then shuts down gracefully:
+/// background tasks are cancelled and awaited, leaderships are handed off, partition state
+/// is checkpointed, servers stop. When it returns, nothing it started is running.
 pub async fn run(
-    grpc: TcpListener,
-    http_listener: TcpListener,
+    listeners: Listeners,
     config: config::BrokerConfig,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
+    let Listeners { broker: grpc, named, http: http_listener } = listeners;
     let prometheus =
         telemetry::install_metrics_recorder().map_err(|e| Error::Internal(e.to_string()))?;
     metrics::describe();
@@ -144,10 +172,15 @@ pub async fn run(
     };
     let (grpc_done_tx, mut grpc_done) = tokio::sync::oneshot::channel();
     // One port, two protocols: gRPC connections go to tonic, Kafka ones to their own tasks.
-    let kafka_broker = broker.clone();
-    let incoming = listener::split(grpc, broker.tls().cloned(), &servers, move |conn| {
-        kafka::serve(kafka_broker.clone(), conn)
-    });
+    // Every listener feeds the one gRPC server.
+    let ports = std::iter::once((None, grpc)).chain(named.into_iter().map(|(n, l)| (Some(n), l)));
+    let incoming = futures::stream::select_all(ports.map(|(name, port)| {
+        let kafka_broker = broker.clone();
+        let name = name.map(Arc::<str>::from);
+        Box::pin(listener::split(port, name, broker.tls().cloned(), &servers, move |conn| {
+            kafka::serve(kafka_broker.clone(), conn)
+        }))
+    }));
     let grpc_server = grpc_router(&broker).serve_with_incoming_shutdown(incoming, stopped());
     servers.spawn("gRPC server", async move {
         let _ = grpc_done_tx.send(grpc_server.await);

@@ -48,9 +48,11 @@ pub fn protocol_of(first: &[u8]) -> Protocol {
 /// Accepts connections on `listener` until the supervisor stops, runs the TLS handshake
 /// when `tls` is on, and sorts them: gRPC connections come out of the returned stream (for
 /// tonic's `serve_with_incoming`), Kafka connections go to `kafka`, each on a task of
-/// `servers`.
+/// `servers`. Each connection's [`PeerInfo`](crate::tls::stream::PeerInfo) names `name`, the
+/// named listener (`None`: the internal one).
 pub fn split<K, F>(
     listener: TcpListener,
+    name: Option<Arc<str>>,
     tls: Option<Arc<Tls>>,
     servers: &Supervisor,
     kafka: K,
@@ -79,12 +81,17 @@ where
             let kafka = kafka.clone();
             let connections = tasks.clone();
             let tls = tls.clone();
+            let name = name.clone();
             tasks.spawn("sort a connection", async move {
                 let sorted =
                     tokio::time::timeout(SNIFF_TIMEOUT, sort(stream, peer, tls.as_deref()))
                         .await
                         .unwrap_or_else(|_| {
                             Err(io::Error::new(io::ErrorKind::TimedOut, "sent nothing"))
+                        })
+                        .map(|(protocol, mut conn)| {
+                            conn.set_listener(name);
+                            (protocol, conn)
                         });
                 match sorted {
                     Ok((Protocol::Grpc, conn)) => {

@@ -2,7 +2,6 @@
 //! `./rafka-data`, gRPC on 127.0.0.1:9092 and HTTP on 127.0.0.1:9644. SIGTERM or Ctrl-C shut
 //! it down gracefully.
 
-use anyhow::Context;
 use clap::Parser;
 use rafka_broker::config::Args;
 use rafka_broker::config::BrokerConfig;
@@ -24,15 +23,11 @@ fn main() -> anyhow::Result<()> {
     rafka_broker::telemetry::init_tracing(config.log_format, &config.log_level)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let grpc = tokio::net::TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} (--listen)", config.listen))?;
-        let http = tokio::net::TcpListener::bind(&config.http)
-            .await
-            .with_context(|| format!("cannot listen on {} (--http)", config.http))?;
+        let listeners = rafka_broker::Listeners::bind(&config).await?;
         tracing::info!(
             node_id = config.node_id,
             listen = %config.listen,
+            listeners = %config.listeners,
             http = %config.http,
             data_dir = %config.data_dir.display(),
             "starting rafka-broker {}",
@@ -41,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         if cfg!(feature = "failpoints") {
             tracing::warn!("built with crash points (feature failpoints): a test build only");
         }
-        rafka_broker::run(grpc, http, config, shutdown_signal()).await?;
+        rafka_broker::run(listeners, config, shutdown_signal()).await?;
         Ok(())
     })
 }

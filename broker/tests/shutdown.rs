@@ -105,9 +105,13 @@ fn shutdown_leaves_no_task_running() {
         };
         config.validate().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let broker = rafka_broker::run(grpc, http, config, async {
-            let _ = stopped.await;
-        });
+        let broker = rafka_broker::run(
+            rafka_broker::Listeners { broker: grpc, named: vec![], http },
+            config,
+            async {
+                let _ = stopped.await;
+            },
+        );
         let client = async {
             wait_ready(http_addr).await;
             session(grpc_addr).await;

@@ -399,6 +399,11 @@ impl Client {
         leader_in(&md, topic, partition)
     }
 
+    /// The address of broker `id` as the cached metadata gives it.
+    pub(crate) fn broker_address(&self, id: u64) -> Option<String> {
+        self.inner.metadata.lock().unwrap().metadata.address_of(id).map(str::to_string)
+    }
+
     /// Marks the cached metadata stale: the next routed call fetches it again.
     pub fn invalidate_metadata(&self) {
         self.inner.metadata.lock().unwrap().fresh_since = None;

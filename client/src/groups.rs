@@ -63,12 +63,15 @@ impl Client {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let cache = self.coordinator_cache();
+        let known = |id: u64| self.broker_address(id);
         let route = || cache.lock().unwrap().get(group).cloned();
         let on_error = |e: &Error, hint: Option<v1::LeaderHint>| {
             let mut cache = cache.lock().unwrap();
             match (e.code(), hint) {
                 (Some(ErrorCode::NotCoordinator), Some(h)) if !h.address.is_empty() => {
-                    cache.insert(group.to_string(), h.address);
+                    // Metadata's address of the broker: the hint's is its internal one.
+                    let address = known(h.broker_id).unwrap_or(h.address);
+                    cache.insert(group.to_string(), address);
                 }
                 _ if e.is_retriable() => {
                     cache.remove(group);

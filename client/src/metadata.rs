@@ -123,11 +123,11 @@ impl ClusterMetadata {
         self.topic(name)?.partitions.iter().find(|p| p.partition == partition)
     }
 
-    /// Points `topic`/`partition` at broker `id` (at `address`), from a `NOT_LEADER` hint.
+    /// Points `topic`/`partition` at broker `id` (at `address`), from a `NOT_LEADER` hint. A
+    /// broker already known keeps the address Metadata gave: a hint names the broker's
+    /// internal address, which a client of another listener may not reach.
     pub(crate) fn set_leader(&mut self, topic: &str, partition: u32, id: u64, address: &str) {
-        if let Some(b) = self.brokers.iter_mut().find(|b| b.broker_id == id) {
-            b.address = address.to_string();
-        } else {
+        if !self.brokers.iter().any(|b| b.broker_id == id) {
             self.brokers.push(BrokerDescription {
                 broker_id: id,
                 address: address.to_string(),

@@ -172,6 +172,8 @@ pub(crate) struct Spec {
     pub(crate) cwd: PathBuf,
     pub(crate) addr: SocketAddr,
     pub(crate) http_addr: SocketAddr,
+    /// The `external` listener's address ([`crate::ClusterOptions::external_listener`]).
+    pub(crate) external_addr: Option<SocketAddr>,
     pub(crate) data_dir: PathBuf,
     pub(crate) log_path: PathBuf,
 }
@@ -224,6 +226,7 @@ impl Broker {
             cwd: dir.to_path_buf(),
             addr,
             http_addr,
+            external_addr: None,
             data_dir: dir.join("rafka-data"),
             log_path: dir.join("broker.log"),
         });
@@ -231,6 +234,11 @@ impl Broker {
         broker.start().unwrap_or_else(|e| panic!("{e:#}"));
         broker.wait_ready(Duration::from_secs(60)).await.unwrap_or_else(|e| panic!("{e:#}"));
         broker
+    }
+
+    /// The address of its `external` listener, when it has one.
+    pub fn external_addr(&self) -> Option<SocketAddr> {
+        self.spec.external_addr
     }
 
     /// The broker id (`--node-id`).

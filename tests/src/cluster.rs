@@ -78,6 +78,9 @@ pub struct ClusterOptions {
     /// TLS settings of the clients [`Cluster::client`] makes (brokers configured for TLS in
     /// `extra_toml`); `None`: plaintext.
     pub client_tls: Option<rafka_client::ClientTls>,
+    /// Every broker gets a second listener named `external` on a port of its own, advertised
+    /// as `localhost:PORT` ([`Broker::external_addr`]); brokers talk over the first.
+    pub external_listener: bool,
 }
 
 impl Default for ClusterOptions {
@@ -90,6 +93,7 @@ impl Default for ClusterOptions {
             binary: None,
             proxied: false,
             client_tls: None,
+            external_listener: false,
         }
     }
 }
@@ -147,6 +151,8 @@ impl Cluster {
         let reserve = |i| ReservedPort::on(ip(i)).expect("reserving a loopback port");
         let ports: Vec<(ReservedPort, ReservedPort)> =
             (0..opts.brokers).map(|i| (reserve(i), reserve(i))).collect();
+        let mut external: Vec<Option<ReservedPort>> =
+            (0..opts.brokers).map(|i| opts.external_listener.then(|| reserve(i))).collect();
         let net = match opts.proxied {
             false => None,
             true => {
@@ -206,9 +212,16 @@ impl Cluster {
                 cwd: home.clone(),
                 addr,
                 http_addr,
+                external_addr: external[i].as_ref().map(ReservedPort::addr),
                 data_dir,
                 log_path: home.join("broker.log"),
             });
+            if let Some(port) = external[i].take() {
+                let addr = port.release();
+                broker.set_env("RAFKA_LISTENERS", &format!("external={addr}"));
+                let advertised = format!("external=localhost:{}", addr.port());
+                broker.set_env("RAFKA_ADVERTISED_LISTENERS", &advertised);
+            }
             // Released at the last moment: the window in which another process could take
             // the port is the spawn itself.
             grpc.release();

@@ -22,6 +22,8 @@
 //! - [`ports`]: [`ports::ReservedPort`], a loopback port held until a broker is spawned.
 //! - `fake` (unit tests only): in-process fake brokers that test [`TestClient`]'s routing
 //!   without the real broker.
+//! - [`docker`]: a Docker daemon of the test's own, the locally built base image, and image
+//!   builds from `deploy/docker/Dockerfile`.
 //! - [`certs`]: a CA made in the test, issuing broker and client certificates as PEM files.
 //! - [`chaos`]: the fault suite — proxies between brokers, histories, nemesis, checker.
 //! - [`wait`]: waiting on conditions with deadlines ([`wait::poll`], [`wait::bounded`]) and
@@ -45,6 +47,7 @@ pub mod certs;
 pub mod chaos;
 pub mod client;
 pub mod cluster;
+pub mod docker;
 #[cfg(test)]
 mod fake;
 pub mod groups;

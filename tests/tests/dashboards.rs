@@ -48,9 +48,11 @@ fn dashboard_queries() -> Vec<String> {
 
 #[test]
 fn promtool_accepts_the_scrape_config_and_the_alert_rules() {
-    for (what, file) in
-        [("rules", "deploy/prometheus/alerts.yml"), ("config", "deploy/prometheus/prometheus.yml")]
-    {
+    for (what, file) in [
+        ("rules", "deploy/prometheus/alerts.yml"),
+        ("config", "deploy/prometheus/prometheus.yml"),
+        ("config", "deploy/prometheus/compose.yml"),
+    ] {
         let out = std::process::Command::new("promtool")
             .args(["check", what])
             .arg(repo().join(file))

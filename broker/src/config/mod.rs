@@ -33,10 +33,12 @@
 
 mod auth;
 mod groups;
+pub mod listeners;
 mod tls;
 
 pub use auth::AuthConfig;
 pub use groups::GroupsConfig;
+pub use listeners::NamedListener;
 pub use tls::ClientAuth;
 pub use tls::TlsConfig;
 
@@ -80,6 +82,11 @@ pub struct BrokerConfig {
     pub listen: String,
     /// `host:port` other brokers and clients reach this broker at; empty: `listen`.
     pub advertise: String,
+    /// More listeners, `name=ip:port,...`, for clients in other networks (see [`listeners`]).
+    pub listeners: String,
+    /// Their advertised addresses, `name=host:port,...`; a listener left out advertises its
+    /// bind address.
+    pub advertised_listeners: String,
     /// `ip:port` of the HTTP side port: `/metrics`, `/healthz`, `/readyz`.
     pub http: String,
     /// Directory of this broker's logs and metadata.
@@ -139,6 +146,8 @@ impl Default for BrokerConfig {
             node_id: 1,
             listen: "127.0.0.1:9092".into(),
             advertise: String::new(),
+            listeners: String::new(),
+            advertised_listeners: String::new(),
             http: "127.0.0.1:9644".into(),
             data_dir: PathBuf::from("./rafka-data"),
             initial_cluster: String::new(),
@@ -395,6 +404,7 @@ impl BrokerConfig {
             }
         }
         self.check_advertise()?;
+        self.named_listeners()?;
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data-dir", "must not be empty"));
         }
@@ -452,6 +462,11 @@ impl BrokerConfig {
     /// when it is empty.
     pub fn advertise_addr(&self) -> &str {
         if self.advertise.is_empty() { &self.listen } else { &self.advertise }
+    }
+
+    /// The listeners besides the internal one (`listen` / `advertise`).
+    pub fn named_listeners(&self) -> Result<Vec<NamedListener>, ConfigError> {
+        listeners::parse(&self.listeners, &self.advertised_listeners)
     }
 
     /// The founding brokers, id → advertised address. Empty `initial-cluster` is a single-node
@@ -538,7 +553,7 @@ fn raft_reason(e: rafka_raft::Error) -> String {
 
 /// Checks a dialable `host:port`: a DNS name, an IPv4 address or a bracketed IPv6 address,
 /// and a port in 1..=65535.
-fn check_host_port(addr: &str) -> Result<(), String> {
+pub(crate) fn check_host_port(addr: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("`{addr}` is not host:port: {why}"));
     let Some((host, port)) = addr.rsplit_once(':') else {
         return bad("no port");

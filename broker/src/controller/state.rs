@@ -39,6 +39,18 @@ pub struct BrokerRecord {
     /// formats were reported are 1).
     #[serde(default = "legacy_format")]
     pub batch_format: u32,
+    /// Advertised addresses of its named listeners, by name (see
+    /// [`crate::config::listeners`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, String>,
+}
+
+impl BrokerRecord {
+    /// Its address for a client of the named `listener` (`None`: the internal one); a broker
+    /// without that listener is shown at its internal address.
+    pub fn address_on(&self, listener: Option<&str>) -> &str {
+        listener.and_then(|l| self.listeners.get(l)).unwrap_or(&self.address)
+    }
 }
 
 fn legacy_format() -> u32 {
@@ -523,6 +535,7 @@ mod tests {
                 rack: None,
                 incarnation: id,
                 batch_format: 2,
+                listeners: BTreeMap::new(),
             },
             cluster_id: "c".into(),
         }
@@ -701,6 +714,7 @@ mod tests {
                 rack: None,
                 incarnation: 77,
                 batch_format: 2,
+                listeners: BTreeMap::new(),
             },
             cluster_id: "c".into(),
         };

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::configs;
 use super::controller;
 use super::errors;
-use super::metadata::host_port;
+use super::metadata::address_for;
 use super::metadata::node_id;
 use super::metadata::topic_uuid;
 use crate::acl::Caller;
@@ -315,7 +315,11 @@ pub async fn create_partitions(
 }
 
 /// DescribeCluster 0-1 (brokers only: controllers are not separate nodes in rafka).
-pub async fn describe_cluster(b: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub async fn describe_cluster(
+    b: &Broker,
+    listener: Option<&str>,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let out = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_authorized_operations(i32::MIN);
@@ -334,7 +338,7 @@ pub async fn describe_cluster(b: &Broker, req: DescribeClusterRequest) -> Descri
                 .iter()
                 .filter(|x| x.alive)
                 .map(|x| {
-                    let (host, port) = host_port(&x.address);
+                    let (host, port) = address_for(b, listener, x.broker_id, &x.address);
                     DescribeClusterBroker::default()
                         .with_broker_id(node_id(x.broker_id))
                         .with_host(s(host))

@@ -82,7 +82,7 @@ pub async fn handle(b: &Broker, caller: &Caller, req: FetchRequest, version: i16
             Err(e) if version >= 12 && errors::code(e) == errors::NOT_LEADER_OR_FOLLOWER => {
                 u32::try_from(w.partition)
                     .ok()
-                    .and_then(|p| current_leader(b, w.topic.0.as_str(), p))
+                    .and_then(|p| current_leader(b, None, w.topic.0.as_str(), p))
                     .map(|(id, epoch, ..)| {
                         LeaderIdAndEpoch::default().with_leader_id(id).with_leader_epoch(epoch)
                     })

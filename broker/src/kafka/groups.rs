@@ -40,7 +40,7 @@ use rafka_proto::groups::offsets_partition;
 
 use super::controller;
 use super::errors;
-use super::metadata::host_port;
+use super::metadata::address_for;
 use super::metadata::node_id;
 use crate::acl::Caller;
 use crate::acl::Operation;
@@ -86,6 +86,7 @@ async fn locate(b: &Broker, group: &str) -> Result<(u64, String)> {
 pub async fn find_coordinator(
     b: &Broker,
     caller: &Caller,
+    listener: Option<&str>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -116,7 +117,7 @@ pub async fn find_coordinator(
                 let c = Coordinator::default().with_key(s(key));
                 match r {
                     Ok((id, addr)) => {
-                        let (host, port) = host_port(&addr);
+                        let (host, port) = address_for(b, listener, id, &addr);
                         c.with_node_id(node_id(id)).with_host(s(host)).with_port(port)
                     }
                     Err(e) => c
@@ -132,7 +133,7 @@ pub async fn find_coordinator(
     let out = FindCoordinatorResponse::default();
     match r {
         Ok((id, addr)) => {
-            let (host, port) = host_port(&addr);
+            let (host, port) = address_for(b, listener, id, &addr);
             out.with_node_id(node_id(id)).with_host(s(host)).with_port(port)
         }
         Err(e) => {

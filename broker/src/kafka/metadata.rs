@@ -44,6 +44,19 @@ pub fn host_port(address: &str) -> (String, i32) {
     }
 }
 
+/// Where a client of the named `listener` (`None`: the internal one) reaches broker `id`,
+/// whose internal address is `internal`, split for Kafka.
+pub fn address_for(b: &Broker, listener: Option<&str>, id: u64, internal: &str) -> (String, i32) {
+    let Some(name) = listener else { return host_port(internal) };
+    if id == b.id() {
+        return host_port(b.address_on(Some(name)));
+    }
+    match b.state().brokers.get(&id) {
+        Some(record) => host_port(record.address_on(Some(name))),
+        None => host_port(internal),
+    }
+}
+
 /// A stable, non-zero topic UUID: the cluster id's hash and the topic's id, which is never
 /// reused within a cluster.
 pub fn topic_uuid(cluster_id: &str, topic_id: u64) -> Uuid {
@@ -56,6 +69,7 @@ pub fn topic_uuid(cluster_id: &str, topic_id: u64) -> Uuid {
 /// here knows a leader (the client then refreshes its metadata).
 pub fn current_leader(
     b: &Broker,
+    listener: Option<&str>,
     topic: &str,
     partition: u32,
 ) -> Option<(BrokerId, i32, String, i32, Option<String>)> {
@@ -68,7 +82,7 @@ pub fn current_leader(
     let epoch = crate::partition::leader_epoch(replica.group.current_term());
     let state = b.state();
     let record = state.brokers.get(&node.broker_id)?;
-    let (host, port) = host_port(&record.address);
+    let (host, port) = host_port(record.address_on(listener));
     Some((node_id(node.broker_id), epoch, host, port, record.rack.clone()))
 }
 
@@ -76,10 +90,11 @@ fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-/// Answers `req` (of `version`).
+/// Answers `req` (of `version`) for a client of the named `listener`.
 pub async fn handle(
     b: &Broker,
     caller: &Caller,
+    listener: Option<&str>,
     req: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
@@ -92,7 +107,7 @@ pub async fn handle(
     let asked = names.clone().unwrap_or_default();
     let mut md = match controller::metadata(b, &asked).await {
         Ok(md) => md,
-        Err(e) => return failed(b, &e, &asked),
+        Err(e) => return failed(b, listener, &e, &asked),
     };
     // Versions before 4 cannot say no, and imply yes (as in Kafka).
     let allow = version < 4 || req.allow_auto_topic_creation;
@@ -138,10 +153,11 @@ pub async fn handle(
         named
     });
     let alive: Vec<&svc::BrokerInfo> = md.brokers.iter().filter(|b| b.alive).collect();
+    let broker = b;
     let brokers = alive
         .iter()
         .map(|b| {
-            let (host, port) = host_port(&b.address);
+            let (host, port) = address_for(broker, listener, b.broker_id, &b.address);
             MetadataResponseBroker::default()
                 .with_node_id(node_id(b.broker_id))
                 .with_host(str_bytes(host))
@@ -204,9 +220,9 @@ fn topic(
 
 /// No controller leader to ask: this broker alone, and every asked topic refused with the
 /// (retriable) reason, so the client asks again.
-fn failed(b: &Broker, e: &Error, asked: &[String]) -> MetadataResponse {
+fn failed(b: &Broker, listener: Option<&str>, e: &Error, asked: &[String]) -> MetadataResponse {
     tracing::debug!("Kafka metadata: {e}");
-    let (host, port) = host_port(b.address());
+    let (host, port) = host_port(b.address_on(listener));
     let me = MetadataResponseBroker::default()
         .with_node_id(node_id(b.id()))
         .with_host(str_bytes(host))

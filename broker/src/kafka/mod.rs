@@ -177,7 +177,7 @@ async fn read_requests<R: AsyncRead + Unpin + Send>(
             if !session.admits(b, ApiKey::Produce) {
                 Job::Ready(Err(unauthenticated(&session, ApiKey::Produce)), permit)
             } else {
-                match admit_produce(b, &session.caller(), frame).await {
+                match admit_produce(b, &session.caller(), session.listener.clone(), frame).await {
                     Ok(answer) => Job::Pending(answer, permit),
                     Err(e) => Job::Ready(Err(e), permit),
                 }
@@ -256,6 +256,7 @@ async fn write_answers<W: AsyncWrite + Unpin + Send>(
 async fn admit_produce(
     b: &Arc<Broker>,
     caller: &Caller,
+    listener: Option<Arc<str>>,
     f: Frame,
 ) -> Result<BoxFuture<'static, Result<Option<Bytes>, FrameError>>, FrameError> {
     let version = f.version;
@@ -266,7 +267,7 @@ async fn admit_produce(
     let admitted = produce::admit(b, caller, req).await;
     let b = b.clone();
     Ok(async move {
-        let resp = admitted.finish(&b, version).await;
+        let resp = admitted.finish(&b, listener.as_deref(), version).await;
         if silent {
             return Ok(None);
         }
@@ -290,6 +291,8 @@ pub async fn answer(
         return Err(unauthenticated(session, key));
     }
     let caller = session.caller();
+    let listener = session.listener.clone();
+    let listener = listener.as_deref();
     if key == ApiKey::ApiVersions && !versions::served(key, f.version) {
         // A newer client's first request: answer version 0 with the versions known here.
         // The header of an unknown version is read as the newest one's.
@@ -342,12 +345,12 @@ pub async fn answer(
         }
         ApiKey::Metadata => {
             let req: MetadataRequest = frame::decode(&mut body, version)?;
-            respond(&header, &metadata::handle(b, &caller, req, version).await)
+            respond(&header, &metadata::handle(b, &caller, listener, req, version).await)
         }
         ApiKey::Produce => {
             let req: ProduceRequest = frame::decode(&mut body, version)?;
             let silent = req.acks == 0;
-            let resp = produce::handle(b, &caller, req, version).await;
+            let resp = produce::handle(b, &caller, listener, req, version).await;
             if silent { Ok(None) } else { respond(&header, &resp) }
         }
         ApiKey::Fetch => {
@@ -364,7 +367,7 @@ pub async fn answer(
         }
         ApiKey::FindCoordinator => {
             let req: FindCoordinatorRequest = frame::decode(&mut body, version)?;
-            respond(&header, &groups::find_coordinator(b, &caller, req, version).await)
+            respond(&header, &groups::find_coordinator(b, &caller, listener, req, version).await)
         }
         ApiKey::JoinGroup => {
             let req: JoinGroupRequest = frame::decode(&mut body, version)?;
@@ -428,7 +431,7 @@ pub async fn answer(
         }
         ApiKey::DescribeCluster => {
             let req: DescribeClusterRequest = frame::decode(&mut body, version)?;
-            respond(&header, &admin::describe_cluster(b, req).await)
+            respond(&header, &admin::describe_cluster(b, listener, req).await)
         }
         ApiKey::DescribeConfigs => {
             let req: DescribeConfigsRequest = frame::decode(&mut body, version)?;

@@ -29,10 +29,11 @@ use crate::service::data as svc;
 pub async fn handle(
     b: &Broker,
     caller: &Caller,
+    listener: Option<&str>,
     req: ProduceRequest,
     version: i16,
 ) -> ProduceResponse {
-    admit(b, caller, req).await.finish(b, version).await
+    admit(b, caller, req).await.finish(b, listener, version).await
 }
 
 /// A Produce request whose batches are proposed, in the request's order; its answer is
@@ -91,7 +92,9 @@ pub async fn admit(b: &Broker, caller: &Caller, req: ProduceRequest) -> Admitted
 
 impl Admitted {
     /// Waits for every batch's outcome; the response of `version`.
-    pub async fn finish(self, b: &Broker, version: i16) -> ProduceResponse {
+    /// Waits for every batch; NOT_LEADER answers name the leader as a client of the named
+    /// `listener` reaches it.
+    pub async fn finish(self, b: &Broker, listener: Option<&str>, version: i16) -> ProduceResponse {
         let results = join_all(self.parts.into_iter().map(|(topic, index, admitted)| async move {
             let r = match admitted {
                 Ok(a) => a.finish().await,
@@ -100,12 +103,13 @@ impl Admitted {
             (topic, index, r)
         }))
         .await;
-        response(b, results, version)
+        response(b, listener, results, version)
     }
 }
 
 fn response(
     b: &Broker,
+    listener: Option<&str>,
     results: Vec<(String, i32, Result<svc::Produced, Error>)>,
     version: i16,
 ) -> ProduceResponse {
@@ -128,7 +132,8 @@ fn response(
             // Version 10 on (KIP-951): where the partition's leader is now, so the client
             // need not refresh its metadata first.
             if version >= 10 && errors::code(e) == errors::NOT_LEADER_OR_FOLLOWER {
-                let hint = u32::try_from(index).ok().and_then(|p| current_leader(b, &topic, p));
+                let hint =
+                    u32::try_from(index).ok().and_then(|p| current_leader(b, listener, &topic, p));
                 if let Some((id, epoch, host, port, rack)) = hint {
                     part = part.with_current_leader(
                         LeaderIdAndEpoch::default().with_leader_id(id).with_leader_epoch(epoch),

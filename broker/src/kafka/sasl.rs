@@ -35,6 +35,8 @@ pub struct Session {
     host: Arc<str>,
     /// Whether the connection is a TLS session.
     pub tls: bool,
+    /// The named listener the connection came in on; `None`: the internal one.
+    pub listener: Option<Arc<str>>,
     /// `User:<name>` once known (mTLS or SASL).
     pub principal: Option<Arc<str>>,
     /// The connection closes once the answers queued so far are written.
@@ -69,6 +71,7 @@ impl Session {
             peer: info.addr.map(|a| a.to_string()).unwrap_or_default(),
             host: Caller::new(Arc::from(ANONYMOUS), info.addr).host,
             tls: info.tls,
+            listener: info.listener.clone(),
             principal: info.principal.clone(),
             closing: false,
             state: State::Idle,

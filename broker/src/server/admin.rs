@@ -45,6 +45,25 @@ macro_rules! forward_to_controller {
     }};
 }
 
+/// The named listener `req` came in on (`None`: the internal one).
+fn listener_of<T>(req: &Request<T>) -> Option<Arc<str>> {
+    req.extensions().get::<crate::tls::stream::PeerInfo>().and_then(|i| i.listener.clone())
+}
+
+/// Shows `brokers` at their addresses on the named `listener`, as this broker's copy of the
+/// controller state knows them (a forwarded answer carries internal addresses).
+fn on_listener(b: &Broker, listener: Option<&str>, brokers: &mut [v1::BrokerInfo]) {
+    let Some(name) = listener else { return };
+    let state = b.state();
+    for info in brokers {
+        if let Some(record) = state.brokers.get(&info.broker_id) {
+            info.address = record.address_on(Some(name)).to_string();
+        } else if info.broker_id == b.id() {
+            info.address = b.address_on(Some(name)).to_string();
+        }
+    }
+}
+
 fn broker_info(b: svc::BrokerInfo) -> v1::BrokerInfo {
     v1::BrokerInfo {
         broker_id: b.broker_id,
@@ -184,8 +203,15 @@ impl Admin for AdminService {
         req: Request<v1::MetadataRequest>,
     ) -> Result<Response<v1::MetadataResponse>, Status> {
         let who = caller(&req);
-        let req = forward_to_controller!(self, req, metadata);
-        Ok(Response::new(match svc::metadata(&self.broker, &req.topics) {
+        let listener = listener_of(&req);
+        if let Some(addr) = controller_to_forward(&self.broker, &req) {
+            let (ch, fwd) = forward(&self.broker, &addr, req)?;
+            let mut resp = AdminClient::new(ch).metadata(fwd).await?;
+            on_listener(&self.broker, listener.as_deref(), &mut resp.get_mut().brokers);
+            return Ok(resp);
+        }
+        let req = req.into_inner();
+        let mut resp = Response::new(match svc::metadata(&self.broker, &req.topics) {
             Ok(mut md) => v1::MetadataResponse {
                 topics: {
                     visible_topics(&self.broker, &who, &mut md.topics, !req.topics.is_empty());
@@ -197,15 +223,23 @@ impl Admin for AdminService {
                 cluster_id: md.cluster_id,
             },
             Err(e) => v1::MetadataResponse { error: Some(to_proto(&e)), ..Default::default() },
-        }))
+        });
+        on_listener(&self.broker, listener.as_deref(), &mut resp.get_mut().brokers);
+        Ok(resp)
     }
 
     async fn describe_cluster(
         &self,
         req: Request<v1::DescribeClusterRequest>,
     ) -> Result<Response<v1::DescribeClusterResponse>, Status> {
-        let _req = forward_to_controller!(self, req, describe_cluster);
-        Ok(Response::new(match svc::describe_cluster(&self.broker) {
+        let listener = listener_of(&req);
+        if let Some(addr) = controller_to_forward(&self.broker, &req) {
+            let (ch, fwd) = forward(&self.broker, &addr, req)?;
+            let mut resp = AdminClient::new(ch).describe_cluster(fwd).await?;
+            on_listener(&self.broker, listener.as_deref(), &mut resp.get_mut().brokers);
+            return Ok(resp);
+        }
+        let mut resp = Response::new(match svc::describe_cluster(&self.broker) {
             Ok(c) => v1::DescribeClusterResponse {
                 error: Some(v1::Error::none()),
                 cluster_id: c.cluster_id,
@@ -216,7 +250,9 @@ impl Admin for AdminService {
             Err(e) => {
                 v1::DescribeClusterResponse { error: Some(to_proto(&e)), ..Default::default() }
             }
-        }))
+        });
+        on_listener(&self.broker, listener.as_deref(), &mut resp.get_mut().brokers);
+        Ok(resp)
     }
 
     async fn reassign_partition(

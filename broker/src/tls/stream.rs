@@ -35,6 +35,8 @@ pub struct PeerInfo {
     pub logins: Arc<crate::auth::LoginCache>,
     /// The connection proved the cluster secret: it comes from a broker.
     pub broker: bool,
+    /// The named listener it came in on; `None`: the internal one (`listen`).
+    pub listener: Option<Arc<str>>,
 }
 
 enum Io {
@@ -120,6 +122,11 @@ impl Conn {
             pos: 0,
             info: PeerInfo { addr, tls: true, principal, ..Default::default() },
         })
+    }
+
+    /// Records the named listener the connection came in on.
+    pub fn set_listener(&mut self, listener: Option<Arc<str>>) {
+        self.info.listener = listener;
     }
 
     /// What is known of the other end.
