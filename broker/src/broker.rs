@@ -20,6 +20,7 @@ use crate::controller::ControllerState;
 use crate::controller::live::LiveView;
 use crate::controller::state::Replica;
 use crate::controller::state::TopicRecord;
+use crate::disk::DiskSpace;
 use crate::error::Error;
 use crate::error::Result;
 use crate::group::GroupsDb;
@@ -43,6 +44,8 @@ pub struct Broker {
     address: String,
     /// Advertised addresses of the named listeners, by name.
     listeners: BTreeMap<String, String>,
+    /// Free space on the data directory.
+    disk: DiskSpace,
     node: RaftNode,
     /// Identity of this broker's data directory (see [`crate::bootstrap`]).
     incarnation: u64,
@@ -133,6 +136,7 @@ impl Broker {
             id,
             address,
             listeners,
+            disk: DiskSpace::new(config.min_free_bytes),
             node,
             incarnation,
             controller: Controller::new(id),
@@ -165,6 +169,11 @@ impl Broker {
     /// This broker's address for a client of the named `listener` (`None`: the internal one).
     pub fn address_on(&self, listener: Option<&str>) -> &str {
         listener.and_then(|l| self.listeners.get(l)).map_or(&self.address, String::as_str)
+    }
+
+    /// Free space on the data directory.
+    pub fn disk(&self) -> &DiskSpace {
+        &self.disk
     }
 
     /// The configuration it runs with.

@@ -60,6 +60,10 @@ pub enum Error {
     /// Storage failed: the replica cannot serve until the broker restarts.
     #[error("{0}")]
     Storage(String),
+    /// The data directory's free space is under `min-free-bytes`: writes are refused until
+    /// space returns.
+    #[error("{0}")]
+    DiskFull(String),
     /// The record batch was refused: what was wrong with it, and the validator's message.
     #[error("{message}")]
     Batch { fault: BatchFault, message: String },
@@ -222,6 +226,7 @@ impl Error {
             Error::TimedOut(_) => ErrorCode::RequestTimedOut,
             Error::ShuttingDown(_) => ErrorCode::BrokerNotAvailable,
             Error::Storage(_) => ErrorCode::StorageError,
+            Error::DiskFull(_) => ErrorCode::DiskFull,
             Error::Batch { fault, .. } => match fault {
                 BatchFault::TooLarge => ErrorCode::MessageTooLarge,
                 BatchFault::Version => ErrorCode::UnsupportedVersion,
@@ -334,6 +339,7 @@ impl Error {
             ErrorCode::RequestTimedOut => Error::TimedOut(message),
             ErrorCode::BrokerNotAvailable => Error::ShuttingDown(message),
             ErrorCode::StorageError => Error::Storage(message),
+            ErrorCode::DiskFull => Error::DiskFull(message),
             ErrorCode::OffsetOutOfRange => Error::OffsetOutOfRange { message, watermarks: None },
             ErrorCode::NotController => Error::NotController { message, leader: None },
             // Only cluster-wide requests are refused so by another broker.

@@ -12,7 +12,7 @@
 //!    `/readyz`), [`supervisor`] (owns every background task), [`tls`] (TLS on the broker
 //!    port and between brokers: certificates reloaded when their files change, mTLS
 //!    principals, the connector brokers dial each other with), [`notify`] (systemd's
-//!    readiness protocol).
+//!    readiness protocol), [`disk`] (free space: produce refused below `min-free-bytes`).
 //! 2. Domain cores, testable without sockets:
 //!    - [`partition`]: one partition replica — state machine (next offset, producer table,
 //!      checkpoints, snapshots at the retention point), produce with idempotence, fetch,
@@ -46,6 +46,7 @@ pub mod bootstrap;
 pub mod broker;
 pub mod config;
 pub mod controller;
+pub mod disk;
 pub mod error;
 pub mod group;
 pub mod heartbeat;
@@ -200,6 +201,7 @@ pub async fn run(
     tasks.spawn("heartbeats", heartbeat::run(broker.clone()));
     tasks.spawn("retention", upkeep::retention(broker.clone()));
     tasks.spawn("metrics", upkeep::metrics(broker.clone()));
+    tasks.spawn("disk space", upkeep::disk_space(broker.clone()));
     tasks.spawn("leader balance", upkeep::leader_balance(broker.clone()));
     tasks.spawn("group sessions", upkeep::group_sessions(broker.clone()));
     tasks.spawn("group upkeep", upkeep::group_upkeep(broker.clone()));

@@ -58,6 +58,9 @@ pub const UNDER_REPLICATED: &str = "rafka_controller_under_replicated_partitions
 pub const OFFLINE: &str = "rafka_controller_offline_partitions";
 pub const DISK_FREE: &str = "rafka_broker_disk_free_bytes";
 pub const DISK_TOTAL: &str = "rafka_broker_disk_total_bytes";
+/// 1 while produce is refused for want of space: the data directory's free space is under
+/// `min-free-bytes`, or a batch was refused since the last measurement.
+pub const DISK_FULL: &str = "rafka_broker_disk_full";
 
 /// Describes every broker metric to the installed recorder.
 pub fn describe() {
@@ -90,6 +93,10 @@ pub fn describe() {
         "Space free to the broker on its data directory's filesystem."
     );
     metrics::describe_gauge!(DISK_TOTAL, Unit::Bytes, "Size of the data directory's filesystem.");
+    metrics::describe_gauge!(
+        DISK_FULL,
+        "1 while produce requests are refused because free space is (or would go) under min-free-bytes."
+    );
     metrics::describe_gauge!(CONTROLLER_LEADER, "1 when this broker leads the controller.");
     metrics::describe_gauge!(CONTROLLER_TOPICS, "Topics in the controller state.");
     metrics::describe_gauge!(CONTROLLER_BROKERS, "Registered brokers.");

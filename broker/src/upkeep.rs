@@ -12,6 +12,7 @@ use rafka_raft::Group;
 use rafka_raft::StateMachine;
 
 use crate::broker::Broker;
+use crate::disk;
 use crate::metrics as m;
 use crate::partition::OffsetSpec;
 use crate::partition::retention::Retention;
@@ -132,15 +133,23 @@ pub async fn metrics(b: Arc<Broker>) {
         let (under, offline) = partition_health(&b, &state);
         metrics::gauge!(m::UNDER_REPLICATED).set(under as f64);
         metrics::gauge!(m::OFFLINE).set(offline as f64);
+        tokio::time::sleep(METRICS_INTERVAL).await;
+    }
+}
+
+/// Measures the data directory's free space every [`disk::CHECK_INTERVAL`] (see
+/// [`crate::disk`]).
+pub async fn disk_space(b: Arc<Broker>) {
+    loop {
+        let counted = b.disk().admitted();
         match nix::sys::statvfs::statvfs(&b.config().data_dir) {
             Ok(fs) => {
-                let block = fs.fragment_size() as f64;
-                metrics::gauge!(m::DISK_FREE).set(fs.blocks_available() as f64 * block);
-                metrics::gauge!(m::DISK_TOTAL).set(fs.blocks() as f64 * block);
+                let block = fs.fragment_size();
+                b.disk().observe(fs.blocks_available() * block, fs.blocks() * block, counted);
             }
             Err(e) => tracing::debug!("statvfs of the data directory: {e}"),
         }
-        tokio::time::sleep(METRICS_INTERVAL).await;
+        tokio::time::sleep(disk::CHECK_INTERVAL).await;
     }
 }
 

@@ -18,6 +18,7 @@ impl ErrorCode {
                 | ErrorCode::NotController
                 | ErrorCode::NotCoordinator
                 | ErrorCode::CoordinatorNotAvailable
+                | ErrorCode::DiskFull
         )
     }
 }

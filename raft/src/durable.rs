@@ -29,11 +29,22 @@ use std::path::Path;
 /// that directory are then lost (with `lazy-io`).
 pub const BEFORE_DIR_FSYNC: &str = "before-dir-fsync";
 
+/// Whether the simulated power loss is on: built with `lazy-io`, unless the process was
+/// started with `RAFKA_TEST_LAZY_IO=off` (a test that needs writes to reach the filesystem at
+/// once, such as running out of space, in a build that has the feature).
+pub fn lazy_io() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    cfg!(feature = "lazy-io")
+        && *ON.get_or_init(|| std::env::var("RAFKA_TEST_LAZY_IO").as_deref() != Ok("off"))
+}
+
 /// Starts journaling namespace operations under `data_dir` (with `lazy-io`), first rolling
 /// back those a crash left unsettled. Without the feature it does nothing.
 pub fn init(data_dir: &Path) -> io::Result<()> {
     #[cfg(feature = "lazy-io")]
-    lazy::init(data_dir)?;
+    if lazy_io() {
+        lazy::init(data_dir)?;
+    }
     let _ = data_dir;
     Ok(())
 }

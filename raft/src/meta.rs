@@ -163,7 +163,7 @@ fn rocks(e: rocksdb::Error) -> io::Error {
 /// in RocksDB's WAL buffer in process memory until a synced write or `flush_wal`, so a
 /// SIGKILL loses them as a power cut would. Otherwise nothing.
 pub fn lazy_io(opts: &mut rocksdb::Options) {
-    if cfg!(feature = "lazy-io") {
+    if crate::durable::lazy_io() {
         opts.set_manual_wal_flush(true);
     }
 }

@@ -74,6 +74,9 @@ impl SegFile {
     /// anywhere else first moves what is pending to the file (unsynced), which makes that
     /// part survive a kill — never the other way round.
     pub(crate) fn write_all_at(&self, buf: &[u8], pos: u64) -> io::Result<()> {
+        if !crate::durable::lazy_io() {
+            return self.file.write_all_at(buf, pos);
+        }
         let mut p = self.pending();
         if p.bytes.is_empty() {
             p.start = pos;

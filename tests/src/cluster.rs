@@ -38,9 +38,11 @@ use crate::ports::ReservedPort;
 pub const KEEP_DIR_ENV: &str = "RAFKA_TEST_KEEP_DIR";
 
 /// Raft and retention timing for brokers sharing one machine: failures are detected in
-/// half a second and elections start within one to two.
+/// half a second and elections start within one to two. Produce is refused only when the
+/// machine's disk is truly full (under 16 MiB free), not below the default 256 MiB.
 pub const LOOPBACK_TOML: &str = r#"
 retention-check-interval-ms = 500
+min-free-bytes = 16777216
 
 [raft]
 detector-interval-ms = 100

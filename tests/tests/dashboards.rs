@@ -72,6 +72,7 @@ fn promtool_accepts_the_scrape_config_and_the_alert_rules() {
         "RafkaNoControllerLeader",
         "RafkaConsumerLagGrowing",
         "RafkaDiskFilling",
+        "RafkaDiskFull",
     ] {
         assert!(rules.contains(&format!("alert: {alert}")), "no {alert} rule");
     }

@@ -111,6 +111,10 @@ pub struct BrokerConfig {
     /// How often a broker hands leaderships back to preferred replicas (the first replica
     /// placement chose), so leaders spread evenly again after failovers.
     pub leader_balance_interval_ms: u64,
+    /// Free space the data directory's filesystem must keep: below it the broker refuses
+    /// produce requests (retriable `DISK_FULL`, Kafka's `KAFKA_STORAGE_ERROR`) and keeps
+    /// serving reads, until space returns; 0 turns the check off.
+    pub min_free_bytes: u64,
     /// Segmented-log settings (`[log]`).
     pub log: rafka_raft::LogConfig,
     /// Failure-detection and election timing (`[raft]`); the same on every broker.
@@ -159,6 +163,7 @@ impl Default for BrokerConfig {
             retention_check_interval_ms: 30_000,
             shutdown_timeout_ms: 10_000,
             leader_balance_interval_ms: 10_000,
+            min_free_bytes: 256 << 20,
             log: rafka_raft::LogConfig::default(),
             raft: rafka_raft::RaftTiming::default(),
             auto_create_topics: true,

@@ -69,7 +69,8 @@ pub fn code(e: &Error) -> i16 {
         Error::CoordinatorNotAvailable(_) => COORDINATOR_NOT_AVAILABLE,
         Error::OffsetOutOfRange { .. } => OFFSET_OUT_OF_RANGE,
         Error::TimedOut(_) => REQUEST_TIMED_OUT,
-        Error::Storage(_) => KAFKA_STORAGE_ERROR,
+        // Retriable for Kafka's clients: they retry until space returns or delivery times out.
+        Error::Storage(_) | Error::DiskFull(_) => KAFKA_STORAGE_ERROR,
         Error::Batch { fault, .. } => match fault {
             BatchFault::TooLarge => MESSAGE_TOO_LARGE,
             BatchFault::Corrupt => CORRUPT_MESSAGE,

@@ -95,6 +95,7 @@ pub async fn admit(b: &Broker, req: Produce) -> Result<AdmittedProduce> {
         Some(t) => t.min(MAX_PRODUCE_TIMEOUT),
     };
     let bytes = entry.batch.len() as u64;
+    b.disk().admit(b.id(), bytes)?;
     let admitted = p.admit(entry, timeout).await?;
     Ok(AdmittedProduce {
         admitted,
