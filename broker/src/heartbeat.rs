@@ -24,6 +24,8 @@ use crate::supervisor::TaskKey;
 const IN_SYNC_MAX_LAG: u64 = 1000;
 /// How often a broker heartbeats.
 const INTERVAL: Duration = Duration::from_millis(500);
+/// How often a broker looks for a change of the leaderships it holds between heartbeats.
+const LEADERSHIP_POLL: Duration = Duration::from_millis(50);
 
 /// Sends a heartbeat to the controller leader every [`INTERVAL`], until shutdown.
 pub async fn run(b: Arc<Broker>) {
@@ -66,7 +68,39 @@ pub async fn run(b: Arc<Broker>) {
                 }
             }
         }
-        tokio::time::sleep(INTERVAL).await;
+        next_beat(&b).await;
+    }
+}
+
+/// Waits out [`INTERVAL`], or less when a leadership here changes: the controller then
+/// learns of a new leader (and Metadata shows it) within [`LEADERSHIP_POLL`], not a whole
+/// interval later — what clients following metadata wait for after a hand-over.
+async fn next_beat(b: &Broker) {
+    let led = |b: &Broker| -> Vec<u64> {
+        let replicas = b.replicas();
+        let mut ids: Vec<u64> = replicas
+            .partitions()
+            .iter()
+            .map(|p| &p.group)
+            .filter(|g| g.is_leader_ready())
+            .map(|g| g.id())
+            .collect();
+        ids.extend(
+            replicas
+                .coordinators()
+                .iter()
+                .filter(|c| c.group.is_leader_ready())
+                .map(|c| c.group.id()),
+        );
+        ids
+    };
+    let before = led(b);
+    let deadline = tokio::time::Instant::now() + INTERVAL;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(LEADERSHIP_POLL.min(deadline - tokio::time::Instant::now())).await;
+        if led(b) != before {
+            return;
+        }
     }
 }
 

@@ -101,8 +101,9 @@ pub const VERSION: &str =
     concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("RAFKA_GIT_COMMIT"), ")");
 
 /// How long the gRPC server may take to close open connections after a graceful shutdown
-/// (peers and clients with keep-alive): a moment, not forever.
-const SERVER_CLOSE: Duration = Duration::from_secs(1);
+/// (peers and clients with keep-alive, open produce and fetch streams): a moment, not
+/// forever. Leaderships are handed over by then, so nothing waits on this broker.
+const SERVER_CLOSE: Duration = Duration::from_millis(250);
 
 /// The bound ports of a broker.
 pub struct Listeners {

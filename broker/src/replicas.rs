@@ -48,7 +48,8 @@ pub struct Replicas {
     init_delay: Duration,
     tasks: Supervisor,
     /// Owns what must outlive the background tasks at shutdown: the waiters that see a
-    /// proposal through after its request is gone, and background checkpoint writes.
+    /// proposal through after its request is gone, background checkpoint writes, and the
+    /// readers of produce streams (answered through the leadership hand-over).
     waiters: Supervisor,
     partitions: RwLock<HashMap<u64, Arc<Partition>>>,
     coordinators: RwLock<HashMap<u64, Arc<Coordinator>>>,
@@ -67,6 +68,12 @@ pub struct NewReplica<'a> {
 }
 
 impl Replicas {
+    /// The supervisor of work that outlives the broker's background tasks at shutdown: it
+    /// stops after the Raft node, once leaderships are handed over.
+    pub fn waiters(&self) -> &Supervisor {
+        &self.waiters
+    }
+
     /// An empty registry of broker `me`.
     pub fn new(
         node: RaftNode,

@@ -27,6 +27,8 @@ struct PeerState {
     last_heard: Instant,
     incarnation: u64,
     alive: bool,
+    /// When it was last found up (first heard, back from the dead, or restarted).
+    up_since: Instant,
     /// Groups whose core stopped on that broker, as of its last probe answer.
     stopped: Vec<u64>,
 }
@@ -73,6 +75,7 @@ impl Detector {
             last_heard: Instant::now(),
             incarnation: 0,
             alive: true,
+            up_since: Instant::now(),
             stopped: Vec::new(),
         });
     }
@@ -139,6 +142,7 @@ impl Detector {
             last_heard: Instant::now(),
             incarnation: 0,
             alive: false,
+            up_since: Instant::now(),
             stopped: Vec::new(),
         });
         p.last_heard = Instant::now();
@@ -150,6 +154,7 @@ impl Detector {
         if !p.alive || restarted {
             p.alive = true;
             p.incarnation = incarnation;
+            p.up_since = Instant::now();
             metrics::gauge!(m::DETECTOR_PEER_ALIVE, "peer" => broker.to_string()).set(1.0);
             tracing::info!(peer = broker, incarnation, "peer broker is up");
             let _ = self.events.send(PeerEvent::Up(broker));
@@ -189,6 +194,13 @@ impl Detector {
     /// Whether `broker` is alive as far as this node can tell: heard from within the timeout
     /// (judged now, not at the last check). This node always is; a broker never watched
     /// counts as alive.
+    /// When `broker` was last found up (after being dead or restarting); `None` for this
+    /// node and brokers never heard from.
+    pub fn up_since(&self, broker: u64) -> Option<Instant> {
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        peers.get(&broker).filter(|p| p.alive).map(|p| p.up_since)
+    }
+
     pub fn is_alive(&self, broker: u64) -> bool {
         if broker == self.broker_id {
             return true;

@@ -228,6 +228,9 @@ pub struct RaftStatus {
     pub membership: Membership,
     /// On the leader: each member's last replicated index (`None`: nothing known yet).
     pub matched: Option<BTreeMap<ReplicaId, Option<u64>>>,
+    /// On the leader: members not heard from since their broker was last found up (dead,
+    /// or restarted and not yet answering): their matched index predates the restart.
+    pub unheard: BTreeSet<ReplicaId>,
 }
 
 impl RaftStatus {
@@ -246,17 +249,22 @@ impl RaftStatus {
                 .replication
                 .as_ref()
                 .map(|r| r.iter().map(|(id, l)| (*id, l.as_ref().map(|l| l.index))).collect()),
+            unheard: BTreeSet::new(),
         }
     }
 
     /// On the leader: the brokers of members whose log trails the leader's by at most
-    /// `max_lag` entries, and `me` (the leader's broker); sorted.
+    /// `max_lag` entries and that answered since their broker was last found up, and `me`
+    /// (the leader's broker); sorted.
     pub fn in_sync_brokers(&self, me: u64, max_lag: u64) -> Vec<u64> {
         let last = self.last_log_index.unwrap_or(0);
         let mut out = vec![me];
         for (replica, matched) in self.matched.iter().flatten() {
             let Some(node) = self.membership.get_node(replica) else { continue };
-            if node.broker_id != me && matched.unwrap_or(0) + max_lag >= last {
+            if node.broker_id != me
+                && matched.unwrap_or(0) + max_lag >= last
+                && !self.unheard.contains(replica)
+            {
                 out.push(node.broker_id);
             }
         }
@@ -304,6 +312,7 @@ mod tests {
             snapshot: None,
             membership: Membership::new(vec![BTreeSet::from([1, 2, 3])], nodes).unwrap(),
             matched: Some(matched.iter().copied().collect()),
+            unheard: BTreeSet::new(),
         }
     }
 
@@ -316,6 +325,8 @@ mod tests {
         assert!(s.caught_up(1, &BTreeSet::from([1, 2, 3])));
         assert!(!s.caught_up(1, &BTreeSet::from([1, 4])));
         assert!(s.has_whole_log(3) && !s.has_whole_log(2) && !s.has_whole_log(4));
+        let restarted = RaftStatus { unheard: BTreeSet::from([3]), ..s.clone() };
+        assert_eq!(restarted.in_sync_brokers(1, 1000), vec![1, 2]);
         let follower = RaftStatus { matched: None, ..s };
         assert!(!follower.caught_up(1, &BTreeSet::from([1, 2])));
         assert_eq!(follower.in_sync_brokers(1, 1000), vec![1]);

@@ -1,6 +1,7 @@
-//! Acceptance: `deploy/local-cluster.sh up|status|down` runs a 3-broker cluster on the fixed
-//! local ports (9092-9094, HTTP 9644-9646) that serves clients, and stops it again. Fails
-//! at once with a clear message when those ports are taken.
+//! Acceptance: `deploy/local-cluster.sh up|status|restart|down` runs a 3-broker cluster on
+//! the fixed local ports (9092-9094, HTTP 9644-9646) that serves clients, restarts it one
+//! broker at a time (waiting for the cluster to be whole between brokers), and stops it
+//! again. Fails at once with a clear message when those ports are taken.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -55,7 +56,7 @@ async fn local_cluster_script_starts_serves_and_stops() {
     }
     let dir = tempfile::tempdir().unwrap();
     let _down = Down(dir.path());
-    bounded("local cluster", Duration::from_secs(120), async {
+    bounded("local cluster", Duration::from_secs(240), async {
         let up = script(dir.path(), "up");
         assert!(up.contains("ready"), "{up}");
         let status = script(dir.path(), "status");
@@ -63,6 +64,16 @@ async fn local_cluster_script_starts_serves_and_stops() {
         let client =
             TestClient::new([9092, 9093, 9094].map(|p| SocketAddr::from(([127, 0, 0, 1], p))));
         client.must_create_topic("local", 3, 3).await;
+        let batch = rafka_tests::records::values_batch(&["before"], 1);
+        client.must_produce("local", 0, batch, rafka_proto::v1::Acks::All).await;
+        // A rolling restart: every broker restarted, one at a time, the cluster whole after.
+        let restart = script(dir.path(), "restart");
+        assert_eq!(restart.matches("restarting broker").count(), 3, "{restart}");
+        assert!(restart.contains("restarted, one broker at a time"), "{restart}");
+        let status = script(dir.path(), "status");
+        assert_eq!(status.matches(", ready").count(), 3, "{status}");
+        let read = client.fetch_all("local", 0, 0).await.unwrap();
+        assert_eq!(read.len(), 1, "the record survives the restart");
         let down = script(dir.path(), "down");
         assert!(down.contains("stopped"), "{down}");
         let status = script(dir.path(), "status");

@@ -106,9 +106,11 @@ fn produce_stream(
 ) -> BoxStream<'static, Result<v1::ProduceResponse, Status>> {
     type Answer = BoxFuture<'static, Result<v1::ProduceResponse, Status>>;
     let (tx, rx) = tokio::sync::mpsc::channel::<Answer>(STREAM_PIPELINE / 2);
-    // Under the broker's tasks: stopped at shutdown, which ends the stream once the answers
-    // already admitted are out.
-    let tasks = b.tasks().clone();
+    // Under the replicas' waiters, which stop after the Raft node: while the broker hands
+    // its leaderships over the stream goes on, and requests get NOT_LEADER naming the new
+    // leader — the producer moves there at once instead of reconnecting here. Stopping ends
+    // the stream once the answers already admitted are out.
+    let tasks = b.replicas().waiters().clone();
     tasks.spawn("produce stream", async move {
         loop {
             let req = match input.message().await {

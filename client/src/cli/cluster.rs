@@ -1,4 +1,7 @@
 //! `rafka cluster status`: brokers, liveness, controller leader and partition leader counts.
+//! `rafka cluster health [--wait MS]`: whether the cluster is whole — a controller leader,
+//! every broker alive, every partition led and fully in sync, no reassignment under way —
+//! the condition a rolling restart waits for before it takes the next broker down.
 //!
 //! # Format
 //!
@@ -25,13 +28,82 @@ use super::output::print_table;
 pub enum ClusterCommand {
     /// Brokers, liveness, controller leader and partition leader counts.
     Status,
+    /// Exit 0 when the cluster is whole (controller leader, every broker alive, every
+    /// partition led and in sync, no reassignment), 1 otherwise, with the reasons.
+    Health {
+        /// Wait up to this many milliseconds for the cluster to become whole.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        wait: u64,
+    },
 }
 
 /// Runs a `cluster` command; returns the exit status.
 pub async fn run(bootstrap: &Target, out: Output, cmd: ClusterCommand) -> anyhow::Result<i32> {
     match cmd {
         ClusterCommand::Status => status(bootstrap, out).await,
+        ClusterCommand::Health { wait } => health(bootstrap, out, wait).await,
     }
+}
+
+/// What keeps the cluster from being whole; empty when it is.
+async fn problems(admin: &Admin) -> anyhow::Result<Vec<String>> {
+    let cluster = admin.describe_cluster().await.context("describing the cluster")?;
+    let md = admin.metadata(&[]).await.context("fetching metadata")?;
+    let mut out = Vec::new();
+    if cluster.controller_id.is_none() {
+        out.push("no controller leader".to_string());
+    }
+    let down: Vec<String> =
+        cluster.brokers.iter().filter(|b| !b.alive).map(|b| b.broker_id.to_string()).collect();
+    if !down.is_empty() {
+        out.push(format!("broker(s) {} down", down.join(", ")));
+    }
+    let (mut leaderless, mut under, mut moving) = (Vec::new(), Vec::new(), Vec::new());
+    for t in md.topics.iter().filter(|t| t.error.is_none()) {
+        for p in &t.partitions {
+            let name = format!("{}-{}", t.name, p.partition);
+            if p.leader.is_none() {
+                leaderless.push(name.clone());
+            }
+            if p.replicas.iter().any(|r| !p.in_sync.contains(r)) {
+                under.push(name.clone());
+            }
+            if !p.target_replicas.is_empty() {
+                moving.push(name);
+            }
+        }
+    }
+    for (what, list) in
+        [("without a leader", leaderless), ("under-replicated", under), ("being moved", moving)]
+    {
+        if !list.is_empty() {
+            let shown: Vec<&str> = list.iter().take(5).map(String::as_str).collect();
+            let more = if list.len() > 5 { ", ..." } else { "" };
+            out.push(format!("{} partition(s) {what} ({}{more})", list.len(), shown.join(", ")));
+        }
+    }
+    Ok(out)
+}
+
+async fn health(bootstrap: &Target, out: Output, wait_ms: u64) -> anyhow::Result<i32> {
+    let admin = Admin::new(connect(bootstrap).await?);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let found = loop {
+        let found = match problems(&admin).await {
+            Ok(p) => p,
+            Err(e) => vec![format!("{e:#}")],
+        };
+        if found.is_empty() || std::time::Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    match out {
+        Output::Text if found.is_empty() => println!("healthy"),
+        Output::Text => println!("not healthy: {}", found.join("; ")),
+        Output::Json => print_json(&json!({ "healthy": found.is_empty(), "problems": found })),
+    }
+    Ok(if found.is_empty() { 0 } else { 1 })
 }
 
 async fn status(bootstrap: &Target, out: Output) -> anyhow::Result<i32> {

@@ -306,8 +306,18 @@ impl PartitionTask {
     fn answered(&mut self, id: u64, addr: &str, r: Result<v1::ProduceResponse>) {
         let (topic, partition) = (&self.topic, self.partition);
         let client = &self.shared.client;
+        // A NOT_LEADER answer naming the new leader is fresher than any metadata (whose
+        // leaders the controller learns from heartbeats): go there at once.
+        let mut hinted = None;
         let r = r.and_then(|resp| {
-            check(resp).map_err(|(e, hint)| client.on_partition_error(topic, partition, e, hint))
+            check(resp).map_err(|(e, hint)| {
+                if let Some(h) = hint.as_ref().filter(|h| !h.address.is_empty())
+                    && e.code() == Some(ErrorCode::NotLeader)
+                {
+                    hinted = Some(client.broker_address(h.broker_id).unwrap_or(h.address.clone()));
+                }
+                client.on_partition_error(topic, partition, e, hint)
+            })
         });
         let Some(pos) = self.window.iter().position(|s| s.id == id) else { return };
         match r {
@@ -316,10 +326,10 @@ impl PartitionTask {
                 if matches!(e, Error::Timeout(_)) {
                     self.shared.streams.reset(addr);
                 }
-                if e.is_retriable() || matches!(e, Error::Timeout(_)) {
+                if hinted.is_none() && (e.is_retriable() || matches!(e, Error::Timeout(_))) {
                     client.invalidate_metadata();
                 }
-                self.leader = None;
+                self.leader = hinted;
                 let behind =
                     self.window.iter().take(pos).any(|s| !matches!(s.state, State::Acked(_)));
                 let out_of_order = e.code() == Some(ErrorCode::OutOfOrderSequence) && behind;
@@ -366,7 +376,11 @@ impl PartitionTask {
             State::Retry(e) => {
                 let id = front.id;
                 tracing::debug!(topic = %self.topic, partition = self.partition, error = %e, "resending batch");
-                let backoff = self.shared.client.config().retry_backoff_initial;
+                // Straight to a leader a NOT_LEADER answer named; otherwise a pause first.
+                let backoff = match self.leader {
+                    Some(_) => Duration::ZERO,
+                    None => self.shared.client.config().retry_backoff_initial,
+                };
                 tokio::time::sleep(backoff.min(front.deadline - Instant::now())).await;
                 // Not sent (no leader known yet): the next round tries again.
                 !self.transmit(id).await

@@ -126,7 +126,32 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     /// This replica's view of the group: term, leader, log and commit positions, membership,
     /// and on the leader each member's replication progress.
     pub fn status(&self) -> crate::model::RaftStatus {
-        crate::model::RaftStatus::from_raft(&self.inner.raft.metrics().borrow_watched())
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        let mut status = crate::model::RaftStatus::from_raft(&m);
+        // Answers (heartbeat or replication acknowledgements) older than the broker's last
+        // start are from its previous life.
+        if let Some(acked) = m.heartbeat.as_ref().filter(|_| status.is_leader) {
+            let membership = m.membership_config.membership();
+            for (replica, at) in acked {
+                let Some(node) = membership.get_node(replica) else { continue };
+                if node.broker_id == self.inner.peers.me() {
+                    continue;
+                }
+                let now = std::time::Instant::now();
+                let heard = at.map(|t| now - openraft::Instant::elapsed(&*t));
+                let fresh = match (self.inner.detector.up_since(node.broker_id), heard) {
+                    (Some(up), Some(heard)) => heard >= up,
+                    (Some(_), None) => false,
+                    // Never probed: nothing says its answers are stale.
+                    (None, _) => true,
+                };
+                if !fresh || !self.inner.detector.is_alive(node.broker_id) {
+                    status.unheard.insert(*replica);
+                }
+            }
+        }
+        status
     }
 
     /// The current term (cheaper than [`Group::status`]).
@@ -714,12 +739,22 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         let target = {
             let m = raft.metrics();
             let m = m.borrow_watched();
-            let voters: BTreeSet<ReplicaId> =
-                m.membership_config.membership().voter_ids().collect();
+            let membership = m.membership_config.membership();
+            let voters: BTreeSet<ReplicaId> = membership.voter_ids().collect();
+            // A voter on a live broker, the most caught up, and of those the one heard from
+            // last: a replica just restarted elsewhere may not answer yet.
+            let live = |id: &ReplicaId| {
+                membership.get_node(id).is_some_and(|n| {
+                    self.detector.is_alive(n.broker_id)
+                        && !self.detector.is_stopped(n.broker_id, self.id)
+                })
+            };
+            let heard =
+                |id: &ReplicaId| m.heartbeat.as_ref().and_then(|h| h.get(id).copied().flatten());
             let target = m.replication.as_ref().and_then(|r| {
                 r.iter()
-                    .filter(|(id, _)| **id != me && voters.contains(id))
-                    .max_by_key(|(_, matched)| matched.map(|l| l.index))
+                    .filter(|(id, _)| **id != me && voters.contains(id) && live(id))
+                    .max_by_key(|(id, matched)| (matched.map(|l| l.index), heard(id)))
                     .map(|(id, _)| *id)
             });
             target.filter(|_| m.state == ServerState::Leader).map(|to| (m.current_term, to))
@@ -727,15 +762,28 @@ impl<A: App, S: StateMachine<A>> GroupRpc for GroupInner<A, S> {
         if let Some((term, to)) = target {
             self.note_hand_off(term, to);
         }
+        let group = self.id;
         async move {
             let Some((_, to)) = target else { return };
-            if raft.trigger().transfer_leader(to).await.is_err() {
+            let started = std::time::Instant::now();
+            if let Err(e) = raft.trigger().transfer_leader(to).await {
+                tracing::info!(group, to, "leadership hand-off not started: {e}");
                 return;
             }
-            let _ = raft
+            // Until the new leader is heard from: requests refused from here on name it.
+            let moved = raft
                 .wait(Some(timeout))
-                .metrics(|m| m.state != ServerState::Leader, "handed off")
+                .metrics(
+                    |m| m.state != ServerState::Leader && m.current_leader.is_some_and(|l| l != me),
+                    "handed off",
+                )
                 .await;
+            match moved {
+                Ok(_) => {
+                    tracing::debug!(group, to, took = ?started.elapsed(), "leadership handed off")
+                }
+                Err(e) => tracing::info!(group, to, "leadership hand-off unfinished: {e}"),
+            }
         }
         .boxed()
     }

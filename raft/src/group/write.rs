@@ -81,9 +81,20 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
             match rx.await {
                 Ok(Ok(r)) => Ok((r.log_id.into(), r.data)),
                 Ok(Err(e)) => Err(group.write_error(g, e)),
-                Err(_) => Err(Error::Stopped { group: g, detail: "proposal dropped".into() }),
+                Err(_) => Err(group.moved_or_stopped("proposal dropped")),
             }
         })
+    }
+
+    /// A proposal this replica dropped as it stopped: `NOT_LEADER` naming the leader it
+    /// handed over to (the caller retries there at once), else `Stopped`.
+    fn moved_or_stopped(&self, detail: &str) -> Error {
+        match self.leader() {
+            Some((id, node)) if id != self.inner.replica => {
+                Error::NotLeader { group: self.inner.id, leader: Some((id, node)) }
+            }
+            _ => Error::Stopped { group: self.inner.id, detail: detail.into() },
+        }
     }
 
     /// Whether this replica leads and has applied an entry of its own term: every entry of
