@@ -64,6 +64,7 @@ pub async fn open(
         .map_err(|e| Error::Storage(format!("{}: {e}", config.data_dir.display())))?;
     let incarnation = load_incarnation(&config.data_dir)?;
     let founders = config.initial_cluster().map_err(|e| Error::InvalidConfig(e.to_string()))?.len();
+    let joining = !config.join_addrs().map_err(|e| Error::InvalidConfig(e.to_string()))?.is_empty();
     let b = Arc::new(Broker::open(config, incarnation, tasks, waiters).await?);
     let runtime = b.node().log_runtime();
     let stored =
@@ -76,7 +77,7 @@ pub async fn open(
         (Some(replica), _) => create_controller(&b, replica, false).await?,
         // A data directory from before replica ids were stored.
         (None, true) => create_controller(&b, b.id(), false).await?,
-        (None, false) if founders == 1 => create_controller(&b, b.id(), true).await?,
+        (None, false) if founders == 1 && !joining => create_controller(&b, b.id(), true).await?,
         (None, false) => {}
     }
     Ok(b)
@@ -137,6 +138,14 @@ pub async fn join_controller(b: Arc<Broker>) {
     if b.controller().group().is_some() {
         return;
     }
+    match b.config().join_addrs() {
+        Ok(addrs) if !addrs.is_empty() => return join_cluster(b, addrs).await,
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!("cannot join the cluster: {e}");
+            return;
+        }
+    }
     let peers: Vec<String> = match b.config().initial_cluster() {
         Ok(c) => c.into_iter().filter(|(id, _)| *id != b.id()).map(|(_, a)| a).collect(),
         Err(e) => {
@@ -170,6 +179,45 @@ pub async fn join_controller(b: Arc<Broker>) {
             tracing::error!("cannot create the controller replica: {e}");
         }
         return;
+    }
+}
+
+/// A broker that is not a founding member, on its first start (`join`): asks the brokers it
+/// was given for the cluster (any of them answers, forwarding to the controller leader),
+/// learns its brokers as peers, and creates its controller replica under a fresh id. Its
+/// heartbeats then register it, and the controller leader adds that replica as a learner.
+async fn join_cluster(b: Arc<Broker>, addrs: Vec<String>) {
+    use rafka_proto::v1;
+    loop {
+        for addr in &addrs {
+            let Ok(ch) = b.channel(addr) else { continue };
+            let mut admin = v1::admin_client::AdminClient::new(ch);
+            let asked = admin.describe_cluster(v1::DescribeClusterRequest {});
+            let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(2), asked).await else {
+                continue;
+            };
+            let resp = resp.into_inner();
+            if resp.error.as_ref().is_some_and(|e| e.code != 0) || resp.cluster_id.is_empty() {
+                continue;
+            }
+            for peer in resp.brokers.iter().filter(|p| p.broker_id != b.id()) {
+                if let Err(e) = b.node().add_peer(peer.broker_id, &peer.address) {
+                    tracing::warn!(peer = peer.broker_id, "peer {}: {e}", peer.address);
+                }
+            }
+            let replica = REPLACEMENT_CONTROLLER_REPLICA | (b.incarnation() >> 1);
+            tracing::info!(
+                cluster = %resp.cluster_id,
+                through = %addr,
+                replica,
+                "joining the cluster as a new broker"
+            );
+            if let Err(e) = create_controller(&b, replica, false).await {
+                tracing::error!("cannot create the controller replica: {e}");
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -273,9 +273,14 @@ impl Broker {
             )
     }
 
-    /// Registered brokers that are alive.
+    /// Registered brokers that are alive and not being decommissioned: where replicas may go.
     pub fn live_brokers(&self, state: &ControllerState) -> Vec<u64> {
-        state.brokers.keys().copied().filter(|id| self.is_alive(*id)).collect()
+        state
+            .brokers
+            .values()
+            .filter(|r| !r.draining && self.is_alive(r.id))
+            .map(|r| r.id)
+            .collect()
     }
 
     /// Founding brokers (`initial-cluster`), at least this one.

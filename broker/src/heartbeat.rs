@@ -44,16 +44,30 @@ pub async fn run(b: Arc<Broker>) {
             handle(&b, req);
         } else {
             // Without a known leader (a replica that is not a member yet learns of none),
-            // every founding broker is told; those not leading ignore it.
+            // every broker it knows of is told — the founding ones, those it joins through,
+            // the registered ones; those not leading ignore it.
             let targets: Vec<String> = match b.controller().leader() {
                 Some((_, addr)) => vec![addr],
-                None => b
-                    .config()
-                    .initial_cluster()
-                    .map(|c| {
-                        c.into_iter().filter(|(id, _)| *id != b.id()).map(|(_, a)| a).collect()
-                    })
-                    .unwrap_or_default(),
+                None => {
+                    let mut all: std::collections::BTreeSet<String> = b
+                        .config()
+                        .initial_cluster()
+                        .map(|c| {
+                            c.into_iter().filter(|(id, _)| *id != b.id()).map(|(_, a)| a).collect()
+                        })
+                        .unwrap_or_default();
+                    all.extend(b.config().join_addrs().unwrap_or_default());
+                    let state = b.state();
+                    all.extend(
+                        state
+                            .brokers
+                            .values()
+                            .filter(|r| r.id != b.id())
+                            .map(|r| r.address.clone()),
+                    );
+                    all.remove(b.address());
+                    all.into_iter().collect()
+                }
             };
             for addr in targets {
                 let Ok(ch) = b.channel(&addr) else { continue };
@@ -163,14 +177,6 @@ pub fn handle(
             format!("{name}: reassignment complete"),
         );
     }
-    if req.controller_replica != 0 {
-        reassign::replace_controller_replica(
-            b,
-            req.broker_id,
-            req.controller_replica,
-            &req.address,
-        );
-    }
     if let Some(finalize @ Command::FinalizeBatchFormat { format }) = heard.finalize {
         let done = format!("partition batches are written in format {format} now");
         propose(b, TaskKey::FinalizeBatchFormat, finalize, done);
@@ -185,6 +191,7 @@ pub fn handle(
         let done = format!("created {}", rafka_proto::groups::OFFSETS_TOPIC);
         propose(b, TaskKey::CreateOffsetsTopic, create, done);
     }
+    crate::scale::step(b, &state, &live);
     if let Some((user, password)) = b.bootstrap_user()
         && !state.users.contains_key(user)
     {

@@ -27,7 +27,8 @@
 //!    answers who is alive, where a partition is served, whether the broker is ready).
 //! 4. What drives them: [`bootstrap`] (incarnation, controller replica, joining),
 //!    [`reconcile`] (host what the controller assigns), [`reassign`] (membership changes
-//!    led by a group's leader), [`heartbeat`] (to and on the controller leader),
+//!    led by a group's leader), [`scale`] (adding and removing brokers, on the controller
+//!    leader), [`heartbeat`] (to and on the controller leader),
 //!    [`upkeep`] (retention, leader balance, metrics, group sessions), [`remote`] (calls to
 //!    other brokers), and [`service`], the protocol-neutral request handling.
 //! 5. Wire protocols: [`listener`] (the one port: each connection to gRPC or Kafka by its
@@ -61,6 +62,7 @@ pub mod reassign;
 pub mod reconcile;
 pub mod remote;
 pub mod replicas;
+pub mod scale;
 pub mod server;
 pub mod service;
 pub mod supervisor;

@@ -1,6 +1,6 @@
-//! Membership changes of Raft groups, driven by their leader: partition reassignment
-//! (learners first, then one change of the voters) and the swap of a replaced broker's
-//! controller replica into the controller voters.
+//! Membership changes of partition groups, driven by their leader: reassignment (learners
+//! first, then one change of the voters). The controller group's own members are kept by
+//! [`crate::scale`].
 //!
 //! Reassignment is level-triggered: the partition record's `target` says where the
 //! partition goes; its leader adds missing replicas as learners, waits until they are
@@ -136,57 +136,4 @@ pub fn reported_voters<A: App, S: StateMachine<A>>(group: &Group<A, S>) -> Vec<u
         return Vec::new();
     }
     voters.into_iter().collect()
-}
-
-/// On the controller leader: a broker heartbeating a controller replica id the controller
-/// group does not have as a voter, while an older replica of that broker is one, replaced
-/// its disk. Adds the new replica as a learner, then swaps it in for the old voter.
-pub fn replace_controller_replica(b: &Arc<Broker>, broker: u64, replica: u64, addr: &str) {
-    let Some(c) = b.controller().group() else { return };
-    let Some(voters) = c.settled_voters() else { return };
-    let membership = c.status().membership;
-    let stale: BTreeSet<u64> = membership
-        .nodes()
-        .filter(|(id, n)| n.broker_id == broker && **id != replica)
-        .map(|(id, _)| *id)
-        .collect();
-    if stale.is_empty() || !voters.iter().any(|v| stale.contains(v)) && voters.contains(&replica) {
-        return;
-    }
-    let (this, c, addr) = (b.clone(), c.clone(), addr.to_string());
-    let key = TaskKey::ReplaceControllerReplica;
-    b.tasks().spawn_keyed(key, "replace controller replica", async move {
-        let swapped = async {
-            let raft = |e| Error::from_raft("controller", e);
-            if membership.get_node(&replica).is_none() {
-                tracing::info!(broker, replica, "adding a replaced broker's controller learner");
-                this.node().add_peer(broker, &addr).map_err(raft)?;
-                let node = ReplicaNode { broker_id: broker, addr };
-                add_learner(&c, replica, node, "controller").await?;
-            }
-            let mut next: BTreeSet<u64> =
-                voters.iter().copied().filter(|v| !stale.contains(v)).collect();
-            if voters.iter().any(|v| stale.contains(v)) {
-                next.insert(replica);
-            }
-            if next != voters {
-                tracing::info!(broker, ?next, "swapping the controller voters");
-                c.replace_voters(next.iter().copied()).await.map_err(raft)?;
-            }
-            let left: Vec<u64> = c
-                .status()
-                .membership
-                .nodes()
-                .map(|(id, _)| *id)
-                .filter(|id| stale.contains(id))
-                .collect();
-            if !left.is_empty() {
-                c.remove_learners(left).await.map_err(raft)?;
-            }
-            Ok::<(), Error>(())
-        };
-        if let Err(e) = swapped.await {
-            tracing::info!(broker, "replacing a controller replica failed, retrying later: {e}");
-        }
-    });
 }

@@ -32,8 +32,12 @@ pub enum TaskKey {
     Reassign(u64),
     /// Completing a group's reassignment (as controller leader).
     CompleteReassignment(u64),
-    /// Swapping a replaced broker's controller replica into the controller voters.
-    ReplaceControllerReplica,
+    /// Changing the controller group's members and voters (as controller leader).
+    ControllerMembers,
+    /// Moving replicas off draining brokers (as controller leader).
+    Drain,
+    /// Removing a drained broker (as controller leader).
+    RemoveBroker(u64),
     /// Creating `__consumer_offsets` (as controller leader).
     CreateOffsetsTopic,
     FinalizeBatchFormat,

@@ -55,6 +55,10 @@ pub struct ClusterDescription {
     /// The partition batch format brokers write (2: Kafka's RecordBatch v2; 1 while a broker
     /// of an older version is in the cluster).
     pub batch_format: u32,
+    /// Brokers removed by decommissioning.
+    pub decommissioned: Vec<u64>,
+    /// Brokers holding a voter of the controller group.
+    pub controller_voters: Vec<u64>,
 }
 
 /// A consumer group as `ListGroups` lists it.
@@ -328,7 +332,31 @@ impl Admin {
             controller_id: resp.controller_id,
             brokers: resp.brokers.into_iter().map(Into::into).collect(),
             batch_format: resp.batch_format,
+            decommissioned: resp.decommissioned,
+            controller_voters: resp.controller_voters,
         })
+    }
+
+    /// Starts decommissioning broker `broker`: its replicas move to the other brokers, then
+    /// it is removed from the cluster (follow it with [`Admin::describe_cluster`]).
+    pub async fn decommission_broker(&self, broker: u64) -> Result<()> {
+        self.client
+            .call_any(|ch| async move {
+                let req = v1::DecommissionBrokerRequest { broker_id: broker };
+                admin(ch).decommission_broker(req).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Starts moves that spread replicas and preferred leaders evenly; returns (partitions
+    /// whose move started now, partitions moving in all). Call again until both are 0.
+    pub async fn rebalance(&self) -> Result<(u32, u32)> {
+        let resp = self
+            .client
+            .call_any(|ch| async move { admin(ch).rebalance(v1::RebalanceRequest {}).await })
+            .await?;
+        Ok((resp.started, resp.moving))
     }
 
     /// Fresh metadata for `topics` (all topics when empty), straight from a broker. Asking

@@ -285,6 +285,8 @@ has_error!(
     v1::ResetOffsetsResponse,
     v1::ReassignPartitionResponse,
     v1::TransferLeadershipResponse,
+    v1::DecommissionBrokerResponse,
+    v1::RebalanceResponse,
     v1::AlterUsersResponse,
     v1::ListUsersResponse,
     v1::CreateAclsResponse,
@@ -754,6 +756,8 @@ mod tests {
                 address: "h:1".into(),
                 rack: None,
                 alive: true,
+                draining: false,
+                replicas: 0,
             }],
             controller_id: Some(1),
             topics: vec![TopicMetadata {

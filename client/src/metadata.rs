@@ -15,6 +15,10 @@ pub struct BrokerDescription {
     pub rack: Option<String>,
     /// Whether the controller considers it alive.
     pub alive: bool,
+    /// Being decommissioned: its replicas are moving away (cluster description only).
+    pub draining: bool,
+    /// Replicas it holds (cluster description only; 0 in metadata).
+    pub replicas: u32,
 }
 
 impl From<v1::BrokerInfo> for BrokerDescription {
@@ -24,6 +28,8 @@ impl From<v1::BrokerInfo> for BrokerDescription {
             address: b.address,
             rack: b.rack,
             alive: b.alive,
+            draining: b.draining,
+            replicas: b.replicas,
         }
     }
 }
@@ -133,6 +139,8 @@ impl ClusterMetadata {
                 address: address.to_string(),
                 rack: None,
                 alive: true,
+                draining: false,
+                replicas: 0,
             });
         }
         let t = self.topics.iter_mut().find(|t| t.name == topic && t.error.is_none());

@@ -108,6 +108,9 @@ pub struct Cluster {
     brokers: Vec<Broker>,
     net: Option<Net>,
     client_tls: Option<rafka_client::ClientTls>,
+    /// The brokers' binary and config file contents, for brokers added later.
+    bin: PathBuf,
+    config: String,
     dir: tempfile::TempDir,
     _turn: tokio::sync::MutexGuard<'static, ()>,
 }
@@ -177,7 +180,15 @@ impl Cluster {
             .join(",");
         let addrs = advertised.clone();
         let client_tls = opts.client_tls.clone();
-        let mut cluster = Cluster { brokers: Vec::new(), net, client_tls, dir, _turn: turn };
+        let mut cluster = Cluster {
+            brokers: Vec::new(),
+            net,
+            client_tls,
+            bin: bin.clone(),
+            config: config.clone(),
+            dir,
+            _turn: turn,
+        };
         for (i, (grpc, http)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
             let home = cluster.dir.path().join(id.to_string());
@@ -314,6 +325,58 @@ impl Cluster {
     /// [`Cluster::wait_ready`], panicking on failure.
     pub async fn must_wait_ready(&mut self, timeout: Duration) {
         self.wait_ready(timeout).await.unwrap_or_else(|e| panic!("{e:#}"));
+    }
+
+    /// Starts a new broker (the next id) that joins the running cluster through broker 1's
+    /// address (`--join`, no `--initial-cluster`), with the cluster's config; returns its id.
+    /// Does not wait for it to be ready. Not for proxied clusters.
+    ///
+    /// # Panics
+    /// On a proxied cluster, or when it cannot be spawned.
+    pub fn must_add_broker(&mut self) -> u64 {
+        assert!(self.net.is_none(), "adding brokers to a proxied cluster is not supported");
+        let id = self.brokers.iter().map(Broker::id).max().unwrap_or(0) + 1;
+        let join = self.brokers.first().expect("a broker to join through").addr().to_string();
+        let home = self.dir.path().join(id.to_string());
+        let data_dir = home.join("data");
+        std::fs::create_dir_all(&data_dir).expect("creating a broker dir");
+        let config_path = home.join("broker.toml");
+        std::fs::write(&config_path, &self.config).expect("writing a broker config");
+        let (grpc, http) = (
+            ReservedPort::new().expect("reserving a loopback port"),
+            ReservedPort::new().expect("reserving a loopback port"),
+        );
+        let (addr, http_addr) = (grpc.addr(), http.addr());
+        let args: Vec<OsString> = vec![
+            "--config".into(),
+            config_path.into(),
+            "--node-id".into(),
+            id.to_string().into(),
+            "--listen".into(),
+            addr.to_string().into(),
+            "--http".into(),
+            http_addr.to_string().into(),
+            "--data-dir".into(),
+            data_dir.clone().into(),
+            "--join".into(),
+            join.into(),
+        ];
+        let mut broker = Broker::new(Spec {
+            id,
+            bin: self.bin.clone(),
+            args,
+            cwd: home.clone(),
+            addr,
+            http_addr,
+            external_addr: None,
+            data_dir,
+            log_path: home.join("broker.log"),
+        });
+        grpc.release();
+        http.release();
+        broker.start().unwrap_or_else(|e| panic!("{e:#}"));
+        self.brokers.push(broker);
+        id
     }
 
     /// SIGKILLs broker `id` and reaps it.

@@ -144,6 +144,7 @@ fn metadata(req: Bytes, leader: SocketAddr, other: SocketAddr) -> Result<Bytes, 
         rack: None,
         alive: true,
         batch_format: 0,
+        ..Default::default()
     };
     encode(&MetadataResponse {
         error: None,

@@ -32,20 +32,20 @@
 //! `RAFKA_BENCH_*` belong to the test suites and benchmarks and are not read.
 
 mod auth;
+mod cluster;
 mod groups;
 pub mod listeners;
 mod tls;
 
 pub use auth::AuthConfig;
+pub(crate) use cluster::check_host_port;
 pub use groups::GroupsConfig;
 pub use listeners::NamedListener;
 pub use tls::ClientAuth;
 pub use tls::TlsConfig;
 
 use std::collections::BTreeMap;
-use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::net::IpAddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -94,6 +94,9 @@ pub struct BrokerConfig {
     /// Founding brokers, `id=host:port,...` (each one's advertised address); empty: a
     /// single-node cluster of this broker.
     pub initial_cluster: String,
+    /// Live brokers, `host:port,...`, through which this broker joins a running cluster (it
+    /// is not a founding member); read on its first start only. Excludes `initial-cluster`.
+    pub join: String,
     /// Rack (or zone) of this broker; empty: none.
     pub rack: String,
     /// Format of the log lines on stderr.
@@ -155,6 +158,7 @@ impl Default for BrokerConfig {
             http: "127.0.0.1:9644".into(),
             data_dir: PathBuf::from("./rafka-data"),
             initial_cluster: String::new(),
+            join: String::new(),
             rack: String::new(),
             log_format: LogFormat::Text,
             log_level: "info".into(),
@@ -283,6 +287,10 @@ pub struct Args {
     #[arg(long, value_name = "LIST")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub initial_cluster: Option<String>,
+    /// Join a running cluster through these live brokers, host:port,... (first start only).
+    #[arg(long, value_name = "LIST")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub join: Option<String>,
     /// Rack or zone of this broker.
     #[arg(long, value_name = "RACK")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -438,6 +446,7 @@ impl BrokerConfig {
         self.auth.validate()?;
         self.auth.check_with(&self.tls, self.initial_cluster()?.len())?;
         self.initial_cluster()?;
+        self.join_addrs()?;
         #[cfg(feature = "failpoints")]
         for (from, to) in &self.dial_overrides {
             for addr in [from, to] {
@@ -478,50 +487,13 @@ impl BrokerConfig {
     /// cluster of this broker. Items are `id=host:port`; ids and addresses must be unique and
     /// this broker must be listed at its own advertised address.
     pub fn initial_cluster(&self) -> Result<BTreeMap<u64, String>, ConfigError> {
-        const KEY: &str = "initial-cluster";
-        let mut members = BTreeMap::new();
-        if self.initial_cluster.trim().is_empty() {
-            members.insert(self.node_id, self.advertise_addr().to_string());
-            return Ok(members);
-        }
-        let mut addrs = BTreeSet::new();
-        for item in self.initial_cluster.split(',').map(str::trim) {
-            let bad = |why: String| invalid(KEY, format!("item `{item}`: {why}"));
-            let (id, addr) =
-                item.split_once('=').ok_or_else(|| bad("expected id=host:port".into()))?;
-            let id: u64 = match id.trim().parse() {
-                Ok(id) if id > 0 => id,
-                _ => return Err(bad(format!("`{}` is not a broker id (a positive integer)", id))),
-            };
-            let addr = addr.trim();
-            check_host_port(addr).map_err(bad)?;
-            if members.contains_key(&id) {
-                return Err(bad(format!("broker id {id} is listed twice")));
-            }
-            if !addrs.insert(addr) {
-                return Err(bad(format!("address {addr} is listed twice")));
-            }
-            members.insert(id, addr.to_string());
-        }
-        match members.get(&self.node_id) {
-            None => Err(invalid(
-                KEY,
-                format!(
-                    "`{}` does not list this broker (node-id {})",
-                    self.initial_cluster, self.node_id
-                ),
-            )),
-            Some(addr) if addr != self.advertise_addr() => Err(invalid(
-                KEY,
-                format!(
-                    "lists this broker (node-id {}) at {addr}, but it advertises {}; \
-                     the list must give each broker its advertised address",
-                    self.node_id,
-                    self.advertise_addr()
-                ),
-            )),
-            Some(_) => Ok(members),
-        }
+        cluster::initial_cluster(&self.initial_cluster, self.node_id, self.advertise_addr())
+    }
+
+    /// The live brokers to join through (`join`), when this broker joins a running cluster
+    /// instead of founding one; empty otherwise.
+    pub fn join_addrs(&self) -> Result<Vec<String>, ConfigError> {
+        cluster::join(&self.join, &self.initial_cluster)
     }
 
     /// The advertised address must be one others can dial: a host (name or IP) that names a
@@ -554,41 +526,6 @@ fn raft_reason(e: rafka_raft::Error) -> String {
         rafka_raft::Error::Config(detail) => detail,
         e => e.to_string(),
     }
-}
-
-/// Checks a dialable `host:port`: a DNS name, an IPv4 address or a bracketed IPv6 address,
-/// and a port in 1..=65535.
-pub(crate) fn check_host_port(addr: &str) -> Result<(), String> {
-    let bad = |why: &str| Err(format!("`{addr}` is not host:port: {why}"));
-    let Some((host, port)) = addr.rsplit_once(':') else {
-        return bad("no port");
-    };
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => {}
-        _ => return bad("the port must be 1..=65535"),
-    }
-    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-        return match v6.parse::<std::net::Ipv6Addr>() {
-            Ok(_) => Ok(()),
-            Err(_) => bad("bad IPv6 address"),
-        };
-    }
-    if host.is_empty() {
-        return bad("no host");
-    }
-    if host.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let label_ok = |l: &str| {
-        !l.is_empty()
-            && !l.starts_with('-')
-            && !l.ends_with('-')
-            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    };
-    if host.len() > 253 || !host.trim_end_matches('.').split('.').all(label_ok) {
-        return bad("the host is not a DNS name or IP address (IPv6 goes in brackets)");
-    }
-    Ok(())
 }
 
 /// The layers in order, lowest first. `file` is `None` without `--config`.

@@ -1,4 +1,6 @@
-//! The controller: Raft group 0, replicated on the brokers of `--initial-cluster`.
+//! The controller: Raft group 0. Every broker hosts a replica: the founding brokers'
+//! (`--initial-cluster`) start as its voters; brokers that join later are learners until the
+//! leader makes one a voter in place of a decommissioned one ([`members`]).
 //!
 //! - [`state`]: the replicated state (brokers, topics, partition placement, producer ids)
 //!   and its commands, applied deterministically.
@@ -9,11 +11,14 @@
 //!   placement), or why it is refused.
 //! - [`handle`]: [`Controller`], this broker's replica of the group: state, leader,
 //!   proposing.
+//! - [`members`]: adding and removing brokers — draining, removal, rebalancing moves, and
+//!   the controller group's voters.
 //! - [`live`]: what the controller leader learns from broker heartbeats (partition leaders,
 //!   in-sync replicas) — soft state, never in the log.
 
 pub mod handle;
 pub mod live;
+pub mod members;
 pub mod placement;
 pub mod plan;
 pub mod state;

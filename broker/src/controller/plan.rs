@@ -212,6 +212,8 @@ pub fn heartbeat(state: &ControllerState, req: &internal::BrokerHeartbeatRequest
         // Brokers from before formats were reported send 0: they read format 1 only.
         batch_format: req.batch_format.max(1),
         listeners: req.listeners.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        controller_replica: req.controller_replica,
+        draining: state.brokers.get(&req.broker_id).is_some_and(|b| b.draining),
     };
     let register = (state.brokers.get(&req.broker_id) != Some(&record)
         || state.cluster_id.is_empty())

@@ -43,6 +43,18 @@ pub struct BrokerRecord {
     /// [`crate::config::listeners`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub listeners: BTreeMap<String, String>,
+    /// Its controller replica id (0: none reported yet): every broker hosts one, a voter or a
+    /// learner of the controller group.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub controller_replica: u64,
+    /// Being decommissioned: its replicas move away, nothing new is placed on it, and it is
+    /// removed once it holds none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub draining: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl BrokerRecord {
@@ -159,6 +171,11 @@ pub enum Command {
     /// Removes exactly these ACLs (the proposer chose them by filters); absent ones are
     /// skipped.
     DeleteAcls { acls: Vec<Acl> },
+    /// Starts decommissioning `broker`: it is drained of its replicas, then removed.
+    DecommissionBroker { broker: u64 },
+    /// Removes a drained broker for good: refused while any replica is (or moves) there. Its
+    /// id is never registered again.
+    RemoveBroker { broker: u64 },
 }
 
 /// What applying a command returned.
@@ -204,6 +221,9 @@ pub struct ControllerState {
     /// The ACLs, checked while authentication is on.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub acls: BTreeSet<Acl>,
+    /// Brokers removed by decommissioning; their heartbeats are refused.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub decommissioned: BTreeSet<u64>,
     /// Raft index of the last applied entry.
     pub version: u64,
 }
@@ -225,7 +245,14 @@ impl ControllerState {
     pub fn apply(&mut self, index: u64, cmd: Command) -> Outcome {
         self.version = index;
         match cmd {
-            Command::RegisterBroker { broker, cluster_id } => {
+            Command::RegisterBroker { mut broker, cluster_id } => {
+                if self.decommissioned.contains(&broker.id) {
+                    return refused(
+                        ErrorCode::InvalidRequest,
+                        format!("broker {} was decommissioned; its id is not reused", broker.id),
+                    );
+                }
+                broker.draining |= self.brokers.get(&broker.id).is_some_and(|b| b.draining);
                 if self.cluster_id.is_empty() {
                     self.cluster_id = cluster_id;
                     self.batch_format = broker.batch_format;
@@ -334,6 +361,27 @@ impl ControllerState {
                 for a in &acls {
                     self.acls.remove(a);
                 }
+                Outcome::Done
+            }
+            Command::DecommissionBroker { broker } => match self.brokers.get_mut(&broker) {
+                Some(b) => {
+                    b.draining = true;
+                    Outcome::Done
+                }
+                None => refused(ErrorCode::InvalidRequest, format!("no broker {broker}")),
+            },
+            Command::RemoveBroker { broker } => {
+                let held = self.topics.values().flat_map(|t| &t.partitions).any(|p| {
+                    p.replicas.iter().chain(p.target.iter().flatten()).any(|r| r.broker == broker)
+                });
+                if held {
+                    return refused(
+                        ErrorCode::InvalidRequest,
+                        format!("broker {broker} still holds replicas"),
+                    );
+                }
+                self.brokers.remove(&broker);
+                self.decommissioned.insert(broker);
                 Outcome::Done
             }
             Command::CompleteReassignment { group, voters } => {
@@ -536,6 +584,8 @@ mod tests {
                 incarnation: id,
                 batch_format: 2,
                 listeners: BTreeMap::new(),
+                controller_replica: 0,
+                draining: false,
             },
             cluster_id: "c".into(),
         }
@@ -715,6 +765,8 @@ mod tests {
                 incarnation: 77,
                 batch_format: 2,
                 listeners: BTreeMap::new(),
+                controller_replica: 0,
+                draining: false,
             },
             cluster_id: "c".into(),
         };

@@ -184,6 +184,8 @@ pub async fn describe_cluster(b: &Broker) -> Result<svc::ClusterDescription> {
         controller_id: resp.controller_id.unwrap_or(0),
         brokers: resp.brokers.into_iter().map(broker_info).collect(),
         batch_format: resp.batch_format,
+        decommissioned: resp.decommissioned,
+        controller_voters: resp.controller_voters,
     })
 }
 
@@ -194,5 +196,7 @@ fn broker_info(b: v1::BrokerInfo) -> svc::BrokerInfo {
         rack: b.rack,
         alive: b.alive,
         batch_format: b.batch_format,
+        draining: b.draining,
+        replicas: b.replicas,
     }
 }

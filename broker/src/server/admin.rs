@@ -71,6 +71,8 @@ fn broker_info(b: svc::BrokerInfo) -> v1::BrokerInfo {
         rack: b.rack,
         alive: b.alive,
         batch_format: b.batch_format,
+        draining: b.draining,
+        replicas: b.replicas,
     }
 }
 
@@ -246,6 +248,8 @@ impl Admin for AdminService {
                 controller_id: Some(c.controller_id),
                 brokers: c.brokers.into_iter().map(broker_info).collect(),
                 batch_format: c.batch_format,
+                decommissioned: c.decommissioned,
+                controller_voters: c.controller_voters,
             },
             Err(e) => {
                 v1::DescribeClusterResponse { error: Some(to_proto(&e)), ..Default::default() }
@@ -263,6 +267,27 @@ impl Admin for AdminService {
         let req = forward_to_controller!(self, req, reassign_partition);
         let r = svc::reassign(&self.broker, req.topic, req.partition, req.brokers).await;
         Ok(Response::new(v1::ReassignPartitionResponse { error: Some(proto_error(&r)) }))
+    }
+
+    async fn decommission_broker(
+        &self,
+        req: Request<v1::DecommissionBrokerRequest>,
+    ) -> Result<Response<v1::DecommissionBrokerResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Alter, Resource::cluster())?;
+        let req = forward_to_controller!(self, req, decommission_broker);
+        let r = svc::decommission(&self.broker, req.broker_id).await;
+        Ok(Response::new(v1::DecommissionBrokerResponse { error: Some(proto_error(&r)) }))
+    }
+
+    async fn rebalance(
+        &self,
+        req: Request<v1::RebalanceRequest>,
+    ) -> Result<Response<v1::RebalanceResponse>, Status> {
+        authorize(&self.broker, &req, Operation::Alter, Resource::cluster())?;
+        let _req = forward_to_controller!(self, req, rebalance);
+        let r = svc::rebalance(&self.broker).await;
+        let (started, moving) = r.as_ref().copied().unwrap_or((0, 0));
+        Ok(Response::new(v1::RebalanceResponse { error: Some(proto_error(&r)), started, moving }))
     }
 
     async fn transfer_leadership(

@@ -24,6 +24,10 @@ pub struct BrokerInfo {
     pub alive: bool,
     /// The newest partition batch format the broker reads.
     pub batch_format: u32,
+    /// Being decommissioned.
+    pub draining: bool,
+    /// Replicas it holds.
+    pub replicas: u32,
 }
 
 /// One partition: its replicas, and what its leader last reported.
@@ -78,6 +82,10 @@ pub struct ClusterDescription {
     pub brokers: Vec<BrokerInfo>,
     /// The partition batch format brokers write.
     pub batch_format: u32,
+    /// Brokers removed by decommissioning.
+    pub decommissioned: Vec<u64>,
+    /// Brokers holding a controller voter.
+    pub controller_voters: Vec<u64>,
 }
 
 /// `NOT_CONTROLLER` unless this broker leads the controller.
@@ -251,6 +259,8 @@ pub fn describe_cluster(b: &Broker) -> Result<ClusterDescription> {
         controller_id: b.id(),
         brokers: brokers(b),
         batch_format: b.state().batch_format(),
+        decommissioned: b.state().decommissioned.iter().copied().collect(),
+        controller_voters: controller_voters(b),
     })
 }
 
@@ -259,7 +269,14 @@ fn unknown_topic(name: &str) -> Error {
 }
 
 fn brokers(b: &Broker) -> Vec<BrokerInfo> {
-    b.state()
+    let state = b.state();
+    let mut held: BTreeMap<u64, u32> = BTreeMap::new();
+    for p in state.topics.values().flat_map(|t| &t.partitions) {
+        for r in &p.replicas {
+            *held.entry(r.broker).or_default() += 1;
+        }
+    }
+    state
         .brokers
         .values()
         .map(|r| BrokerInfo {
@@ -268,8 +285,52 @@ fn brokers(b: &Broker) -> Vec<BrokerInfo> {
             rack: r.rack.clone(),
             alive: b.is_alive(r.id),
             batch_format: r.batch_format,
+            draining: r.draining,
+            replicas: held.get(&r.id).copied().unwrap_or(0),
         })
         .collect()
+}
+
+/// Brokers holding a voter of the controller group.
+fn controller_voters(b: &Broker) -> Vec<u64> {
+    let Some(c) = b.controller().group() else { return Vec::new() };
+    let membership = c.status().membership;
+    let voters = c.settled_voters().unwrap_or_default();
+    let mut out: Vec<u64> =
+        voters.iter().filter_map(|r| membership.get_node(r)).map(|n| n.broker_id).collect();
+    out.sort_unstable();
+    out
+}
+
+/// Starts decommissioning `broker` (see [`crate::controller::members`]).
+pub async fn decommission(b: &Broker, broker: u64) -> Result<()> {
+    on_controller(b)?;
+    crate::controller::members::check_decommission(&b.state(), broker)?;
+    b.controller().propose(Command::DecommissionBroker { broker }).await.map(|_| ())
+}
+
+/// Starts rebalancing moves; (started now, moving in all).
+pub async fn rebalance(b: &Broker) -> Result<(u32, u32)> {
+    on_controller(b)?;
+    let state = b.state();
+    let live = b.live_brokers(&state);
+    let moves = crate::controller::members::rebalance_moves(&state, &live);
+    let mut started = 0;
+    for cmd in moves {
+        match b.controller().propose(cmd).await {
+            Ok(_) => started += 1,
+            Err(Error::ReassignmentInProgress(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let moving = b
+        .state()
+        .topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.target.is_some())
+        .count() as u32;
+    Ok((started, moving))
 }
 
 fn topic_metadata(b: &Broker, t: &TopicRecord) -> TopicMetadata {

@@ -2,6 +2,9 @@
 //! `rafka cluster health [--wait MS]`: whether the cluster is whole — a controller leader,
 //! every broker alive, every partition led and fully in sync, no reassignment under way —
 //! the condition a rolling restart waits for before it takes the next broker down.
+//! `rafka cluster rebalance [--wait MS]`: spread replicas and preferred leaders evenly (after
+//! adding a broker). `rafka cluster decommission B [--wait MS]`: move every replica off broker
+//! B, then remove it from the cluster.
 //!
 //! # Format
 //!
@@ -35,6 +38,22 @@ pub enum ClusterCommand {
         #[arg(long, value_name = "MS", default_value_t = 0)]
         wait: u64,
     },
+    /// Move replicas and preferred leaders until they are spread evenly over the brokers.
+    Rebalance {
+        /// Keep going (a few partitions move at a time) until balanced, up to this many
+        /// milliseconds; 0: only start the first moves.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        wait: u64,
+    },
+    /// Move every replica off a broker, then remove it from the cluster.
+    Decommission {
+        /// The broker's id.
+        broker: u64,
+        /// Wait up to this many milliseconds until it is removed, printing progress; 0: only
+        /// start.
+        #[arg(long, value_name = "MS", default_value_t = 0)]
+        wait: u64,
+    },
 }
 
 /// Runs a `cluster` command; returns the exit status.
@@ -42,6 +61,68 @@ pub async fn run(bootstrap: &Target, out: Output, cmd: ClusterCommand) -> anyhow
     match cmd {
         ClusterCommand::Status => status(bootstrap, out).await,
         ClusterCommand::Health { wait } => health(bootstrap, out, wait).await,
+        ClusterCommand::Rebalance { wait } => rebalance(bootstrap, wait).await,
+        ClusterCommand::Decommission { broker, wait } => {
+            decommission(bootstrap, broker, wait).await
+        }
+    }
+}
+
+async fn rebalance(bootstrap: &Target, wait_ms: u64) -> anyhow::Result<i32> {
+    let admin = Admin::new(connect(bootstrap).await?);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let mut total = 0;
+    loop {
+        let (started, moving) = admin.rebalance().await.context("rebalancing")?;
+        total += started;
+        if started > 0 {
+            println!("started moving {started} partition(s); {moving} moving");
+        }
+        if started == 0 && moving == 0 {
+            println!("balanced ({total} partition(s) moved)");
+            return Ok(0);
+        }
+        if std::time::Instant::now() >= deadline {
+            if wait_ms > 0 {
+                println!("still moving {moving} partition(s) after {wait_ms} ms");
+                return Ok(1);
+            }
+            return Ok(0);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+async fn decommission(bootstrap: &Target, broker: u64, wait_ms: u64) -> anyhow::Result<i32> {
+    let admin = Admin::new(connect(bootstrap).await?);
+    admin.decommission_broker(broker).await.context("decommissioning")?;
+    println!("decommissioning broker {broker}: its replicas are moving to the other brokers");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let mut last = None;
+    if wait_ms == 0 {
+        return Ok(0);
+    }
+    loop {
+        let cluster = admin.describe_cluster().await.context("describing the cluster")?;
+        if cluster.decommissioned.contains(&broker) {
+            println!("broker {broker} is decommissioned: it may be stopped");
+            return Ok(0);
+        }
+        let left = cluster.brokers.iter().find(|b| b.broker_id == broker).map(|b| b.replicas);
+        if left != last {
+            let voter = if cluster.controller_voters.contains(&broker) {
+                " (and a controller voter)"
+            } else {
+                ""
+            };
+            println!("broker {broker}: {} replica(s) left{voter}", left.unwrap_or(0));
+            last = left;
+        }
+        if std::time::Instant::now() >= deadline {
+            println!("broker {broker} still holds replicas after {wait_ms} ms");
+            return Ok(1);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
 }
 
@@ -139,10 +220,16 @@ async fn status(bootstrap: &Target, out: Output) -> anyhow::Result<i32> {
                 .iter()
                 .map(|b| {
                     let mark = if Some(b.broker_id) == cluster.controller_id { "*" } else { "" };
+                    let status = match (b.alive, b.draining) {
+                        (true, false) => "alive",
+                        (true, true) => "alive, draining",
+                        (false, false) => "dead",
+                        (false, true) => "dead, draining",
+                    };
                     vec![
                         format!("{}{mark}", b.broker_id),
                         b.address.clone(),
-                        if b.alive { "alive" } else { "dead" }.to_string(),
+                        status.to_string(),
                         leaders.get(&b.broker_id).copied().unwrap_or(0).to_string(),
                         replicas.get(&b.broker_id).copied().unwrap_or(0).to_string(),
                     ]
@@ -153,6 +240,14 @@ async fn status(bootstrap: &Target, out: Output) -> anyhow::Result<i32> {
                 "  {topics} topics, {partitions} partitions, {leaderless} without a leader \
                  (* = controller leader)"
             );
+            let voters: Vec<String> =
+                cluster.controller_voters.iter().map(|b| b.to_string()).collect();
+            println!("  controller voters: {}", voters.join(", "));
+            if !cluster.decommissioned.is_empty() {
+                let gone: Vec<String> =
+                    cluster.decommissioned.iter().map(|b| b.to_string()).collect();
+                println!("  decommissioned: {}", gone.join(", "));
+            }
         }
         Output::Json => print_json(&json!({
             "cluster_id": cluster.cluster_id,
@@ -163,13 +258,16 @@ async fn status(bootstrap: &Target, out: Output) -> anyhow::Result<i32> {
                 "address": b.address,
                 "rack": b.rack,
                 "alive": b.alive,
+                "draining": b.draining,
                 "controller": Some(b.broker_id) == cluster.controller_id,
+                "controller_voter": cluster.controller_voters.contains(&b.broker_id),
                 "leaders": leaders.get(&b.broker_id).copied().unwrap_or(0),
                 "replicas": replicas.get(&b.broker_id).copied().unwrap_or(0),
             })).collect::<Vec<_>>(),
             "topics": topics,
             "partitions": partitions,
             "leaderless_partitions": leaderless,
+            "decommissioned": cluster.decommissioned,
         })),
     }
     Ok(0)

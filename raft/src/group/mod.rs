@@ -222,7 +222,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
 
     /// Promotes learners to voters.
     pub async fn promote(&self, ids: impl IntoIterator<Item = ReplicaId>) -> Result<(), Error> {
-        self.change_membership(ChangeMembers::AddVoterIds(ids.into_iter().collect())).await
+        self.change_membership(ChangeMembers::AddVoterIds(ids.into_iter().collect()), false).await
     }
 
     /// Removes voters (and forgets them: they do not stay as learners).
@@ -230,7 +230,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         &self,
         ids: impl IntoIterator<Item = ReplicaId>,
     ) -> Result<(), Error> {
-        self.change_membership(ChangeMembers::RemoveVoters(ids.into_iter().collect())).await
+        self.change_membership(ChangeMembers::RemoveVoters(ids.into_iter().collect()), false).await
     }
 
     /// Makes exactly `ids` the voters (joint consensus when the set changes by more than one);
@@ -239,7 +239,18 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         &self,
         ids: impl IntoIterator<Item = ReplicaId>,
     ) -> Result<(), Error> {
-        self.change_membership(ChangeMembers::ReplaceAllVoters(ids.into_iter().collect())).await
+        let change = ChangeMembers::ReplaceAllVoters(ids.into_iter().collect());
+        self.change_membership(change, false).await
+    }
+
+    /// [`Group::replace_voters`], keeping the voters left out as learners (they go on
+    /// receiving the log until [`Group::remove_learners`]).
+    pub async fn replace_voters_keeping_learners(
+        &self,
+        ids: impl IntoIterator<Item = ReplicaId>,
+    ) -> Result<(), Error> {
+        let change = ChangeMembers::ReplaceAllVoters(ids.into_iter().collect());
+        self.change_membership(change, true).await
     }
 
     /// Forgets learners `ids` (voters must be removed with [`Group::replace_voters`]).
@@ -247,7 +258,7 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
         &self,
         ids: impl IntoIterator<Item = ReplicaId>,
     ) -> Result<(), Error> {
-        self.change_membership(ChangeMembers::RemoveNodes(ids.into_iter().collect())).await
+        self.change_membership(ChangeMembers::RemoveNodes(ids.into_iter().collect()), false).await
     }
 
     /// One membership change on the leader, after confirming its lease; returns once the
@@ -255,12 +266,13 @@ impl<A: App, S: StateMachine<A>> Group<A, S> {
     async fn change_membership(
         &self,
         change: ChangeMembers<ReplicaId, ReplicaNode>,
+        retain: bool,
     ) -> Result<(), Error> {
         let g = self.inner.id;
         self.renew_lease().await?;
         self.inner
             .raft
-            .change_membership(change, false)
+            .change_membership(change, retain)
             .await
             .map_err(|e| self.client_write_error(g, e))?;
         Ok(())

@@ -504,6 +504,14 @@ pub(super) fn unary_rpcs() -> Vec<Rpc> {
                 }),
         ),
         rpc("/rafka.v1.Admin/ListUsers", Just(v1::ListUsersRequest {})),
+        // Decommissioning is refused here (every topic has as many replicas as brokers) or
+        // names no broker; nothing is moved.
+        rpc(
+            "/rafka.v1.Admin/DecommissionBroker",
+            prop_oneof![3 => 0u64..5, 1 => any::<u64>()]
+                .prop_map(|broker_id| v1::DecommissionBrokerRequest { broker_id }),
+        ),
+        rpc("/rafka.v1.Admin/Rebalance", Just(v1::RebalanceRequest {})),
         rpc(
             "/rafka.v1.Admin/CreateAcls",
             prop::collection::vec(acl_binding(), 0..4)
