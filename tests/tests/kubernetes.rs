@@ -58,21 +58,34 @@ fn the_statefulset_forms_a_quorum_and_limits_disruptions() {
 }
 
 #[test]
-fn the_entrypoint_makes_the_broker_id_from_the_pod_ordinal() {
+fn the_entrypoint_makes_the_broker_id_from_the_pod_ordinal_and_joins_beyond_three() {
     let text = std::fs::read_to_string(repo().join("deploy/k8s/rafka.yaml")).unwrap();
     let line = text
         .lines()
         .map(str::trim)
         .find_map(|l| l.strip_prefix("- export RAFKA_NODE_ID="))
         .expect("the entrypoint line");
-    let script = format!("export RAFKA_NODE_ID={line}")
-        .replace("exec rafka-broker", "echo \"$RAFKA_NODE_ID\"");
-    for (pod, id) in [("rafka-0", "1"), ("rafka-2", "3"), ("my-rafka-11", "12")] {
+    let script = format!("export RAFKA_NODE_ID={line}").replace(
+        "exec rafka-broker",
+        "echo \"$RAFKA_NODE_ID|${RAFKA_JOIN:-}|${RAFKA_INITIAL_CLUSTER:-}\"",
+    );
+    let founders =
+        "1=rafka-0.rafka.ns.svc:9092,2=rafka-1.rafka.ns.svc:9092,3=rafka-2.rafka.ns.svc:9092";
+    let joiners = "rafka-0.rafka.ns.svc:9092,rafka-1.rafka.ns.svc:9092,rafka-2.rafka.ns.svc:9092";
+    let founding = |id: &str| format!("{id}||{founders}");
+    let joining = |id: &str| format!("{id}|{joiners}|");
+    for (pod, want) in [
+        ("rafka-0", founding("1")),
+        ("rafka-2", founding("3")),
+        ("rafka-3", joining("4")),
+        ("my-rafka-11", joining("12")),
+    ] {
         let out = std::process::Command::new("/bin/sh")
             .args(["-c", &script])
             .env("POD_NAME", pod)
+            .env("RAFKA_INITIAL_CLUSTER", founders)
             .output()
             .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), id, "{pod}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), want, "{pod}");
     }
 }

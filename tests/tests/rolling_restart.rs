@@ -43,6 +43,8 @@ struct Sent {
     waits: Vec<Duration>,
     /// Sends that waited 300 ms or more: when they started (since the load began), how long.
     slow: Vec<(Duration, Duration)>,
+    /// The longest wait of an acknowledged send, per partition.
+    longest: BTreeMap<u32, Duration>,
     failed: Vec<String>,
 }
 
@@ -85,7 +87,11 @@ async fn produce(producer: Producer, rate: u64, stop: Arc<AtomicBool>) -> Sent {
             Some((value, started, r)) = pending.next(), if !pending.is_empty() => {
                 note(&mut sent, started);
                 match r {
-                    Ok(_) => _ = sent.acked.insert(value),
+                    Ok(md) => {
+                        sent.acked.insert(value);
+                        let l = sent.longest.entry(md.partition).or_default();
+                        *l = (*l).max(started.elapsed());
+                    }
                     Err(e) => sent.failed.push(format!("{value}: {e}")),
                 }
             }
@@ -94,7 +100,11 @@ async fn produce(producer: Producer, rate: u64, stop: Arc<AtomicBool>) -> Sent {
     while let Some((value, started, r)) = pending.next().await {
         note(&mut sent, started);
         match r {
-            Ok(_) => _ = sent.acked.insert(value),
+            Ok(md) => {
+                sent.acked.insert(value);
+                let l = sent.longest.entry(md.partition).or_default();
+                *l = (*l).max(started.elapsed());
+            }
             Err(e) => sent.failed.push(format!("{value}: {e}")),
         }
     }
@@ -205,6 +215,7 @@ async fn rolling_restart_under_load_loses_nothing_and_stalls_no_send() {
             percentile(&waits, 0.999),
         );
         eprintln!("sends of 300 ms or more (start, wait): {:?}", summarize(&sent.slow));
+        eprintln!("longest send wait per partition: {:?}", sent.longest);
         assert!(longest < SEND_BOUND, "a send waited {longest:?}");
 
         // Every acknowledged record is stored exactly once.

@@ -118,6 +118,16 @@ async fn brokers_join_rebalance_and_decommission_under_load() {
         };
         acked_past(100).await.unwrap();
 
+        // Three brokers cannot lose one while topics have three replicas: refused, one line.
+        let run = run_cli(
+            &["--bootstrap", &founders.join(","), "cluster", "decommission", "3"],
+            &[],
+            "",
+        )
+        .await;
+        assert_ne!(run.code, Some(0), "decommissioned a broker that was needed");
+        assert!(run.stderr.contains("add a broker first"), "{}", run.stderr);
+
         // Broker 4 joins through broker 1.
         let id = cluster.must_add_broker();
         assert_eq!(id, 4);
