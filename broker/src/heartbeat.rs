@@ -39,6 +39,7 @@ pub async fn run(b: Arc<Broker>) {
             controller_replica: b.controller().replica_id(),
             batch_format: b.batch_format_supported(),
             listeners: b.listeners().iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            catching_up: catching_up(&b),
         };
         if b.controller().is_leader() {
             handle(&b, req);
@@ -118,6 +119,28 @@ async fn next_beat(b: &Broker) {
     }
 }
 
+/// Groups assigned here whose replica is not caught up yet (see the request's field).
+fn catching_up(b: &Broker) -> Vec<u64> {
+    let replicas = b.replicas();
+    let state = b.state();
+    let mut out = Vec::new();
+    for p in state.topics.values().flat_map(|t| &t.partitions) {
+        let Some(r) = p.assigned(b.id()) else { continue };
+        if !b.is_current(&r) {
+            continue;
+        }
+        let behind = match (replicas.partition(p.group), replicas.coordinator(p.group)) {
+            (Some(part), _) => part.group.is_catching_up(),
+            (None, Some(c)) => c.group.is_catching_up(),
+            (None, None) => true,
+        };
+        if behind {
+            out.push(p.group);
+        }
+    }
+    out
+}
+
 /// What this broker leads, for the controller.
 fn leading(b: &Broker) -> Vec<internal::PartitionReport> {
     let replicas = b.replicas();
@@ -168,7 +191,7 @@ pub fn handle(
     }
     let state = b.state();
     let heard = plan::heartbeat(&state, &req);
-    b.live().report(req.broker_id, heard.leading);
+    b.live().report(req.broker_id, heard.leading, req.catching_up.iter().copied().collect());
     for (group, voters, name) in heard.complete {
         propose(
             b,

@@ -4,6 +4,20 @@
 use super::*;
 
 impl<A: App, S: StateMachine<A>> Group<A, S> {
+    /// On a follower or learner: not yet caught up since this replica started — its leader
+    /// has not reached it yet, or it has not applied what it knows is committed. A replica
+    /// restarted a moment ago looks in sync to a leader that has not noticed the restart;
+    /// this is the replica's own, truthful, answer.
+    pub fn is_catching_up(&self) -> bool {
+        let m = self.inner.raft.metrics();
+        let m = m.borrow_watched();
+        if m.state == ServerState::Leader {
+            return false;
+        }
+        !self.inner.heard_leader.load(Ordering::Relaxed)
+            || m.last_applied.map(|l| l.index) < m.local_committed.map(|c| c.index)
+    }
+
     /// This replica's view of the group: term, leader, log and commit positions, membership,
     /// and on the leader each member's replication progress.
     pub fn status(&self) -> crate::model::RaftStatus {
