@@ -340,6 +340,21 @@ impl Broker {
         Ok(())
     }
 
+    /// Leaves command-line flag `flag` (and its value) out of the broker's next starts.
+    pub fn drop_flag(&mut self, flag: &str) {
+        let args = std::mem::take(&mut self.spec.args);
+        let mut skip = false;
+        for a in args {
+            if skip {
+                skip = false;
+            } else if a == flag {
+                skip = true;
+            } else {
+                self.spec.args.push(a);
+            }
+        }
+    }
+
     /// Sets `key` in the environment of the broker's next start.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);

@@ -191,44 +191,19 @@ impl Cluster {
         };
         for (i, (grpc, http)) in ports.into_iter().enumerate() {
             let id = i as u64 + 1;
-            let home = cluster.dir.path().join(id.to_string());
-            let data_dir = home.join("data");
-            std::fs::create_dir_all(&data_dir).expect("creating a broker dir");
-            let config_path = home.join("broker.toml");
             let config = match &cluster.net {
                 Some(net) => dial_through(&config, net, id, &addrs),
                 None => config.clone(),
             };
-            std::fs::write(&config_path, &config).expect("writing a broker config");
-            let (addr, http_addr) = (grpc.addr(), http.addr());
-            let advertise = advertised[i];
-            let args: Vec<OsString> = vec![
-                "--config".into(),
-                config_path.into(),
-                "--node-id".into(),
-                id.to_string().into(),
-                "--listen".into(),
-                addr.to_string().into(),
+            let membership: Vec<OsString> = vec![
                 "--advertise".into(),
-                advertise.to_string().into(),
-                "--http".into(),
-                http_addr.to_string().into(),
-                "--data-dir".into(),
-                data_dir.clone().into(),
+                advertised[i].to_string().into(),
                 "--initial-cluster".into(),
                 initial_cluster.clone().into(),
             ];
-            let mut broker = Broker::new(Spec {
-                id,
-                bin: bin.clone(),
-                args,
-                cwd: home.clone(),
-                addr,
-                http_addr,
-                external_addr: external[i].as_ref().map(ReservedPort::addr),
-                data_dir,
-                log_path: home.join("broker.log"),
-            });
+            let external_addr = external[i].as_ref().map(ReservedPort::addr);
+            let mut broker =
+                cluster.new_broker(id, &config, (&grpc, &http, external_addr), membership);
             if let Some(port) = external[i].take() {
                 let addr = port.release();
                 broker.set_env("RAFKA_LISTENERS", &format!("external={addr}"));
@@ -327,27 +302,23 @@ impl Cluster {
         self.wait_ready(timeout).await.unwrap_or_else(|e| panic!("{e:#}"));
     }
 
-    /// Starts a new broker (the next id) that joins the running cluster through broker 1's
-    /// address (`--join`, no `--initial-cluster`), with the cluster's config; returns its id.
-    /// Does not wait for it to be ready. Not for proxied clusters.
-    ///
-    /// # Panics
-    /// On a proxied cluster, or when it cannot be spawned.
-    pub fn must_add_broker(&mut self) -> u64 {
-        assert!(self.net.is_none(), "adding brokers to a proxied cluster is not supported");
-        let id = self.brokers.iter().map(Broker::id).max().unwrap_or(0) + 1;
-        let join = self.brokers.first().expect("a broker to join through").addr().to_string();
+    /// A broker `id` (not started) in its own directory of the cluster's, with `config` as
+    /// its file, listening on the given (gRPC, HTTP, external) ports, with `membership` flags
+    /// (`--initial-cluster` and `--advertise`, or `--join`).
+    fn new_broker(
+        &self,
+        id: u64,
+        config: &str,
+        (grpc, http, external_addr): (&ReservedPort, &ReservedPort, Option<SocketAddr>),
+        membership: Vec<OsString>,
+    ) -> Broker {
         let home = self.dir.path().join(id.to_string());
         let data_dir = home.join("data");
         std::fs::create_dir_all(&data_dir).expect("creating a broker dir");
         let config_path = home.join("broker.toml");
-        std::fs::write(&config_path, &self.config).expect("writing a broker config");
-        let (grpc, http) = (
-            ReservedPort::new().expect("reserving a loopback port"),
-            ReservedPort::new().expect("reserving a loopback port"),
-        );
+        std::fs::write(&config_path, config).expect("writing a broker config");
         let (addr, http_addr) = (grpc.addr(), http.addr());
-        let args: Vec<OsString> = vec![
+        let mut args: Vec<OsString> = vec![
             "--config".into(),
             config_path.into(),
             "--node-id".into(),
@@ -358,20 +329,38 @@ impl Cluster {
             http_addr.to_string().into(),
             "--data-dir".into(),
             data_dir.clone().into(),
-            "--join".into(),
-            join.into(),
         ];
-        let mut broker = Broker::new(Spec {
+        args.extend(membership);
+        Broker::new(Spec {
             id,
             bin: self.bin.clone(),
             args,
             cwd: home.clone(),
             addr,
             http_addr,
-            external_addr: None,
+            external_addr,
             data_dir,
             log_path: home.join("broker.log"),
-        });
+        })
+    }
+
+    /// Starts a new broker (the next id) that joins the running cluster through broker 1's
+    /// address (`--join`, no `--initial-cluster`), with the cluster's config; returns its id.
+    /// Does not wait for it to be ready. Not for proxied clusters.
+    ///
+    /// # Panics
+    /// On a proxied cluster, or when it cannot be spawned.
+    pub fn must_add_broker(&mut self) -> u64 {
+        assert!(self.net.is_none(), "adding brokers to a proxied cluster is not supported");
+        let id = self.brokers.iter().map(Broker::id).max().unwrap_or(0) + 1;
+        let join = self.brokers.first().expect("a broker to join through").addr().to_string();
+        let (grpc, http) = (
+            ReservedPort::new().expect("reserving a loopback port"),
+            ReservedPort::new().expect("reserving a loopback port"),
+        );
+        let config = self.config.clone();
+        let membership: Vec<OsString> = vec!["--join".into(), join.into()];
+        let mut broker = self.new_broker(id, &config, (&grpc, &http, None), membership);
         grpc.release();
         http.release();
         broker.start().unwrap_or_else(|e| panic!("{e:#}"));

@@ -18,6 +18,8 @@
 //! - [`response`]: [`response::HasError`], the `Error` of any response, and its code.
 //! - [`groups`]: consumer groups: a coordinator-routing `Groups` client and simulated members
 //!   (heartbeating, optionally consuming and committing) for the group suites.
+//! - [`load`]: a producer load for tests that change the cluster under it, and the check
+//!   that every acknowledged record is stored exactly once.
 //! - [`http`]: a minimal HTTP/1.1 GET for `/readyz` and `/healthz`.
 //! - [`ports`]: [`ports::ReservedPort`], a loopback port held until a broker is spawned.
 //! - `fake` (unit tests only): in-process fake brokers that test [`TestClient`]'s routing
@@ -53,6 +55,7 @@ mod fake;
 pub mod groups;
 pub mod http;
 pub mod kafka;
+pub mod load;
 pub mod ports;
 pub mod produced;
 pub mod raw;

@@ -17,27 +17,20 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::AtomicUsize;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use rafka_client::Admin;
 use rafka_client::Client;
 use rafka_client::Consumer;
 use rafka_client::ConsumerConfig;
 use rafka_client::Producer;
 use rafka_client::ProducerConfig;
-use rafka_client::ProducerRecord;
 use rafka_tests::bounded;
 use rafka_tests::broker::broker_binary;
 use rafka_tests::docker::Docker;
 use rafka_tests::docker::checked;
 use rafka_tests::http::http_get;
+use rafka_tests::load::Load;
 use rafka_tests::ports::ReservedPort;
 use rafka_tests::wait::poll;
 use rafka_tests::wait::test_timeout;
@@ -184,52 +177,6 @@ async fn read_all(client: &Client, at_least: usize) -> Vec<(String, u32, i64)> {
     read
 }
 
-/// Sends numbered records until `stop`, up to 64 unacknowledged, counting acknowledgements in
-/// `count`; the acknowledged values and the number of failed sends.
-async fn produce_until(
-    producer: Producer,
-    stop: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-) -> (BTreeSet<String>, usize) {
-    let mut pending = FuturesUnordered::new();
-    let (mut acked, mut failed) = (BTreeSet::new(), 0);
-    let mut i = 0u64;
-    while !stop.load(Ordering::Relaxed) {
-        let value = format!("v{i:06}");
-        let record = ProducerRecord {
-            topic: TOPIC.into(),
-            partition: None,
-            key: Some(Bytes::from(format!("k{i}"))),
-            value: Some(Bytes::from(value.clone())),
-            headers: Vec::new(),
-            timestamp: None,
-        };
-        i += 1;
-        match producer.send(record).await {
-            Ok(delivery) => pending.push(async move { (value, delivery.await) }),
-            Err(_) => failed += 1,
-        }
-        while pending.len() >= 64 {
-            match pending.next().await {
-                Some((v, Ok(_))) => {
-                    acked.insert(v);
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
-                Some((_, Err(_))) => failed += 1,
-                None => break,
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    while let Some((v, r)) = pending.next().await {
-        match r {
-            Ok(_) => _ = acked.insert(v),
-            Err(_) => failed += 1,
-        }
-    }
-    (acked, failed)
-}
-
 fn health(docker: &Docker, container: &str) -> String {
     let out = docker
         .run(&["inspect", "--format", "{{.State.Health.Status}}", container])
@@ -252,13 +199,14 @@ async fn compose_cluster_in_docker() {
     bounded("the Docker suite", test_timeout(Duration::from_secs(900)), async {
         docker.import_base().unwrap_or_else(|e| panic!("{e:#}"));
         let bin = broker_binary().unwrap();
-        docker.build_image(repo(), bin.parent().unwrap(), IMAGE).unwrap_or_else(|e| panic!("{e:#}"));
+        docker
+            .build_image(repo(), bin.parent().unwrap(), IMAGE)
+            .unwrap_or_else(|e| panic!("{e:#}"));
 
         // The image: non-root, a data volume, the broker as entrypoint, a health check, the
         // CLI inside, and the build's version.
-        let inspect = docker
-            .run(&["image", "inspect", "--format", "{{json .Config}}", IMAGE])
-            .unwrap();
+        let inspect =
+            docker.run(&["image", "inspect", "--format", "{{json .Config}}", IMAGE]).unwrap();
         let config: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
         assert_eq!(config["User"], "rafka", "{config}");
         assert!(config["Volumes"].get("/var/lib/rafka").is_some(), "{config}");
@@ -316,35 +264,29 @@ async fn compose_cluster_in_docker() {
             .await
             .unwrap();
         let producer = Producer::new(client.clone(), ProducerConfig::default()).unwrap();
-        let (stop, count) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
-        let load = tokio::spawn(produce_until(producer, stop.clone(), count.clone()));
-        let acked_past = |n: usize| {
-            let count = count.clone();
-            poll("acknowledged sends", Duration::from_secs(60), move || {
-                let done = count.load(Ordering::Relaxed);
-                async move {
-                    if done >= n { Ok(()) } else { Err(anyhow::anyhow!("{done} of {n}")) }
-                }
-            })
-        };
-        acked_past(300).await.unwrap();
-        let (before_restart, started) = (count.load(Ordering::Relaxed), std::time::Instant::now());
+        let load = Load::start(producer, TOPIC, "v", 300);
+        load.wait_acked(300, Duration::from_secs(60)).await.unwrap();
+        let (before_restart, started) = (load.acked(), std::time::Instant::now());
         let restart = project.command(&["restart", "--timeout", "30", "rafka-2"]);
         tokio::task::spawn_blocking(move || checked(restart, "docker-compose restart rafka-2"))
             .await
             .unwrap()
             .unwrap_or_else(|e| panic!("{e:#}"));
         wait_ready(&ports[&2], Duration::from_secs(120)).await;
-        let so_far = count.load(Ordering::Relaxed);
+        let so_far = load.acked();
         eprintln!(
             "broker 2 restarted and ready in {:?}; {} records acknowledged meanwhile",
             started.elapsed(),
             so_far - before_restart
         );
-        acked_past(so_far + 300).await.unwrap();
-        stop.store(true, Ordering::Relaxed);
-        let (acked, failed) = load.await.unwrap();
-        assert_eq!(failed, 0, "sends failed while a broker restarted");
+        load.wait_acked(so_far + 300, Duration::from_secs(60)).await.unwrap();
+        let sent = load.finish().await;
+        let (acked, failed) = (sent.acked, sent.failed);
+        assert!(
+            failed.is_empty(),
+            "sends failed while a broker restarted: {:?}",
+            &failed[..failed.len().min(5)]
+        );
         assert!(acked.len() >= 100, "only {} records acknowledged", acked.len());
 
         let read = read_all(&client, acked.len()).await;

@@ -16,18 +16,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
-use bytes::Bytes;
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
 use rafka_client::Client;
 use rafka_client::Consumer;
 use rafka_client::ConsumerConfig;
 use rafka_client::Producer;
 use rafka_client::ProducerConfig;
-use rafka_client::ProducerRecord;
 use rafka_tests::Cluster;
 use rafka_tests::bounded;
 use rafka_tests::broker::run_cli;
+use rafka_tests::load::Load;
+use rafka_tests::load::assert_stored_once;
+use rafka_tests::load::stored_values;
 use rafka_tests::wait::env_u64;
 use rafka_tests::wait::test_timeout;
 
@@ -35,81 +34,6 @@ const TOPIC: &str = "roll";
 const PARTITIONS: u32 = 6;
 /// Longest a send may wait during the restart, on a debug build.
 const SEND_BOUND: Duration = Duration::from_secs(5);
-
-/// What the producer saw: acknowledged values and each send's wait, failures.
-#[derive(Debug, Default)]
-struct Sent {
-    acked: BTreeSet<String>,
-    waits: Vec<Duration>,
-    /// Sends that waited 300 ms or more: when they started (since the load began), how long.
-    slow: Vec<(Duration, Duration)>,
-    /// The longest wait of an acknowledged send, per partition.
-    longest: BTreeMap<u32, Duration>,
-    failed: Vec<String>,
-}
-
-/// Sends `rate` records a second until `stop`; each send's wait runs from `send` to its
-/// acknowledgement.
-async fn produce(producer: Producer, rate: u64, stop: Arc<AtomicBool>) -> Sent {
-    let mut sent = Sent::default();
-    let mut pending = FuturesUnordered::new();
-    let tick = Duration::from_secs_f64(1.0 / rate as f64);
-    let mut next = tokio::time::Instant::now();
-    let mut i = 0u64;
-    let t0 = Instant::now();
-    let note = |sent: &mut Sent, started: Instant| {
-        let wait = started.elapsed();
-        sent.waits.push(wait);
-        if wait >= Duration::from_millis(300) {
-            sent.slow.push((started - t0, wait));
-        }
-    };
-    while !stop.load(Ordering::Relaxed) {
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {
-                next += tick;
-                let value = format!("m{i:07}");
-                i += 1;
-                let record = ProducerRecord {
-                    topic: TOPIC.into(),
-                    partition: None,
-                    key: Some(Bytes::from(format!("k{}", i % 97))),
-                    value: Some(Bytes::from(value.clone())),
-                    headers: Vec::new(),
-                    timestamp: None,
-                };
-                let started = Instant::now();
-                match producer.send(record).await {
-                    Ok(d) => pending.push(async move { (value, started, d.await) }),
-                    Err(e) => sent.failed.push(format!("{value}: {e}")),
-                }
-            }
-            Some((value, started, r)) = pending.next(), if !pending.is_empty() => {
-                note(&mut sent, started);
-                match r {
-                    Ok(md) => {
-                        sent.acked.insert(value);
-                        let l = sent.longest.entry(md.partition).or_default();
-                        *l = (*l).max(started.elapsed());
-                    }
-                    Err(e) => sent.failed.push(format!("{value}: {e}")),
-                }
-            }
-        }
-    }
-    while let Some((value, started, r)) = pending.next().await {
-        note(&mut sent, started);
-        match r {
-            Ok(md) => {
-                sent.acked.insert(value);
-                let l = sent.longest.entry(md.partition).or_default();
-                *l = (*l).max(started.elapsed());
-            }
-            Err(e) => sent.failed.push(format!("{value}: {e}")),
-        }
-    }
-    sent
-}
 
 /// A group member reading until `stop`; the values it saw (repeats allowed: at least once).
 async fn consume(client: Client, stop: Arc<AtomicBool>) -> BTreeSet<String> {
@@ -168,7 +92,7 @@ async fn rolling_restart_under_load_loses_nothing_and_stalls_no_send() {
         let producer = Producer::new(producer_client, ProducerConfig::default()).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let t0 = Instant::now();
-        let load = tokio::spawn(produce(producer, rate, stop.clone()));
+        let load = Load::start(producer, TOPIC, "m", rate);
         let reader =
             tokio::spawn(consume(Client::connect(&bootstrap).await.unwrap(), stop.clone()));
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -194,8 +118,8 @@ async fn rolling_restart_under_load_loses_nothing_and_stalls_no_send() {
         // Leaderships move back to their preferred replicas after the restart: keep the load
         // on through that too.
         tokio::time::sleep(Duration::from_secs(3)).await;
+        let sent = load.finish().await;
         stop.store(true, Ordering::Relaxed);
-        let sent = load.await.unwrap();
         let seen = reader.await.unwrap();
 
         assert!(
@@ -203,7 +127,7 @@ async fn rolling_restart_under_load_loses_nothing_and_stalls_no_send() {
             "sends failed: {:?}",
             &sent.failed[..sent.failed.len().min(5)]
         );
-        let mut waits = sent.waits.clone();
+        let mut waits: Vec<Duration> = sent.waits.iter().map(|(_, w, _)| *w).collect();
         waits.sort();
         let longest = *waits.last().unwrap();
         eprintln!(
@@ -214,21 +138,25 @@ async fn rolling_restart_under_load_loses_nothing_and_stalls_no_send() {
             percentile(&waits, 0.99),
             percentile(&waits, 0.999),
         );
-        eprintln!("sends of 300 ms or more (start, wait): {:?}", summarize(&sent.slow));
-        eprintln!("longest send wait per partition: {:?}", sent.longest);
+        let slow: Vec<(Duration, Duration)> = sent
+            .waits
+            .iter()
+            .filter(|(_, w, _)| *w >= Duration::from_millis(300))
+            .map(|(at, w, _)| (*at, *w))
+            .collect();
+        eprintln!("sends of 300 ms or more (start, wait): {:?}", summarize(&slow));
+        let mut per_partition: BTreeMap<u32, Duration> = BTreeMap::new();
+        for (_, w, p) in &sent.waits {
+            let l = per_partition.entry(*p).or_default();
+            *l = (*l).max(*w);
+        }
+        eprintln!("longest send wait per partition: {per_partition:?}");
         assert!(longest < SEND_BOUND, "a send waited {longest:?}");
 
         // Every acknowledged record is stored exactly once.
-        let mut stored = Vec::new();
-        for p in 0..PARTITIONS {
-            for r in client.fetch_all(TOPIC, p, 0).await.unwrap() {
-                stored.push(String::from_utf8_lossy(r.value_bytes()).into_owned());
-            }
-        }
-        let unique: BTreeSet<String> = stored.iter().cloned().collect();
-        assert_eq!(unique.len(), stored.len(), "a record was stored twice");
-        let missing: Vec<&String> = sent.acked.difference(&unique).take(5).collect();
-        assert!(missing.is_empty(), "acknowledged but not stored: {missing:?}");
+        let stored = stored_values(&client, TOPIC, PARTITIONS).await;
+        assert_stored_once(&sent.acked, &stored);
+        let unique: BTreeSet<String> = stored.into_iter().collect();
         // The group read on through the restarts (what it had not reached when stopped is
         // not a loss: it is stored, as checked above).
         assert!(
