@@ -185,14 +185,29 @@ impl Drop for Docker {
         let pid = nix::unistd::Pid::from_raw(self.daemon.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.daemon.try_wait() {
-                return;
+        let mut exited = false;
+        while Instant::now() < deadline && !exited {
+            exited = matches!(self.daemon.try_wait(), Ok(Some(_)));
+            if !exited {
+                std::thread::sleep(Duration::from_millis(100));
             }
-            std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
+        if !exited {
+            let _ = self.daemon.kill();
+            let _ = self.daemon.wait();
+        }
+        // The daemon leaves mounts behind (its network namespace's bind mount): unmount
+        // everything under the directory, deepest first, so it can be removed.
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let mut ours: Vec<&str> = mounts
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|m| Path::new(m).starts_with(self.dir.path()))
+            .collect();
+        ours.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in ours {
+            let _ = Command::new("umount").arg("--lazy").arg(m).status();
+        }
     }
 }
 
