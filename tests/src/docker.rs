@@ -16,7 +16,6 @@ use std::process::Command;
 use std::process::Output;
 use std::process::Stdio;
 use std::time::Duration;
-use std::time::Instant;
 
 use anyhow::Context;
 use anyhow::bail;
@@ -27,7 +26,8 @@ pub const BASE_IMAGE: &str = "debian:bookworm-slim";
 /// A running `dockerd` of this test.
 #[derive(Debug)]
 pub struct Docker {
-    daemon: Child,
+    /// Taken by the drop, which waits for it.
+    daemon: Option<Child>,
     socket: PathBuf,
     client: PathBuf,
     // Last: removed after the daemon stopped.
@@ -54,7 +54,7 @@ pub fn base_tarball() -> PathBuf {
 
 impl Docker {
     /// Starts a daemon and waits until it answers (60 s at most).
-    pub fn start() -> Result<Docker, Unavailable> {
+    pub async fn start() -> Result<Docker, Unavailable> {
         if !nix::unistd::geteuid().is_root() {
             return Err(Unavailable("dockerd needs root".into()));
         }
@@ -100,19 +100,14 @@ impl Docker {
             .stderr(log)
             .spawn()
             .map_err(|e| Unavailable(format!("spawning dockerd: {e}")))?;
-        let docker = Docker { daemon, socket, client, dir };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if docker.run(&["version"]).is_ok() {
-                return Ok(docker);
-            }
-            if Instant::now() > deadline {
-                return Err(Unavailable(format!(
-                    "dockerd did not answer within 60 s: {}",
-                    docker.daemon_log()
-                )));
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        let docker = Docker { daemon: Some(daemon), socket, client, dir };
+        let answered = crate::wait::poll("dockerd answers", Duration::from_secs(60), || async {
+            docker.run(&["version"]).map(|_| ())
+        })
+        .await;
+        match answered {
+            Ok(()) => Ok(docker),
+            Err(e) => Err(Unavailable(format!("{e:#}\n{}", docker.daemon_log()))),
         }
     }
 
@@ -181,20 +176,20 @@ impl Docker {
 
 impl Drop for Docker {
     fn drop(&mut self) {
-        // SIGTERM: the daemon stops its containers and unmounts their layers.
-        let pid = nix::unistd::Pid::from_raw(self.daemon.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut exited = false;
-        while Instant::now() < deadline && !exited {
-            exited = matches!(self.daemon.try_wait(), Ok(Some(_)));
-            if !exited {
-                std::thread::sleep(Duration::from_millis(100));
+        if let Some(mut daemon) = self.daemon.take() {
+            // SIGTERM: the daemon stops its containers and unmounts their layers. A thread
+            // waits for its exit; past 30 s it is killed.
+            let pid = nix::unistd::Pid::from_raw(daemon.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = daemon.wait();
+                let _ = tx.send(());
+            });
+            if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = rx.recv_timeout(Duration::from_secs(10));
             }
-        }
-        if !exited {
-            let _ = self.daemon.kill();
-            let _ = self.daemon.wait();
         }
         // The daemon leaves mounts behind (its network namespace's bind mount): unmount
         // everything under the directory, deepest first, so it can be removed.

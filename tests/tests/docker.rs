@@ -186,7 +186,7 @@ fn health(docker: &Docker, container: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compose_cluster_in_docker() {
-    let docker = match Docker::start() {
+    let docker = match Docker::start().await {
         Ok(d) => d,
         Err(why) if std::env::var_os("CI").is_some() => {
             panic!("Docker must run under CI: {}", why.0)

@@ -95,7 +95,9 @@ async fn rolling_restart_under_load_loses_nothing_and_stalls_no_send() {
         let load = Load::start(producer, TOPIC, "m", rate);
         let reader =
             tokio::spawn(consume(Client::connect(&bootstrap).await.unwrap(), stop.clone()));
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Two seconds' worth of acknowledged sends before the first broker goes.
+        let steady = rate as usize * 2;
+        load.wait_acked(steady, Duration::from_secs(60)).await.unwrap();
 
         let mut exits = BTreeMap::new();
         for id in cluster.ids() {
@@ -116,8 +118,9 @@ async fn rolling_restart_under_load_loses_nothing_and_stalls_no_send() {
             assert_eq!(whole.code, Some(0), "after broker {id}: {}{}", whole.stdout, whole.stderr);
         }
         // Leaderships move back to their preferred replicas after the restart: keep the load
-        // on through that too.
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // on through that too (three seconds' worth of acknowledged sends).
+        let after = load.acked() + rate as usize * 3;
+        load.wait_acked(after, Duration::from_secs(60)).await.unwrap();
         let sent = load.finish().await;
         stop.store(true, Ordering::Relaxed);
         let seen = reader.await.unwrap();
