@@ -286,16 +286,7 @@ mod tests {
     use crate::controller::state::BrokerRecord;
 
     fn broker(id: u64, draining: bool) -> BrokerRecord {
-        BrokerRecord {
-            id,
-            address: format!("h:{id}"),
-            rack: None,
-            incarnation: id,
-            batch_format: 2,
-            listeners: BTreeMap::new(),
-            controller_replica: id,
-            draining,
-        }
+        BrokerRecord { draining, ..BrokerRecord::for_tests(id) }
     }
 
     /// Brokers 1..=n registered (ids in `draining` draining), a topic `t` placed as given.

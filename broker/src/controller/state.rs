@@ -58,6 +58,21 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl BrokerRecord {
+    /// Broker `id` at `h:id`, incarnation and controller replica `id`, for unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(id: u64) -> BrokerRecord {
+        BrokerRecord {
+            id,
+            address: format!("h:{id}"),
+            rack: None,
+            incarnation: id,
+            batch_format: 2,
+            listeners: BTreeMap::new(),
+            controller_replica: id,
+            draining: false,
+        }
+    }
+
     /// Its address for a client of the named `listener` (`None`: the internal one); a broker
     /// without that listener is shown at its internal address.
     pub fn address_on(&self, listener: Option<&str>) -> &str {
@@ -576,19 +591,7 @@ mod tests {
     use super::*;
 
     fn broker(id: u64) -> Command {
-        Command::RegisterBroker {
-            broker: BrokerRecord {
-                id,
-                address: format!("h:{id}"),
-                rack: None,
-                incarnation: id,
-                batch_format: 2,
-                listeners: BTreeMap::new(),
-                controller_replica: 0,
-                draining: false,
-            },
-            cluster_id: "c".into(),
-        }
+        Command::RegisterBroker { broker: BrokerRecord::for_tests(id), cluster_id: "c".into() }
     }
 
     #[test]
@@ -758,16 +761,7 @@ mod tests {
         assert_eq!(s.topics["t"].partitions, before, "the same disk changes nothing");
 
         let wiped = Command::RegisterBroker {
-            broker: BrokerRecord {
-                id: 2,
-                address: "h:2".into(),
-                rack: None,
-                incarnation: 77,
-                batch_format: 2,
-                listeners: BTreeMap::new(),
-                controller_replica: 0,
-                draining: false,
-            },
+            broker: BrokerRecord { incarnation: 77, ..BrokerRecord::for_tests(2) },
             cluster_id: "c".into(),
         };
         s.apply(s.version + 1, wiped);
